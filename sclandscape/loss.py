@@ -1,0 +1,231 @@
+r"""The supervised contrastive (SC) loss on unconstrained features (SPEC §1).
+
+For embeddings ``H`` of shape ``(n, d)`` (one row per sample), labels ``y`` and
+temperature ``tau``, with ``G = H H^T`` and ``P(i) = {j != i : y_j = y_i}``::
+
+    L(H) = sum_i [ LSE_{l != i}(G_il / tau) - 1/(n_{y_i} - 1) sum_{j in P(i)} G_ij / tau ]
+
+This is Khosla et al.'s ``L_out`` summed over anchors, anchor excluded from
+the denominator, positives averaged outside the log. ``reduction="mean"``
+divides by ``n`` (the SupCon reference code with one view per sample and
+``base_temperature == temperature``).
+
+The loss depends on ``G`` through its off-diagonal entries only and is convex
+in them (``sc_loss_gram``). Its gradient is ``dL/dG_il = (P_il - Y+_il)/tau``
+with ``P`` the masked row softmax and ``Y+_il = 1[l in P(i)]/(n_{y_i} - 1)``;
+``F = (A + A^T)/2`` of that matrix is ``sc_gram_gradient`` and
+``grad_H L = 2 F H``.
+
+All functions act on a single configuration; batch them with ``jax.vmap``.
+Dtype follows the input (float32 or float64); nothing here enables x64.
+
+Reference: P. Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020;
+H. Behnia and C. Thrampoulidis, ISIT 2024.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sclandscape import problems
+
+_REDUCTIONS = ("sum", "mean")
+
+
+def masked_logsumexp(x, mask, axis=-1):
+    """``log sum_{mask} exp(x)`` along ``axis``, NaN-safe in value and gradient.
+
+    Entries outside ``mask`` never enter the computation (not even as
+    ``exp(-inf)``), so masked-out infinities or NaNs cannot leak into the
+    gradient. A row with an empty mask returns ``-inf`` with zero gradient.
+    """
+    x_max = jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True)
+    x_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(x_max), x_max, 0.0))
+    shifted = jnp.where(mask, x - x_max, 0.0)
+    total = jnp.sum(jnp.where(mask, jnp.exp(shifted), 0.0), axis=axis)
+    empty = ~jnp.any(mask, axis=axis)
+    out = jnp.squeeze(x_max, axis) + jnp.log(jnp.where(empty, 1.0, total))
+    return jnp.where(empty, -jnp.inf, out)
+
+
+def anchor_losses(G, labels, tau, valid=None):
+    """Per-anchor SC terms ``(n,)`` from a Gram matrix ``G`` ``(n, n)``.
+
+    ``valid`` (bool ``(n,)``, default all true) restricts the loss to a subset
+    of samples (a mini-batch padded to a fixed size). An anchor whose class has
+    no other valid member has no positive and contributes 0 (the SupCon
+    reference code's convention); with every class of size >= 2 and all
+    samples valid this never happens.
+    """
+    n = G.shape[0]
+    if valid is None:
+        valid = jnp.ones((n,), dtype=bool)
+    pair = valid[:, None] & valid[None, :] & ~jnp.eye(n, dtype=bool)
+    positive = pair & (labels[:, None] == labels[None, :])
+    logits = G / tau
+    n_pos = jnp.sum(positive, axis=1)
+    lse = masked_logsumexp(logits, pair, axis=1)
+    pos_mean = jnp.sum(jnp.where(positive, logits, 0.0), axis=1) / jnp.maximum(n_pos, 1)
+    has_pos = valid & (n_pos > 0)
+    return jnp.where(has_pos, jnp.where(has_pos, lse, 0.0) - pos_mean, 0.0)
+
+
+def _reduce(terms, reduction, n):
+    total = jnp.sum(terms)
+    return total / n if reduction == "mean" else total
+
+
+def _is_traced(*xs) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _check_inputs(H, labels, tau, reduction, *, gram=False):
+    """Shape and value checks on concrete inputs (skipped for traced values)."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    shape = np.shape(H)
+    what = "G" if gram else "H"
+    if gram:
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"G must be a square (n, n) matrix, got shape {shape}")
+    elif len(shape) != 2:
+        raise ValueError(f"H must have shape (n, d), got shape {shape}")
+    elif shape[1] < 1:
+        raise ValueError(f"embedding dimension d must be >= 1, got H of shape {shape}")
+    if np.ndim(labels) != 1 or np.shape(labels)[0] != shape[0]:
+        raise ValueError(
+            f"labels of shape {np.shape(labels)} do not match {what} of shape {shape} "
+            "(need one label per row)"
+        )
+    if not _is_traced(labels):
+        problems.check_labels(labels)
+    if not _is_traced(tau):
+        problems.check_tau(tau)
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _sc_loss_gram(G, labels, tau, reduction):
+    return _reduce(anchor_losses(G, labels, tau), reduction, G.shape[0])
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _sc_loss(H, labels, tau, reduction):
+    return _reduce(anchor_losses(H @ H.T, labels, tau), reduction, H.shape[0])
+
+
+def sc_loss_gram(G, labels, tau, reduction: str = "sum"):
+    """SC loss as the convex function ``f(G)`` of the off-diagonal Gram entries.
+
+    Args:
+      G: ``(n, n)`` Gram matrix (its diagonal is ignored).
+      labels: ``(n,)`` non-negative integer labels, every class of size >= 2.
+      tau: temperature ``> 0``.
+      reduction: ``"sum"`` over anchors (the project's convention) or ``"mean"``.
+    """
+    _check_inputs(G, labels, tau, reduction, gram=True)
+    return _sc_loss_gram(G, jnp.asarray(labels), tau, reduction)
+
+
+def sc_loss(H, labels, tau, reduction: str = "sum"):
+    """SC loss ``L(H)`` of SPEC §1 for one configuration ``H`` ``(n, d)``.
+
+    ``L(H) = sum_i [LSE_{l != i}(h_i.h_l/tau) - mean_{j in P(i)} h_i.h_j/tau]``;
+    ``reduction="mean"`` divides by ``n``. Unit-norm rows are the feasible set
+    but are not enforced here, so the function is also usable off-manifold.
+    jit- and vmap-safe; dtype follows ``H``.
+    """
+    _check_inputs(H, labels, tau, reduction)
+    return _sc_loss(H, jnp.asarray(labels), tau, reduction)
+
+
+@jax.jit
+def _sc_gram_gradient(G, labels, tau):
+    A = jax.grad(lambda g: jnp.sum(anchor_losses(g, labels, tau)))(G)
+    return 0.5 * (A + A.T)
+
+
+def sc_gram_gradient(G, labels, tau):
+    """``F = (A + A^T)/2`` with ``A_il = (P_il - Y+_il)/tau``: the symmetric gradient of ``f(G)``.
+
+    ``F`` has a zero diagonal (``f`` does not depend on ``G_ii``); the
+    Euclidean gradient of ``L(H)`` is ``2 F H`` (sum reduction).
+    """
+    _check_inputs(G, labels, tau, "sum", gram=True)
+    return _sc_gram_gradient(G, jnp.asarray(labels), tau)
+
+
+# --------------------------------------------------------------------------
+# Mini-batch SC
+
+
+def make_batches(labels, batch_size: int, seed: int = 0, bind: bool = False) -> np.ndarray:
+    """A random batching of the samples, optionally with batch binding.
+
+    Samples are shuffled and split into batches of ``batch_size`` (the last
+    one may be shorter). With ``bind=True`` the first sample of every class is
+    held out and appended to every batch (batch binding), so every class is
+    present in every batch. Returns an int array ``(n_batches, width)``
+    padded with ``-1``.
+    """
+    labels = problems.check_labels(labels)
+    if int(batch_size) != batch_size or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
+    rng = np.random.default_rng(seed)
+    index = np.arange(labels.size)
+    bound = np.array([index[labels == c][0] for c in np.unique(labels)]) if bind else np.array([], int)
+    rest = rng.permutation(np.setdiff1d(index, bound))
+    chunks = [rest[i : i + batch_size] for i in range(0, rest.size, batch_size)]
+    width = max(len(c) for c in chunks) + bound.size
+    out = np.full((len(chunks), width), -1, dtype=np.int64)
+    for b, chunk in enumerate(chunks):
+        row = np.concatenate([chunk, bound])
+        out[b, : row.size] = row
+    return out
+
+
+def _check_batches(batches, n) -> np.ndarray:
+    arr = np.asarray(batches)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.dtype.kind not in "iu":
+        raise ValueError(f"batches must be a 2-d integer array (n_batches, width), got shape {arr.shape}")
+    if np.any(arr < -1) or np.any(arr >= n):
+        raise ValueError(f"batch indices must lie in [0, {n}) (or -1 for padding)")
+    for b, row in enumerate(arr):
+        kept = row[row >= 0]
+        if np.unique(kept).size != kept.size:
+            raise ValueError(f"batch {b} repeats a sample index")
+    return arr
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _sc_loss_minibatch(H, labels, tau, batches, reduction):
+    def one_batch(index):
+        valid = index >= 0
+        safe = jnp.where(valid, index, 0)
+        h = H[safe]
+        terms = anchor_losses(h @ h.T, labels[safe], tau, valid)
+        size = jnp.sum(valid)
+        return jnp.sum(terms) / size if reduction == "mean" else jnp.sum(terms)
+
+    return jnp.sum(jax.vmap(one_batch)(batches))
+
+
+def sc_loss_minibatch(H, labels, tau, batches, reduction: str = "sum"):
+    """Mini-batch SC loss: the sum over batches of the SC loss restricted to each batch.
+
+    Args:
+      H: ``(n, d)`` embeddings.
+      labels: ``(n,)`` labels.
+      tau: temperature.
+      batches: int array ``(n_batches, width)`` of sample indices, ``-1`` as
+        padding (see ``make_batches``). Within a batch an anchor whose class
+        has no other member contributes 0.
+      reduction: applied within each batch (``"mean"`` divides by its size).
+    """
+    _check_inputs(H, labels, tau, reduction)
+    if not _is_traced(batches):
+        batches = _check_batches(batches, np.shape(H)[0])
+    return _sc_loss_minibatch(H, jnp.asarray(labels), tau, jnp.asarray(batches), reduction)

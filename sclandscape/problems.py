@@ -1,0 +1,163 @@
+"""Label distributions, problem definitions and input validation.
+
+A problem is the data of SPEC §1: class counts ``n_c >= 2`` (samples sorted by
+class, so ``labels = [0]*n_0 + [1]*n_1 + ...``), the embedding dimension ``d``,
+the temperature ``tau`` and the feasible set (unit sphere per row, or the
+non-negative part of it for UFM+). Problems are frozen dataclasses so they can
+be static ``jit`` arguments and are written as JSON beside every result.
+
+Every check raises ``ValueError`` with a one-line message naming the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def check_tau(tau) -> float:
+    """Return ``tau`` as a float, or raise if it is not a positive finite number."""
+    try:
+        value = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a positive finite number, got {tau!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"tau must be a positive finite number, got {tau!r}")
+    return value
+
+
+def check_dim(dim) -> int:
+    """Return the embedding dimension as an int, or raise if it is not >= 1."""
+    if isinstance(dim, bool) or not float(dim).is_integer() or int(dim) < 1:
+        raise ValueError(f"embedding dimension d must be an integer >= 1, got {dim!r}")
+    return int(dim)
+
+
+def check_counts(counts) -> tuple[int, ...]:
+    """Validate class counts: at least two classes, each with at least 2 samples."""
+    try:
+        values = [float(c) for c in counts]
+    except TypeError:
+        raise ValueError(f"counts must be a sequence of integers, got {counts!r}") from None
+    except ValueError:
+        raise ValueError(f"counts must be integers, got {counts!r}") from None
+    if len(values) < 2:
+        raise ValueError(f"need at least 2 classes, got counts {list(counts)!r}")
+    for c, v in enumerate(values):
+        if not math.isfinite(v) or not v.is_integer():
+            raise ValueError(f"class {c} has a non-integer count {counts[c]!r}")
+        if v < 2:
+            raise ValueError(
+                f"class {c} has {int(v)} sample(s); every class needs >= 2 (an anchor needs a positive)"
+            )
+    return tuple(int(v) for v in values)
+
+
+def check_labels(labels) -> np.ndarray:
+    """Validate a concrete label vector and return it as an ``int`` NumPy array.
+
+    Labels must be non-negative integers, and every class that occurs must
+    occur at least twice. Absent class indices are allowed (they do not enter
+    the loss).
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be a 1-d array, got shape {arr.shape}")
+    if arr.size < 2:
+        raise ValueError(f"need at least 2 samples, got {arr.size}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError("labels must be integers")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"labels must be integers, got dtype {arr.dtype}")
+    if np.any(arr < 0):
+        raise ValueError(f"labels must be non-negative, got min {arr.min()}")
+    arr = arr.astype(np.int64)
+    classes, counts = np.unique(arr, return_counts=True)
+    lonely = classes[counts < 2]
+    if lonely.size:
+        raise ValueError(
+            f"class {int(lonely[0])} has 1 sample; every class needs >= 2 (an anchor needs a positive)"
+        )
+    if classes.size < 2:
+        raise ValueError("need at least 2 classes")
+    return arr
+
+
+def labels_from_counts(counts: Sequence[int]) -> np.ndarray:
+    """Labels sorted by class: ``[0]*n_0 + [1]*n_1 + ...``."""
+    counts = check_counts(counts)
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def counts_from_labels(labels) -> tuple[int, ...]:
+    """Counts of classes ``0..max(labels)`` (absent classes are dropped)."""
+    arr = check_labels(labels)
+    return tuple(int(c) for c in np.bincount(arr) if c > 0)
+
+
+def balanced_counts(k: int, m: int) -> tuple[int, ...]:
+    """``k`` classes of ``m`` samples each."""
+    if int(k) != k or k < 2:
+        raise ValueError(f"need an integer number of classes k >= 2, got {k!r}")
+    return check_counts([m] * int(k))
+
+
+def step_counts(k_maj: int, k_min: int, n_min: int, R) -> tuple[int, ...]:
+    """STEP imbalance: ``k_maj`` classes of ``R*n_min`` samples then ``k_min`` of ``n_min``."""
+    for name, v in (("k_maj", k_maj), ("k_min", k_min)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    n_maj = float(R) * n_min
+    if not math.isfinite(n_maj) or float(R) < 1 or not n_maj.is_integer():
+        raise ValueError(f"R must be >= 1 with R*n_min an integer, got R={R!r}, n_min={n_min!r}")
+    return check_counts([int(n_maj)] * int(k_maj) + [n_min] * int(k_min))
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One SC landscape: class counts, embedding dimension, temperature, feasible set.
+
+    ``nonneg=True`` selects UFM+ (rows on the unit sphere and ``H >= 0``).
+    """
+
+    counts: tuple[int, ...]
+    dim: int
+    tau: float
+    nonneg: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "counts", check_counts(self.counts))
+        object.__setattr__(self, "dim", check_dim(self.dim))
+        object.__setattr__(self, "tau", check_tau(self.tau))
+        object.__setattr__(self, "nonneg", bool(self.nonneg))
+
+    @classmethod
+    def balanced(cls, k: int, m: int, dim: int, tau: float, nonneg: bool = False) -> Problem:
+        return cls(balanced_counts(k, m), dim, tau, nonneg)
+
+    @classmethod
+    def step(cls, k_maj, k_min, n_min, R, dim, tau, nonneg: bool = False) -> Problem:
+        return cls(step_counts(k_maj, k_min, n_min, R), dim, tau, nonneg)
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def k(self) -> int:
+        return len(self.counts)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return labels_from_counts(self.counts)
+
+    def to_json(self) -> dict:
+        return {"counts": list(self.counts), "dim": self.dim, "tau": self.tau, "nonneg": self.nonneg}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Problem:
+        return cls(tuple(data["counts"]), data["dim"], data["tau"], data.get("nonneg", False))
