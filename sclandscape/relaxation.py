@@ -15,7 +15,11 @@ from sclandscape import problems
 
 
 def solve_full_relaxation(labels, tau, solver: str = "CLARABEL", **solver_options):
-    """Return ``(value, G)`` of the ``n x n`` relaxation solved by CVXPY with ``solver``."""
+    """Return ``(value, G, solve_time_s)`` of the ``n x n`` relaxation solved by CVXPY.
+
+    ``solve_time_s`` is the solver's own time as CVXPY reports it (without
+    CVXPY's canonicalisation of the problem).
+    """
     try:
         import cvxpy as cp
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -33,4 +37,4 @@ def solve_full_relaxation(labels, tau, solver: str = "CLARABEL", **solver_option
     problem.solve(solver=solver, **solver_options)
     if problem.status not in ("optimal", "optimal_inaccurate"):
         raise RuntimeError(f"CVXPY ({solver}) ended with status {problem.status}")
-    return float(problem.value), np.asarray(G.value)
+    return float(problem.value), np.asarray(G.value), problem.solver_stats.solve_time

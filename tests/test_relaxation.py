@@ -13,7 +13,7 @@ from sclandscape.relaxation import solve_full_relaxation  # noqa: E402
 
 def _check(counts, tau, solver="CLARABEL"):
     labels = sc.labels_from_counts(counts)
-    value, G = solve_full_relaxation(labels, tau, solver=solver)
+    value, G, _ = solve_full_relaxation(labels, tau, solver=solver)
     opt = sc.global_optimum(counts, tau)
     assert value == pytest.approx(opt.loss, abs=1e-4 * max(1.0, abs(opt.loss)) / 10)
     # Fact 1 of SPEC §2: the relaxation's optimum is collapsed, G*_ij = 1 within a class.
