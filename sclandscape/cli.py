@@ -1,4 +1,4 @@
-"""Command line: ``sclandscape optimum | demo``.
+"""Command line: ``sclandscape scan | optimum | demo``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Entry points enable float64 (the library never does on import).
@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 
-from sclandscape import optimum, problems
+from sclandscape import optimum, problems, results, scan
 
 
 class _UsageError(Exception):
@@ -76,6 +77,64 @@ def _cmd_optimum(args) -> int:
     return 0
 
 
+def _progress(quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+    first = []
+
+    def report(done, total):
+        if not first:
+            first.append(done)
+        elapsed = time.monotonic() - start
+        rate = (done - first[0]) / elapsed if elapsed > 0 else 0.0
+        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+        bar = "#" * int(30 * done / total)
+        end = "\n" if done >= total else ""
+        print(f"\r[{bar:<30}] {done}/{total} runs, ETA {eta}   ", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def _settings(args) -> scan.ScanSettings:
+    return scan.ScanSettings(
+        tol=args.tol if args.tol is not None else (1e-9 if args.x64 else 1e-5),
+        max_steps=args.max_steps,
+        x64=args.x64,
+        slots=args.slots,
+    )
+
+
+def _print_summary(summary: dict, out: str) -> None:
+    c = summary["counts"]
+    print(
+        f"{summary['n_inits']} runs, L* = {summary['global_loss']:.6f}: "
+        + ", ".join(f"{k} {v}" for k, v in c.items())
+    )
+    for m in summary["distinct_minima"][:10]:
+        flag = "certified global" if m["certified_global"] else "NOT certified (spurious)"
+        print(f"  minimum at L = {m['loss']:.6f} (gap {m['gap']:.2e}): {m['count']} runs, {flag}")
+    print(f"results in {out}")
+
+
+def _cmd_scan(args) -> int:
+    problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
+    if not args.inits >= 1:
+        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    summary = results.run_scan(
+        problem,
+        args.inits,
+        args.seed,
+        _settings(args),
+        args.out,
+        resume=args.resume,
+        keep_embeddings=args.save_embeddings,
+        progress=_progress(args.quiet),
+    )
+    _print_summary(summary, args.out)
+    return 0
+
+
 DEMO_CASES = (
     # (title, counts, dim, tau): the benign landscape, and d < k - 1 where spurious minima appear.
     ("balanced, d >= k-1 (benign)", problems.balanced_counts(4, 5), 3, 1.0),
@@ -84,24 +143,22 @@ DEMO_CASES = (
 
 
 def _cmd_demo(args) -> int:
-    from sclandscape import loss
+    import os
 
-    print("sclandscape demo: global optima of the demo problems (convex relaxation, CLS)")
-    for title, counts, dim, tau in DEMO_CASES:
-        opt = optimum.global_optimum(counts, tau)
-        attained = dim >= opt.rank
-        line = (
-            f"- {title}: counts={list(counts)} d={dim} tau={tau}: L* = {opt.loss:.6f}, rank(M*) = {opt.rank}"
+    for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
+        out = os.path.join(args.out, f"case{i}")
+        print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
+        settings = scan.ScanSettings(tol=1e-9, x64=True, slots=64)
+        summary = results.run_scan(
+            problems.Problem(counts, dim, tau),
+            args.inits,
+            0,
+            settings,
+            out,
+            resume=True,
+            progress=_progress(args.quiet),
         )
-        if attained:
-            H = opt.embedding(dim)
-            lam, gap = optimum.certificate(H, opt.labels, tau)
-            value = float(loss.sc_loss(H, opt.labels, tau))
-            line += f"; attained by H* (L = {value:.6f}, certificate lambda_min = {float(lam):.1e})"
-        else:
-            line += f"; not attainable with d={dim} < rank(M*): the landscape may hold spurious minima"
-        print(line)
-    print("The batched landscape scan and its figures are not part of this release yet.")
+        _print_summary(summary, out)
     return 0
 
 
@@ -112,7 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_arguments(p)
     p.add_argument("--json", action="store_true", help="print the optimum as JSON")
     p.set_defaults(func=_cmd_optimum)
-    p = sub.add_parser("demo", help="run the default demonstration")
+    p = sub.add_parser("scan", help="batched landscape scan from random initialisations")
+    _add_problem_arguments(p)
+    p.add_argument("--dim", type=int, required=True, help="embedding dimension d")
+    p.add_argument("--inits", type=int, default=1024, help="number of random initialisations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tol", type=float, help="Riemannian gradient tolerance (1e-5; 1e-9 with --x64)")
+    p.add_argument("--max-steps", type=int, default=5000, help="first-order steps per run")
+    p.add_argument("--slots", type=int, default=256, help="runs optimised concurrently")
+    p.add_argument("--x64", action="store_true", help="optimise in float64")
+    p.add_argument("--out", required=True, help="results folder (must be new or empty)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted scan in --out")
+    p.add_argument("--save-embeddings", action="store_true", help="store the final H of every run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_scan)
+    p = sub.add_parser("demo", help="run the default demonstration scans")
+    p.add_argument("--out", default="sclandscape-demo", help="results folder (default sclandscape-demo)")
+    p.add_argument("--inits", type=int, default=256)
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -124,7 +198,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except (_UsageError, ValueError) as err:
+    except (_UsageError, ValueError, OSError) as err:
         print(f"sclandscape: error: {err}", file=sys.stderr)
         return 2
 

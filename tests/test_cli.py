@@ -42,7 +42,9 @@ def test_bad_input_exit_2_one_line(args, needle):
     assert "Traceback" not in proc.stderr
 
 
-def test_demo_runs(capsys):
-    assert cli.main(["demo"]) == 0
+def test_demo_runs(capsys, tmp_path):
+    assert cli.main(["demo", "--inits", "8", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "41.473391" in out and "57.508222" in out
+    assert "L* = 41.473391" in out and "certified global" in out
+    assert "L* = 57.508222" in out and "NOT certified (spurious)" in out
+    assert (tmp_path / "case0" / "summary.json").exists() and (tmp_path / "case1" / "summary.json").exists()
