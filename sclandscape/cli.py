@@ -117,10 +117,42 @@ def _print_summary(summary: dict, out: str) -> None:
     print(f"results in {out}")
 
 
+def _join_processes(args) -> None:
+    """Join a scan shared by several processes (``jax.distributed``), if asked.
+
+    Must run before anything touches JAX devices. Beyond one agreement at the
+    start, the scan needs no collectives: each process shards its share of runs
+    over its own local devices and writes its own chunks (``results.run_scan``).
+    """
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in given):
+        return
+    if any(v is None for v in given):
+        raise ValueError("--coordinator, --num-processes and --process-id go together")
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id must be in 0..{args.num_processes - 1}, got {args.process_id}")
+    import jax
+
+    try:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    except RuntimeError as err:  # e.g. the coordinator port is taken (an absent peer aborts in JAX)
+        raise ValueError(f"cannot join {args.coordinator}: {str(err).strip().splitlines()[0]}") from None
+
+
 def _cmd_scan(args) -> int:
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
     if not args.inits >= 1:
         raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    _join_processes(args)
     summary = results.run_scan(
         problem,
         args.inits,
@@ -182,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan in --out")
     p.add_argument("--save-embeddings", action="store_true", help="store the final H of every run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="share the scan: jax.distributed coordinator")
+    p.add_argument("--num-processes", type=int, metavar="N", help="processes sharing the scan")
+    p.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     p.set_defaults(func=_cmd_scan)
     p = sub.add_parser("demo", help="run the default demonstration scans")
     p.add_argument("--out", default="sclandscape-demo", help="results folder (default sclandscape-demo)")

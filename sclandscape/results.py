@@ -4,6 +4,7 @@ Layout of ``DIR``::
 
     config.json            problem, settings, seed, n_inits, L* (written first)
     chunks/part-00000.npz  per-run records of a batch of finished runs
+                           (``part-p001-00000.npz``: written by process 1 of several)
     runs.npz               all per-run records sorted by run index (at the end)
     summary.json           SPEC §5 summary (at the end)
 
@@ -13,18 +14,27 @@ checksums, so a damaged chunk is detected when it is read and reported,
 never used. A run's result depends only on ``fold_in(key, run)``, so
 resuming recomputes exactly the runs that no chunk holds and ends with the
 per-run results of an uninterrupted scan.
+
+The same reason lets several processes (``jax.distributed`` on a pod slice or
+several GPU hosts, or independent jobs) share one scan without collectives:
+process ``p`` of ``P`` runs the indices ``i % P == p`` on its own local devices
+and writes its own chunks into ``DIR`` (a folder all of them see); when every
+run is on disk, process 0 writes ``runs.npz`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
+import time
 import zipfile
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from sclandscape import problems
 from sclandscape import scan as _scan
@@ -59,25 +69,99 @@ def write_npz(path: str, arrays: dict) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def read_npz(path: str) -> dict:
+def read_npz(path: str, keys=None) -> dict:
+    """The arrays of ``path`` (only ``keys`` when given: the waits read just ``run``)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            return {k: data[k] for k in (data.files if keys is None else keys)}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise ResultsError(
             f"corrupted result file {path}: {err}; delete it and rerun with --resume"
         ) from None
 
 
-def _config(problem, settings, seed, n_inits, keep_embeddings, global_loss) -> dict:
+def _config(problem, settings, seed, n_inits, keep_embeddings) -> dict:
+    """What makes two scans the same scan (``config.json`` adds ``global_loss``)."""
     return {
         "problem": problem.to_json(),
         "settings": settings.to_json(),
         "seed": int(seed),
         "n_inits": int(n_inits),
         "save_embeddings": bool(keep_embeddings),
-        "global_loss": global_loss,
     }
+
+
+def _read_config(out: str) -> dict:
+    """``out/config.json`` less ``global_loss``; raises ``OSError``/``ValueError``."""
+    with open(os.path.join(out, "config.json")) as f:
+        return {k: v for k, v in json.load(f).items() if k != "global_loss"}
+
+
+def _folder_error(out: str, config: dict, resume: bool) -> str | None:
+    """Why ``out`` cannot take this scan, or ``None``; reads only."""
+    if not (os.path.isdir(out) and os.listdir(out)):
+        return None
+    if not resume:
+        return f"--out {out} exists and is not empty (use --resume to continue it)"
+    try:
+        on_disk = _read_config(out)
+    except (OSError, ValueError) as err:
+        return f"cannot resume {out}: unreadable config.json ({err})"
+    if on_disk != config:
+        return f"cannot resume {out}: its config.json differs from this scan's settings"
+    return None
+
+
+def _check_process(process) -> tuple[int, int]:
+    """``(p, P)``, checked; under ``jax.distributed`` it can only be this process's own."""
+    own = (jax.process_index(), jax.process_count())
+    if process is None:
+        return own
+    try:
+        p, count = (int(v) for v in process)
+    except (TypeError, ValueError):
+        p, count = -1, 0
+    if not 0 <= p < count:
+        raise ValueError(f"process must be (index, count) with 0 <= index < count, got {process!r}")
+    if own[1] > 1 and (p, count) != own:
+        raise ValueError(f"under jax.distributed process must be {own}, got {process!r}")
+    return p, count
+
+
+def _agree(error: str | None, config: dict, out: str) -> str | None:
+    """Process 0's verdict on ``out``, on every process, and a check that all run one scan.
+
+    One collective (all processes of ``jax.distributed``), so that a refusal stops
+    every process at once instead of leaving the others waiting for runs that
+    never come, and processes started with different settings are refused
+    before any of them writes.
+    """
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).digest()[:12]
+    mine = np.concatenate([[int(error is not None)], np.frombuffer(digest, np.int32)]).astype(np.int32)
+    every = np.asarray(multihost_utils.process_allgather(mine))
+    if every[0, 0]:
+        return error or f"process 0 refused --out {out} (see its message)"
+    if np.any(every[:, 1:] != every[0, 1:]):
+        return f"the processes sharing --out {out} were started with different scan settings"
+    return None
+
+
+def _wait(what: str, ready, timeout: float, poll: float = 0.5):
+    """Poll ``ready()`` (a progress count, or ``True`` when done) until done.
+
+    Gives up with a ``ResultsError`` once ``timeout`` seconds pass without progress,
+    so a process that died elsewhere ends this one too (the folder stays resumable).
+    """
+    best, since = -1, time.monotonic()
+    while True:
+        state = ready()
+        if state is True:
+            return
+        if state > best:
+            best, since = state, time.monotonic()
+        elif time.monotonic() - since > timeout:
+            raise ResultsError(f"gave up after {timeout:.0f} s waiting for {what}; rerun with --resume")
+        time.sleep(poll)
 
 
 def _chunk_paths(out: str) -> list[str]:
@@ -87,6 +171,24 @@ def _chunk_paths(out: str) -> list[str]:
     return sorted(
         os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("part-") and f.endswith(".npz")
     )
+
+
+def _next_seq(out: str, prefix: str) -> int:
+    """One past the highest ``prefix{seq}.npz`` chunk: a deleted chunk leaves a gap, never a clash."""
+    names = (os.path.basename(p)[len(prefix) : -len(".npz")] for p in _chunk_paths(out))
+    return max((int(n) for n in names if n.isdigit()), default=-1) + 1
+
+
+def _runs_present(out: str, n_inits: int, seen: dict) -> int | bool:
+    """How many of the runs ``0..n_inits-1`` the chunks hold (``True``: all); ``seen`` caches."""
+    if os.path.exists(os.path.join(out, "runs.npz")):
+        return True
+    for path in _chunk_paths(out):
+        if path not in seen:
+            seen[path] = read_npz(path, keys=["run"])["run"]
+    held = np.unique(np.concatenate([np.arange(0), *seen.values()]))
+    count = int(np.sum((held >= 0) & (held < n_inits)))
+    return True if count == n_inits else count
 
 
 def load_runs(out: str) -> dict:
@@ -112,58 +214,77 @@ def run_scan(
     resume: bool = False,
     keep_embeddings: bool = False,
     progress=None,
+    process: tuple[int, int] | None = None,
+    wait_timeout: float = 3600.0,
 ) -> dict:
     """Run (or resume) a scan into the folder ``out`` and return its summary.
 
     Refuses (``ResultsError``, nothing touched) an existing non-empty ``out``
     without ``resume``, and a ``resume`` whose config differs from the one on disk.
-    ``progress(done, total)`` is called as runs finish.
+    ``progress(done, total)`` is called as this process's runs finish.
+
+    ``process = (p, P)`` (default ``(jax.process_index(), jax.process_count())``)
+    shares the scan among ``P`` processes: this one runs the indices ``i % P == p``
+    and, once the chunks hold every run, all return the summary and process 0
+    writes ``runs.npz`` and ``summary.json``. Only process 0 judges ``out`` (the
+    others would see the folder it creates): under ``jax.distributed`` its verdict
+    reaches all processes through one collective; otherwise the others wait for
+    its ``config.json`` and require it to match. A wait with no progress for
+    ``wait_timeout`` seconds raises ``ResultsError``.
     """
     if int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
-    exists = os.path.isdir(out) and os.listdir(out)
+    p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
-    if exists and not resume:
-        raise ResultsError(f"--out {out} exists and is not empty (use --resume to continue it)")
+    config = _config(problem, settings, seed, n_inits, keep_embeddings)
+    error = _folder_error(out, config, resume) if p == 0 else None
+    if count > 1 and jax.process_count() > 1:
+        error = _agree(error, config, out)
+    if error:
+        raise ResultsError(error)
     key = jax.random.key(seed)
     scanner = _scan.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
-    config = _config(problem, settings, seed, n_inits, keep_embeddings, scanner.optimum.loss)
     config_path = os.path.join(out, "config.json")
-    if exists:
+    if p == 0:
+        os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
+        write_json(config_path, {**config, "global_loss": scanner.optimum.loss})
+        write_json(os.path.join(out, "optimum.json"), scanner.optimum.to_json())
+    elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
+        _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
         try:
-            with open(config_path) as f:
-                on_disk = json.load(f)
+            on_disk = _read_config(out)
         except (OSError, ValueError) as err:
-            raise ResultsError(f"cannot resume {out}: unreadable config.json ({err})") from None
-        if {k: v for k, v in on_disk.items() if k != "global_loss"} != {
-            k: v for k, v in config.items() if k != "global_loss"
-        }:
-            raise ResultsError(f"cannot resume {out}: its config.json differs from this scan's settings")
+            raise ResultsError(f"cannot use {out}: unreadable config.json ({err})") from None
+        if on_disk != config:
+            raise ResultsError(f"cannot join {out}: its config.json differs from this scan's settings")
     os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
-    write_json(config_path, config)
-    write_json(os.path.join(out, "optimum.json"), scanner.optimum.to_json())
 
-    done = load_runs(out).get("run", np.array([], np.int64))
-    done_set = set(done.tolist())
-    todo = [i for i in range(int(n_inits)) if i not in done_set]
-    seq = len(_chunk_paths(out))
-    finished = len(done_set)
+    done = set(load_runs(out).get("run", np.array([], np.int64)).tolist())
+    share = range(p, int(n_inits), count)
+    todo = [i for i in share if i not in done]
+    prefix = "part-" if count == 1 else f"part-p{p:03d}-"
+    seq = _next_seq(out, prefix)
+    finished = len(share) - len(todo)
     if progress:
-        progress(finished, n_inits)
+        progress(finished, len(share))
     for part in scanner.results(todo):
-        write_npz(os.path.join(out, "chunks", f"part-{seq:05d}.npz"), part)
+        write_npz(os.path.join(out, "chunks", f"{prefix}{seq:05d}.npz"), part)
         seq += 1
         finished += part["run"].size
         if progress:
-            progress(finished, n_inits)
+            progress(finished, len(share))
+    if count > 1:
+        seen: dict = {}
+        _wait(f"the other processes' runs in {out}", lambda: _runs_present(out, n_inits, seen), wait_timeout)
     runs = load_runs(out)
     if not np.array_equal(runs["run"], np.arange(n_inits)):
         raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
     runs["kind"] = _scan.classify_records(runs, scanner.optimum.loss, settings)
-    write_npz(os.path.join(out, "runs.npz"), runs)
     summary = _scan.summarize(runs, scanner.optimum.loss, settings)
     summary["global_rank"] = scanner.optimum.rank
     summary["problem"] = problem.to_json()
-    write_json(os.path.join(out, "summary.json"), summary)
+    if p == 0:
+        write_npz(os.path.join(out, "runs.npz"), runs)
+        write_json(os.path.join(out, "summary.json"), summary)
     return summary
