@@ -83,7 +83,7 @@ def bench_pymanopt(problem, runs):
     }
 
 
-def bench_torch(problem, inits, max_steps=2000):
+def bench_torch(problem, inits, max_steps=2000, time_limit=150.0):
     import torch
 
     torch.manual_seed(0)
@@ -106,6 +106,8 @@ def bench_torch(problem, inits, max_steps=2000):
     active = torch.ones(inits, dtype=torch.bool)
     t0 = time.perf_counter()
     for _ in range(max_steps):
+        if time.perf_counter() - t0 > time_limit:  # converged runs per second so far
+            break
         H.requires_grad_(True)
         L = losses(H)
         (g,) = torch.autograd.grad(L.sum(), H)
@@ -193,6 +195,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inits", type=int, default=1024)
     parser.add_argument("--pymanopt-runs", type=int, default=5)
+    parser.add_argument("--torch-inits", type=int, default=1024)
+    parser.add_argument("--problems", default="A,B")
     parser.add_argument("--memory-inits", default="1000,10000")
     parser.add_argument("--out", default="benchmarks/results/scan.json")
     args = parser.parse_args()
@@ -206,12 +210,13 @@ def main():
         "tol": TOL,
         "problems": {},
     }
-    for name, (counts, d, tau) in PROBLEMS.items():
+    for name in args.problems.split(","):
+        counts, d, tau = PROBLEMS[name]
         problem = sc.Problem(counts, d, tau)
         row = {"counts": list(counts), "dim": d, "tau": tau}
         row["sclandscape"] = bench_sclandscape(problem, args.inits)
         print(name, "sclandscape", row["sclandscape"], flush=True)
-        row["torch"] = bench_torch(problem, args.inits)
+        row["torch"] = bench_torch(problem, args.torch_inits)
         print(name, "torch", row["torch"], flush=True)
         row["pymanopt"] = bench_pymanopt(problem, args.pymanopt_runs)
         print(name, "pymanopt", row["pymanopt"], flush=True)
