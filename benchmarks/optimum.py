@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 import jax
@@ -30,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import optimum  # noqa: E402
+from sclandscape import optimum, results  # noqa: E402
 from sclandscape.relaxation import solve_full_relaxation  # noqa: E402
 
 
@@ -116,10 +115,7 @@ def cvx_rows(repeats):
 
 def write_atomic(path, data):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    results.write_json(path, data)
 
 
 def main():

@@ -17,13 +17,11 @@ of initialisations. Results are written atomically to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
@@ -34,7 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import scan  # noqa: E402
+from sclandscape import results, scan  # noqa: E402
 
 PROBLEMS = {"A": ((10,) * 10, 16, 0.1), "B": ((5,) * 4, 8, 0.5)}
 TOL = 1e-5
@@ -185,10 +183,7 @@ def peak_memory(inits):
 
 def write_atomic(path, data):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    results.write_json(path, data)
 
 
 def main():
