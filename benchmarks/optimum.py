@@ -113,11 +113,6 @@ def cvx_rows(repeats):
     return rows
 
 
-def write_atomic(path, data):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    results.write_json(path, data)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -133,7 +128,7 @@ def main():
         "cls": cls_rows(args.repeats),
         "cvxpy": cvx_rows(args.repeats),
     }
-    write_atomic(args.out, data)
+    results.write_json(args.out, data)
     print(
         "\n| n | CLS warm (s) | Clarabel wall (s) | ratio | SCS wall (s) | ratio "
         "| KKT CLS | KKT Clarabel | KKT SCS |"

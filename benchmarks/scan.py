@@ -181,11 +181,6 @@ def peak_memory(inits):
     }
 
 
-def write_atomic(path, data):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    results.write_json(path, data)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inits", type=int, default=1024)
@@ -223,7 +218,7 @@ def main():
         data["problems"][name] = row
     data["memory"] = [peak_memory(int(m)) for m in args.memory_inits.split(",")]
     print("memory", data["memory"], flush=True)
-    write_atomic(args.out, data)
+    results.write_json(args.out, data)
 
 
 if __name__ == "__main__":

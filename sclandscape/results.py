@@ -45,7 +45,9 @@ class ResultsError(ValueError):
 
 
 def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder (created if missing)."""
     folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
