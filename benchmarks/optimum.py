@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 
@@ -27,6 +25,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
 from sclandscape import optimum, results  # noqa: E402
@@ -119,12 +118,7 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/optimum.json")
     args = parser.parse_args()
     data = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
-        },
+        "machine": machine_info(),
         "cls": cls_rows(args.repeats),
         "cvxpy": cvx_rows(args.repeats),
     }

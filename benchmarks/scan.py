@@ -17,8 +17,6 @@ of initialisations. Results are written atomically to a JSON file.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
 from sclandscape import results, scan  # noqa: E402
@@ -191,12 +190,7 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/scan.json")
     args = parser.parse_args()
     data = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
-        },
+        "machine": machine_info(),
         "tol": TOL,
         "problems": {},
     }
