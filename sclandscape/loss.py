@@ -158,6 +158,27 @@ def sc_gram_gradient(G, labels, tau):
     return _sc_gram_gradient(G, jnp.asarray(labels), tau)
 
 
+def row_hessian_blocks(H, tau):
+    r"""The ``(n, d, d)`` diagonal blocks ``d^2 L / dh_i^2`` of the Euclidean Hessian of ``L(H)``.
+
+    The positive terms are linear in ``G`` and contribute nothing; anchor
+    ``i``'s log-sum-exp contributes the covariance of its contrasts under
+    ``P_i``, and every other anchor ``a`` the term ``P_ai (1 - P_ai) h_a h_a^T``::
+
+        B_i = (Cov_{l ~ P_i}(h_l) + sum_a P_ai (1 - P_ai) h_a h_a^T) / tau^2
+
+    Full batch, sum reduction, every anchor with a positive (labels do not
+    enter). ``O(n^2 d^2)``; the basis of the trust-region preconditioner.
+    """
+    n = H.shape[0]
+    logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, (H @ H.T) / tau)
+    P = jax.nn.softmax(logits, axis=1)
+    mean = P @ H
+    cov = jnp.einsum("il,ld,le->ide", P, H, H) - mean[:, :, None] * mean[:, None, :]
+    other = jnp.einsum("ai,ad,ae->ide", P * (1 - P), H, H)
+    return (cov + other) / tau**2
+
+
 # --------------------------------------------------------------------------
 # Mini-batch SC
 

@@ -18,7 +18,15 @@ One run is a pure function of ``(key, problem, settings)``:
    descent needed more than 5000 steps at ``tau = 0.02``.
 3. Second-order polish: once ``|grad| <= polish_from`` the run is finished by
    Riemannian trust regions with the exact Hessian (``manifold.trust_region``),
-   which converges quadratically to ``|grad| <= tol``.
+   which converges quadratically to ``|grad| <= tol``. The trust region is
+   measured in a block-Jacobi metric (``manifold.block_preconditioner`` on
+   ``loss.row_hessian_blocks``): at small ``tau`` the within-class geometry is
+   stiff while the class-level motion is exponentially flat, a narrow curved
+   valley in which a round trust region crawls. Measured at ``tau = 0.02``
+   (10 classes of 10, ``d = 16``, 16 runs from ``|grad| <= 1e-3``): all reach
+   ``1e-5`` in a median of 34 iterations (115 inner), against 1 of 16 within
+   200 iterations with the row scaling. ``1e-9`` is not reached there: the
+   landscape is flat to float64 precision near the collapsed optimum.
 
 Each run ends with a ``Status`` (converged, max steps, non-finite, stalled),
 carried as data. Thousands of runs are a ``vmap`` of this, iterated in fixed
@@ -70,7 +78,7 @@ class ScanSettings:
     max_steps: int = 5000
     polish: bool = True
     polish_from: float = 1e-3
-    polish_iters: int = 100
+    polish_iters: int = 200
     chunk_steps: int = 25
     slots: int = 256
     x64: bool = False
@@ -167,7 +175,11 @@ def polish(H, labels, tau, settings: ScanSettings) -> manifold.TrustRegionResult
     """Riemannian trust regions from ``H`` to ``|grad| <= tol``."""
     cost = lambda X: jnp.sum(_loss.anchor_losses(X @ X.T, labels, tau))  # noqa: E731
     tr = manifold.TrustRegionSettings(gtol=settings.tol, max_iter=settings.polish_iters, max_inner=2000)
-    return manifold.trust_region(cost, H, tr)
+    return manifold.trust_region(cost, H, tr, preconditioner=_sc_preconditioner(tau))
+
+
+def _sc_preconditioner(tau):
+    return lambda X, egrad: manifold.block_preconditioner(X, egrad, _loss.row_hessian_blocks(X, tau))
 
 
 def solve_one(H0, labels, tau, settings: ScanSettings):

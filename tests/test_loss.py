@@ -228,3 +228,13 @@ def test_masked_logsumexp_empty_rows_are_safe():
     assert float(out[1]) == -np.inf
     g = jax.grad(lambda v: jnp.sum(jnp.where(mask.any(1), loss_mod.masked_logsumexp(v, mask), 0.0)))(x)
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_row_hessian_blocks_are_the_diagonal_blocks_of_the_hessian():
+    labels = sc.labels_from_counts((3, 4, 2))
+    H = jnp.asarray(random_sphere(np.random.default_rng(3), 9, 4))
+    for tau in (0.3, 2.0):
+        loss = lambda X, t=tau: jnp.sum(loss_mod.anchor_losses(X @ X.T, jnp.asarray(labels), t))  # noqa: E731
+        full = jax.hessian(loss)(H)
+        diag = jnp.stack([full[i, :, i, :] for i in range(9)])
+        np.testing.assert_allclose(loss_mod.row_hessian_blocks(H, tau), diag, rtol=1e-10, atol=1e-12)
