@@ -1,0 +1,921 @@
+r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification (SPEC §3).
+
+For the sum-form SC loss ``L(H)`` of a single configuration ``H`` ``(n, d)``
+(unit rows), with Euclidean gradient ``egrad = 2 F H`` and row multipliers
+``mu_i = <egrad_i, h_i>``::
+
+    Hess L(H)[V] = Proj_H(nabla^2 L(H)[V]) - diag(mu) V,      <v_i, h_i> = 0,
+
+a symmetric operator on the tangent space of dimension ``N = n(d - 1)``.
+
+**Coordinates.** ``tangent_basis`` gives per row an orthonormal basis
+``U_i`` ``(d, d-1)`` of ``h_i^perp`` (the last ``d - 1`` columns of the
+Householder reflector that maps ``h_i`` to ``-+e_1``); the tangent basis is
+``B = blockdiag(U_1, ..., U_n)`` and coordinates ``c`` ``(n, d-1)`` map to
+``V = c -> (U_i c_i)_i``. ``riemannian_hessian`` is ``B^T Hess B`` with rows
+and columns ordered ``(i, k) -> i (d-1) + k``.
+
+**Dense path (closed form).** With ``s = 1/tau``, ``P`` the masked row
+softmax of ``s G`` (``P_ii = 0``), ``T_{il} = U_i^T h_l`` and
+``dx_il = s (c_i.T_il + c_l.T_li)`` the variation of the logit ``s G_il``::
+
+    c^T (B^T Hess B) c = 2 sum_il F_il <U_i c_i, U_l c_l> - sum_i mu_i |c_i|^2
+                         + sum_i [ sum_l P_il dx_il^2 - (sum_l P_il dx_il)^2 ]
+
+(the last bracket is the variance of the logit variations under anchor
+``i``'s softmax: the Hessian of the log-sum-exp). It is assembled with
+``O(n^2 d^3 + n N^2)`` work, one GEMM dominating, and checked in the tests
+against forward-over-reverse autodiff, finite differences (a Taylor-slope
+check) and NumPy.
+
+**Matrix-free path.** ``hvp`` is forward-over-reverse autodiff of the loss of
+``sclandscape.loss`` (linearised once per point), projected. ``lanczos`` runs
+a fixed number of Lanczos steps with full reorthogonalisation (classical
+Gram-Schmidt, twice) in ambient ``(n, d)`` coordinates, optionally deflating
+a given orthonormal set (the symmetry modes), restarting with a fresh random
+tangent vector whenever an invariant subspace is exhausted. Ritz values are
+Rayleigh quotients, so ``theta_1 >= lambda_1`` (a Ritz value ``< -tol``
+proves a negative eigenvalue) and ``#{theta < -tol}`` is a lower bound on the
+index. ``spectral_density`` is stochastic Lanczos quadrature (Ubaru, Chen &
+Saad, SIMAX 2017).
+
+**Symmetry zero modes.** ``L(H Q) = L(H)`` for ``Q in O(d)``, so at a critical
+point every ``V = H Omega`` (``Omega`` skew) is a zero mode. With the SVD
+``H = sum_p sigma_p u_p w_p^T`` an orthonormal basis of ``{H Omega}`` is
+``(sigma_p u_p w_q^T - sigma_q u_q w_p^T)/sqrt(sigma_p^2 + sigma_q^2)`` for
+``p < q`` with ``sigma_p > 0``: ``d(d-1)/2 - (d-r)(d-r-1)/2`` vectors at rank
+``r``. More zero eigenvalues than that is a genuine degeneracy.
+
+**Precision.** Everything follows the input dtype; nothing here enables x64.
+``classify`` re-evaluates in float64 by default, which needs x64 enabled
+(``jax.config.update("jax_enable_x64", True)`` or ``with jax.enable_x64(True)``);
+it raises ``ValueError`` otherwise. Single-instance functions are pure and
+jit/vmap-safe; the public entry points accept ``(n, d)`` or ``(runs, n, d)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sclandscape import loss as _loss
+from sclandscape import manifold, optimum, problems
+
+#: Above this tangent dimension ``n (d - 1)`` ``classify`` uses Lanczos instead of the dense path.
+DENSE_MAX_DIM = 3000
+
+
+# --------------------------------------------------------------------------
+# Input checks
+
+
+def _cost(H, labels, tau):
+    """Sum-form SC loss from ``sclandscape.loss.anchor_losses`` on ``H H^T``."""
+    return jnp.sum(_loss.anchor_losses(H @ H.T, labels, tau))
+
+
+def _x64_enabled() -> bool:
+    return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.dtype("float64")
+
+
+def _check(H, labels=None, tau=None) -> tuple[int, ...]:
+    """Validate ``H`` ``(n, d)`` or ``(runs, n, d)``, ``d >= 2`` (and labels, ``tau``); return its shape."""
+    shape = tuple(np.shape(H))
+    if len(shape) not in (2, 3):
+        raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
+    if shape[-1] < 2:
+        raise ValueError(f"the tangent space of OB(n, d) is empty for d = {shape[-1]}; need d >= 2")
+    if len(shape) == 3 and shape[0] < 1:
+        raise ValueError(f"H has an empty runs axis, shape {shape}")
+    if not _loss._is_traced(H):
+        arr = np.asarray(H)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"H must be a floating-point array, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("H contains non-finite values")
+        if np.any(np.linalg.norm(arr, axis=-1) == 0):
+            raise ValueError("H has a zero row (not a point of OB(n, d))")
+    if labels is not None:
+        _loss._check_inputs(np.empty(shape[-2:]), labels, tau, "sum")
+    return shape
+
+
+def _batched(fn, H, *args, map_batch: int | None = None):
+    """Apply the single-instance ``fn`` to ``(n, d)`` or to each of ``(runs, n, d)``."""
+    if H.ndim == 2:
+        return fn(H, *args)
+    if map_batch is None:
+        return jax.vmap(fn, in_axes=(0,) + (None,) * len(args))(H, *args)
+    return jax.lax.map(lambda h: fn(h, *args), H, batch_size=map_batch)
+
+
+def _map_batch(shape, elements: int = 1 << 24) -> int:
+    """Runs per ``lax.map`` step so that one step holds about ``elements`` Hessian entries."""
+    N = shape[-2] * (shape[-1] - 1)
+    return max(1, min(shape[0] if len(shape) == 3 else 1, elements // max(1, N * N)))
+
+
+# --------------------------------------------------------------------------
+# Tangent coordinates
+
+
+def tangent_basis(H):
+    """Orthonormal bases ``U`` ``(n, d, d-1)`` of the row tangent spaces ``h_i^perp``.
+
+    ``U_i`` is the last ``d - 1`` columns of the Householder reflector
+    ``I - 2 v v^T/|v|^2``, ``v = h_i + sign(h_i1) e_1`` (rows normalised
+    first), which maps ``h_i`` to ``-sign(h_i1) e_1``. The tangent basis of
+    ``OB(n, d)`` is ``B = blockdiag(U_1, ..., U_n)``; see ``to_ambient`` and
+    ``to_coordinates``. Accepts ``(..., n, d)``.
+    """
+    H = manifold.normalize_rows(H)
+    d = H.shape[-1]
+    sign = jnp.where(H[..., :1] >= 0, 1.0, -1.0).astype(H.dtype)
+    v = H.at[..., :1].add(sign)
+    reflector = (
+        jnp.eye(d, dtype=H.dtype)
+        - 2 * v[..., :, None] * v[..., None, :] / jnp.sum(v * v, axis=-1)[..., None, None]
+    )
+    return reflector[..., :, 1:]
+
+
+def to_ambient(U, c):
+    """Tangent vector ``V`` ``(n, d)`` with coordinates ``c`` ``(n, d-1)``: ``v_i = U_i c_i``."""
+    return jnp.einsum("...ndk,...nk->...nd", U, c)
+
+
+def to_coordinates(U, V):
+    """Coordinates ``c_i = U_i^T v_i`` ``(n, d-1)`` of (the tangent part of) ``V`` ``(n, d)``."""
+    return jnp.einsum("...ndk,...nd->...nk", U, V)
+
+
+# --------------------------------------------------------------------------
+# Dense path
+
+
+def _softmax_and_gradient(H, labels, tau):
+    """``P`` (masked row softmax of ``G/tau``), ``F`` and the multipliers ``mu_i = <egrad_i, h_i>``."""
+    n = H.shape[0]
+    G = H @ H.T
+    off = ~jnp.eye(n, dtype=bool)
+    logits = G / tau
+    lse = _loss.masked_logsumexp(logits, off, axis=1)
+    P = jnp.where(off, jnp.exp(jnp.where(off, logits - lse[:, None], 0.0)), 0.0)
+    positive = off & (labels[:, None] == labels[None, :])
+    Yp = positive / jnp.maximum(jnp.sum(positive, axis=1, keepdims=True), 1)
+    A = (P - Yp) / tau
+    F = 0.5 * (A + A.T)
+    mu = 2 * jnp.sum(F * G, axis=1)
+    return P, F, mu
+
+
+def _hessian_matrix(H, labels, tau):
+    """``B^T Hess L(H) B`` ``(N, N)`` in closed form (module docstring); one instance."""
+    H = manifold.normalize_rows(H)
+    n, d = H.shape
+    k = d - 1
+    s = 1.0 / tau
+    P, F, mu = _softmax_and_gradient(H, labels, tau)
+    U = tangent_basis(H)
+    T = jnp.einsum("adk,ld->alk", U, H)  # T[a, l] = U_a^T h_l (zero for l = a)
+    Psym = P + P.T
+    # 2 F (x) I in tangent coordinates, and the cross blocks s^2 (P_ab + P_ba) T_ab T_ba^T.
+    M = 2 * jnp.einsum("ab,adk,bdl->akbl", F, U, U)
+    M = M + s**2 * jnp.einsum("ab,abk,bal->akbl", Psym, T, T)
+    # Diagonal blocks: s^2 sum_l (P_al + P_la) T_al T_al^T - mu_a I.
+    diag = s**2 * jnp.einsum("al,alk,alm->akm", Psym, T, T) - mu[:, None, None] * jnp.eye(k, dtype=H.dtype)
+    idx = jnp.arange(n)
+    M = M.at[idx, :, idx, :].add(diag)
+    # Minus sum_i (sum_l P_il dx_il)^2 = -|W c|^2, W[i, a] = s (delta_ia sum_l P_il T_il + P_ia T_ai).
+    W = s * (P[:, :, None] * jnp.swapaxes(T, 0, 1))
+    W = W.at[idx, idx, :].add(s * jnp.einsum("il,ilk->ik", P, T))
+    W = W.reshape(n, n * k)
+    M = M.reshape(n * k, n * k) - W.T @ W
+    return 0.5 * (M + M.T)
+
+
+def _hessian_autodiff(H, labels, tau, batch_size: int = 64):
+    """``B^T Hess B`` from ``hvp`` applied to every basis vector (independent of the closed form)."""
+    H = manifold.normalize_rows(H)
+    n, d = H.shape
+    k = d - 1
+    U = tangent_basis(H)
+    apply = _hvp(H, labels, tau)
+
+    def column(index):
+        a, j = index // k, index % k
+        V = jnp.zeros_like(H).at[a].set(U[a, :, j])
+        return to_coordinates(U, apply(V)).reshape(-1)
+
+    M = jax.lax.map(column, jnp.arange(n * k), batch_size=batch_size)
+    return 0.5 * (M + M.T)
+
+
+def riemannian_hessian(H, labels, tau):
+    """The Riemannian Hessian ``B^T Hess L(H) B`` ``(N, N)``, ``N = n(d-1)``, in ``tangent_basis`` coords.
+
+    ``Hess L(H)[V] = Proj_H(nabla^2 L(H)[V]) - diag(<egrad_i, h_i>) V``
+    (SPEC §3), sum-form loss, rows of ``H`` normalised first. Symmetric;
+    ``(runs, n, d)`` gives ``(runs, N, N)``. Dtype follows ``H``.
+    """
+    shape = _check(H, labels, tau)
+    return _riemannian_hessian(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+
+
+@functools.partial(jax.jit, static_argnames="map_batch")
+def _riemannian_hessian(H, labels, tau, map_batch):
+    return _batched(_hessian_matrix, H, labels, tau, map_batch=map_batch)
+
+
+def riemannian_hessian_eigs(H, labels, tau):
+    """All ``n(d-1)`` eigenvalues of the Riemannian Hessian on the tangent space, ascending (SPEC §5).
+
+    ``H`` ``(n, d)`` gives ``(N,)``; ``(runs, n, d)`` gives ``(runs, N)``.
+    Dense (closed-form assembly and ``eigh``): practical up to ``N ~ 3000``.
+    """
+    shape = _check(H, labels, tau)
+    return _riemannian_hessian_eigs(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+
+
+@functools.partial(jax.jit, static_argnames="map_batch")
+def _riemannian_hessian_eigs(H, labels, tau, map_batch):
+    return _batched(
+        lambda h, y, t: jnp.linalg.eigvalsh(_hessian_matrix(h, y, t)), H, labels, tau, map_batch=map_batch
+    )
+
+
+# --------------------------------------------------------------------------
+# Matrix-free path
+
+
+def _hvp(H, labels, tau):
+    H = manifold.normalize_rows(H)
+    egrad, linear = jax.linearize(jax.grad(lambda X: _cost(X, labels, tau)), H)
+    mu = jnp.sum(egrad * H, axis=-1, keepdims=True)
+
+    def apply(V):
+        V = manifold.project_tangent(H, V)
+        return manifold.project_tangent(H, linear(V)) - mu * V
+
+    return apply
+
+
+def hvp(H, labels, tau):
+    """``V -> Hess L(H)[V]`` for one ``H`` ``(n, d)``: forward-over-reverse, linearised once.
+
+    ``V`` ``(n, d)`` is projected onto the tangent space first, so the
+    closure is the symmetric operator ``Proj Hess Proj`` on ambient
+    coordinates. jit/vmap-safe (build it inside the transformed function).
+    """
+    shape = _check(H, labels, tau)
+    if len(shape) != 2:
+        raise ValueError(f"hvp takes one configuration H (n, d), got shape {shape}; vmap it for runs")
+    return _hvp(jnp.asarray(H), jnp.asarray(labels), tau)
+
+
+class LanczosResult(NamedTuple):
+    """``m`` Lanczos steps: ``Q^T A Q = T = tridiag(beta[:-1], alpha, beta[:-1])``, ``|AQ - QT| = beta[-1]``.
+
+    ``basis`` ``(m, *shape)`` is orthonormal; ``beta[j] = 0`` marks a restart
+    (an exhausted invariant subspace), so ``T`` is then block diagonal.
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    basis: jax.Array
+
+
+def _inner(a, b):
+    return jnp.sum(a * b)
+
+
+def _orthogonalise(w, *sets):
+    """Remove from ``w`` its components on the rows of each array in ``sets`` (classical Gram-Schmidt, twice).
+
+    Both passes run over all sets: rounding of one set's subtraction has
+    components on the others, which matter once ``w`` has cancelled to a
+    tiny remainder (an exhausted Krylov space).
+    """
+    sets = [Q for Q in sets if Q is not None]
+    for _ in range(2):
+        for Q in sets:
+            coef = jnp.tensordot(Q, w, axes=(tuple(range(1, Q.ndim)), tuple(range(w.ndim))))
+            w = w - jnp.tensordot(coef, Q, axes=1)
+    return w
+
+
+def lanczos(matvec, v0, num_iter: int, *, deflation=None, project=None, key=None) -> LanczosResult:
+    """Lanczos with full reorthogonalisation for a symmetric ``matvec`` (one instance, jit/vmap-safe).
+
+    Args:
+      matvec: symmetric linear map on arrays shaped like ``v0``.
+      v0: starting vector (projected and normalised here).
+      num_iter: number of steps ``m`` (static); must not exceed the dimension
+        of the space left after deflation.
+      deflation: ``(s, *shape)`` orthonormal rows (zero rows allowed) that the
+        iteration is kept orthogonal to: it then runs on ``(I - Z Z^T) A (I - Z Z^T)``.
+      project: maps an ambient vector into the working space (here the
+        tangent projection); applied to the start and restart vectors.
+      key: PRNG key for restart vectors (default ``key(0)``).
+
+    When ``|w| <= 1e3 eps |A q_j|`` after orthogonalisation the Krylov space
+    is invariant; the iteration then restarts from a random vector orthogonal
+    to everything so far and records ``beta = 0``.
+    """
+    project = (lambda v: v) if project is None else project
+    key = jax.random.key(0) if key is None else key
+    eps = jnp.finfo(v0.dtype).eps
+    shape = v0.shape
+
+    def orth(w, Q):
+        # Project every new vector: rounding noise off the working space (the
+        # tangent space) would otherwise grow into spurious zero Ritz values.
+        # (after the subtractions too: their rounding is not tangent).
+        return project(_orthogonalise(project(w), deflation, Q))
+
+    q0 = orth(v0, None)
+    q0 = q0 / jnp.linalg.norm(q0)
+    # One spare row for the last step's (unused) next vector keeps every update unconditional.
+    Q = jnp.zeros((num_iter + 1,) + shape, v0.dtype).at[0].set(q0)
+    alpha = jnp.zeros((num_iter,), v0.dtype)
+    beta = jnp.zeros((num_iter,), v0.dtype)
+
+    def body(j, state):
+        Q, alpha, beta = state
+        q = Q[j]
+        Aq = matvec(q)
+        a = _inner(q, Aq)
+        w = orth(Aq, Q)
+        b = jnp.linalg.norm(w)
+        exhausted = b <= 1e3 * eps * jnp.linalg.norm(Aq)
+        fresh = orth(jax.random.normal(jax.random.fold_in(key, j), shape, v0.dtype), Q)
+        w = jnp.where(exhausted, fresh, w)
+        nxt = w / jnp.linalg.norm(w)
+        return Q.at[j + 1].set(nxt), alpha.at[j].set(a), beta.at[j].set(jnp.where(exhausted, 0.0, b))
+
+    Q, alpha, beta = jax.lax.fori_loop(0, num_iter, body, (Q, alpha, beta))
+    return LanczosResult(alpha, beta, Q[:num_iter])
+
+
+def ritz(result: LanczosResult):
+    """Ritz values ``(m,)`` ascending, Ritz vectors ``(m, *shape)`` and residual norms ``|beta_m s_mi|``."""
+    T = jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
+    theta, S = jnp.linalg.eigh(T)
+    vectors = jnp.tensordot(S.T, result.basis, axes=1)
+    return theta, vectors, jnp.abs(result.beta[-1] * S[-1])
+
+
+class Extremes(NamedTuple):
+    """Extreme Ritz pairs of one Lanczos run (all fields gain a leading runs axis when batched).
+
+    ``lambda_min``/``vector_min``/``residual_min``: the smallest Ritz pair (of
+    the operator with the symmetry modes deflated when asked);
+    ``lambda_max``/``residual_max``: the largest; ``ritz_values`` all ``m``;
+    ``n_hvp``: Hessian-vector products used (``m``); ``n_deflated``: symmetry
+    modes removed.
+    """
+
+    lambda_min: jax.Array
+    vector_min: jax.Array
+    residual_min: jax.Array
+    lambda_max: jax.Array
+    residual_max: jax.Array
+    ritz_values: jax.Array
+    n_hvp: jax.Array
+    n_deflated: jax.Array
+
+
+def _lanczos_dim(shape, deflate: bool, num_iter: int) -> int:
+    n, d = shape[-2:]
+    room = n * (d - 1) - (d * (d - 1) // 2 if deflate else 0)
+    return max(1, min(int(num_iter), room))
+
+
+def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
+    H = manifold.normalize_rows(H)
+    apply = _hvp(H, labels, tau)
+    Z, count = _symmetry_modes(H, rank_rtol) if deflate else (None, jnp.zeros((), jnp.int32))
+    k0, k1 = jax.random.split(key)
+    v0 = jax.random.normal(k0, H.shape, H.dtype)
+    project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
+    result = lanczos(apply, v0, num_iter, deflation=Z, project=project, key=k1)
+    theta, vectors, residual = ritz(result)
+    v = vectors[0] / jnp.linalg.norm(vectors[0])
+    return Extremes(
+        theta[0], v, residual[0], theta[-1], residual[-1], theta, jnp.asarray(num_iter), jnp.asarray(count)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("num_iter", "deflate"))
+def _extremes_batched(H, labels, tau, key, num_iter, deflate, rank_rtol):
+    if H.ndim == 2:
+        return _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol)
+    keys = jax.random.split(key, H.shape[0])
+    return jax.vmap(_extremes, in_axes=(0, None, None, 0, None, None, None))(
+        H, labels, tau, keys, num_iter, deflate, rank_rtol
+    )
+
+
+def lanczos_extremes(
+    H, labels, tau, *, num_iter: int = 300, deflate_symmetry: bool = True, rank_rtol: float = 1e-6, key=None
+) -> Extremes:
+    """Smallest and largest eigenvalues of the Riemannian Hessian by Lanczos (matrix free).
+
+    ``num_iter`` Hessian-vector products (capped at the tangent dimension left
+    after deflation), full reorthogonalisation; with ``deflate_symmetry`` the
+    symmetry modes ``{H Omega}`` (``symmetry_modes`` at ``rank_rtol``) are
+    projected out, so ``lambda_min`` is the smallest non-symmetry eigenvalue
+    at a critical point. ``H`` ``(n, d)`` or ``(runs, n, d)`` (one key split
+    over runs). Residual norms bound the Ritz values' errors (``|theta -
+    lambda| <= residual``).
+    """
+    shape = _check(H, labels, tau)
+    key = jax.random.key(0) if key is None else key
+    m = _lanczos_dim(shape, deflate_symmetry, num_iter)
+    return _extremes_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, deflate_symmetry, rank_rtol)
+
+
+def smallest_eigenvalue(H, labels, tau, **kwargs):
+    """Smallest eigenvalue after removing the symmetry modes (``lanczos_extremes(...).lambda_min``)."""
+    return lanczos_extremes(H, labels, tau, **kwargs).lambda_min
+
+
+def largest_eigenvalue(H, labels, tau, **kwargs):
+    """Largest eigenvalue of the Riemannian Hessian (``lanczos_extremes(...).lambda_max``)."""
+    return lanczos_extremes(H, labels, tau, **kwargs).lambda_max
+
+
+def most_negative_eigenpair(H, labels, tau, **kwargs):
+    """``(lambda, V)``: the most negative eigenvalue and its unit tangent eigenvector ``(n, d)`` (Lanczos)."""
+    out = lanczos_extremes(H, labels, tau, **kwargs)
+    return out.lambda_min, out.vector_min
+
+
+def _slq(H, labels, tau, key, num_iter, num_probes):
+    H = manifold.normalize_rows(H)
+    apply = _hvp(H, labels, tau)
+    project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
+
+    def probe(k):
+        k0, k1 = jax.random.split(k)
+        v0 = project(jax.random.rademacher(k0, H.shape, H.dtype))
+        theta, S = jnp.linalg.eigh(_tridiagonal(lanczos(apply, v0, num_iter, project=project, key=k1)))
+        return theta, S[0] ** 2 / num_probes
+
+    return jax.vmap(probe)(jax.random.split(key, num_probes))
+
+
+def _tridiagonal(result: LanczosResult):
+    return jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_iter", "num_probes"))
+def _slq_batched(H, labels, tau, key, num_iter, num_probes):
+    if H.ndim == 2:
+        return _slq(H, labels, tau, key, num_iter, num_probes)
+    keys = jax.random.split(key, H.shape[0])
+    return jax.vmap(_slq, in_axes=(0, None, None, 0, None, None))(H, labels, tau, keys, num_iter, num_probes)
+
+
+def spectral_density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4, key=None):
+    """Stochastic Lanczos quadrature of the spectral measure ``(1/N) sum_j delta(lambda - lambda_j)``.
+
+    Each of ``num_probes`` Rademacher tangent probes ``v`` gives an
+    ``m``-point Gauss quadrature ``v^T g(Hess) v / |v|^2 ~ sum_k (S_0k)^2
+    g(theta_k)``. Returns ``(nodes, weights)`` of shape ``(num_probes, m)``
+    (weights sum to 1 over both axes); evaluate with ``density_on_grid``.
+    """
+    shape = _check(H, labels, tau)
+    if int(num_probes) != num_probes or num_probes < 1:
+        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
+    key = jax.random.key(0) if key is None else key
+    m = _lanczos_dim(shape, False, num_iter)
+    return _slq_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, int(num_probes))
+
+
+def density_on_grid(nodes, weights, grid, sigma):
+    """Gaussian-broadened density ``sum_k w_k N(x; theta_k, sigma^2)`` on ``grid`` (integrates to 1)."""
+    nodes = jnp.asarray(nodes).reshape(-1)
+    weights = jnp.asarray(weights).reshape(-1)
+    grid = jnp.asarray(grid)
+    z = (grid[..., None] - nodes) / sigma
+    return jnp.sum(weights * jnp.exp(-0.5 * z**2), axis=-1) / (sigma * math.sqrt(2 * math.pi))
+
+
+# --------------------------------------------------------------------------
+# Symmetry zero modes
+
+
+def predicted_zero_modes(rank: int, d: int) -> int:
+    """``d(d-1)/2 - (d-r)(d-r-1)/2``: the dimension of ``{H Omega : Omega skew}`` at rank ``r``."""
+    return d * (d - 1) // 2 - (d - rank) * (d - rank - 1) // 2
+
+
+def _svd_full(H):
+    """``(U (n, d), sigma (d,), W (d, d))`` with ``H = U diag(sigma) W^T`` (zero-padded when ``n < d``)."""
+    n, d = H.shape
+    if n >= d:
+        U, sigma, Wt = jnp.linalg.svd(H, full_matrices=False)
+        return U, sigma, Wt.T
+    U, sigma, Wt = jnp.linalg.svd(H, full_matrices=True)
+    U = jnp.concatenate([U, jnp.zeros((n, d - n), H.dtype)], axis=1)
+    sigma = jnp.concatenate([sigma, jnp.zeros((d - n,), H.dtype)])
+    return U, sigma, Wt.T
+
+
+def _rank(sigma, rank_rtol):
+    return jnp.sum(sigma > rank_rtol * sigma[0]).astype(jnp.int32)
+
+
+def _symmetry_modes(H, rank_rtol):
+    U, sigma, W = _svd_full(H)
+    d = H.shape[1]
+    p, q = np.triu_indices(d, 1)
+    sp, sq = sigma[p], sigma[q]
+    norm = jnp.sqrt(sp**2 + sq**2)
+    keep = sp > rank_rtol * sigma[0]
+    scale = jnp.where(keep, 1.0 / jnp.where(keep, norm, 1.0), 0.0)
+    modes = (sp * scale)[:, None, None] * U.T[p][:, :, None] * W.T[q][:, None, :]
+    modes = modes - (sq * scale)[:, None, None] * U.T[q][:, :, None] * W.T[p][:, None, :]
+    return modes, jnp.sum(keep).astype(jnp.int32)
+
+
+def symmetry_modes(H, *, rank_rtol: float = 1e-6):
+    """Orthonormal basis of ``{H Omega : Omega skew d x d}`` in ambient coordinates.
+
+    Returns ``(modes, count)``: ``modes`` ``(d(d-1)/2, n, d)`` whose first
+    ``count = predicted_zero_modes(rank, d)`` rows are orthonormal (tangent by
+    construction, ``h_i Omega h_i^T = 0``) and the rest zero; the rank is
+    ``#{sigma_p > rank_rtol sigma_1}``. ``(runs, n, d)`` batches.
+    """
+    _check(H)
+    return _symmetry_modes_jit(manifold.normalize_rows(jnp.asarray(H)), rank_rtol)
+
+
+@jax.jit
+def _symmetry_modes_jit(H, rank_rtol):
+    return _batched(_symmetry_modes, H, rank_rtol)
+
+
+def numerical_rank(H, *, rank_rtol: float = 1e-6):
+    """``#{sigma_p(H) > rank_rtol * sigma_1(H)}`` (rows normalised first); ``(runs, n, d)`` batches."""
+    _check(H)
+    return _rank_jit(manifold.normalize_rows(jnp.asarray(H)), rank_rtol)
+
+
+@jax.jit
+def _rank_jit(H, rank_rtol):
+    sigma = jnp.linalg.svd(H, compute_uv=False)
+    return jnp.sum(sigma > rank_rtol * sigma[..., :1], axis=-1).astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------
+# Classification
+
+KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+METHODS = ("auto", "dense", "lanczos")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifySettings:
+    """Tolerances of ``classify`` (all explicit, returned with every result).
+
+    Attributes:
+      gtol: a point is ``not_converged`` when its Riemannian gradient norm
+        (sum-form loss, absolute) exceeds ``gtol`` (the scan's default
+        judgement, ``10 * ScanSettings.tol``).
+      rtol, grad_factor: an eigenvalue is negative below ``-tol`` and zero
+        within ``tol = max(rtol * max|lambda|, grad_factor * |grad|)``. The
+        second term absorbs how far a not exactly critical point moves the
+        zero modes (measured: ``~0.05-0.13 |grad|`` near global minima).
+      rank_rtol: numerical rank of ``H``: ``#{sigma_p > rank_rtol sigma_1}``.
+      cert_rtol, gap_rtol: a local minimum is ``global_min`` when the
+        certificate's gap bound is at most ``cert_rtol * max(1, |L*|)`` or its
+        loss is within ``gap_rtol * max(1, |L*|)`` of ``L*`` (as ``scan``).
+      method: ``"dense"``, ``"lanczos"`` or ``"auto"`` (dense when
+        ``n(d-1) <= dense_max_dim``).
+      num_iter: Lanczos steps (Hessian-vector products) per point.
+    """
+
+    gtol: float = 1e-4
+    rtol: float = 1e-6
+    grad_factor: float = 1.0
+    rank_rtol: float = 1e-6
+    cert_rtol: float = 1e-5
+    gap_rtol: float = 1e-6
+    method: str = "auto"
+    dense_max_dim: int = DENSE_MAX_DIM
+    num_iter: int = 300
+
+    def __post_init__(self):
+        for name in ("gtol", "rtol", "rank_rtol", "cert_rtol", "gap_rtol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if isinstance(self.grad_factor, bool) or not (
+            isinstance(self.grad_factor, int | float) and 0 <= self.grad_factor < math.inf
+        ):
+            raise ValueError(f"grad_factor must be a non-negative number, got {self.grad_factor!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("dense_max_dim", "num_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """What ``classify`` found (fields are scalars for one point, arrays over runs for a batch).
+
+    ``kind`` in ``KINDS``; ``index`` = #eigenvalues ``< -tol`` (exact on the
+    dense path; on the Lanczos path a lower bound, ``index_exact`` False);
+    ``lambda_min`` the smallest eigenvalue once the ``n_zero_predicted``
+    symmetry modes are removed, ``lambda_max`` the largest; ``n_zero`` the
+    eigenvalues within ``tol`` of 0 (Lanczos: a lower bound, predicted plus
+    near-zero Ritz values after deflation); ``rank`` of ``H``; ``eig_residual``
+    the Lanczos residual bound on ``lambda_min`` (0 on the dense path);
+    ``certified`` the certificate (or loss) test; ``degenerate_zeros`` whether
+    more zeros than symmetry modes were seen (recorded even for a
+    ``global_min``); ``settings`` the tolerances used.
+    """
+
+    kind: object
+    index: object
+    index_exact: bool
+    lambda_min: object
+    lambda_max: object
+    tol: object
+    n_zero: object
+    n_zero_predicted: object
+    rank: object
+    degenerate_zeros: object
+    grad_norm: object
+    loss: object
+    global_loss: float
+    cert_lambda: object
+    cert_gap_bound: object
+    certified: object
+    eig_residual: object
+    method: str
+    settings: ClassifySettings
+
+    def to_json(self) -> dict:
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, ClassifySettings):
+                value = value.to_json()
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            out[field.name] = value
+        return out
+
+
+def _point_data(H, labels, tau, rank_rtol):
+    H = manifold.normalize_rows(H)
+    value, egrad = jax.value_and_grad(_cost)(H, labels, tau)
+    grad_norm = jnp.linalg.norm(manifold.riemannian_gradient(H, egrad))
+    sigma = jnp.linalg.svd(H, compute_uv=False)
+    cert_lambda, cert_gap = optimum._certificate(H, labels, tau)
+    return value, grad_norm, _rank(sigma, rank_rtol), cert_lambda, cert_gap
+
+
+@functools.partial(jax.jit, static_argnames="map_batch")
+def _classify_dense(H, labels, tau, rank_rtol, map_batch):
+    def one(h, labels, tau):
+        eigs = jnp.linalg.eigvalsh(_hessian_matrix(h, labels, tau))
+        return _point_data(h, labels, tau, rank_rtol), eigs
+
+    return _batched(one, H, labels, tau, map_batch=map_batch)
+
+
+@functools.partial(jax.jit, static_argnames="num_iter")
+def _classify_lanczos(H, labels, tau, key, rank_rtol, num_iter):
+    def one(h, k):
+        return _point_data(h, labels, tau, rank_rtol), _extremes(h, labels, tau, k, num_iter, True, rank_rtol)
+
+    if H.ndim == 2:
+        return one(H, key)
+    return jax.vmap(one)(H, jax.random.split(key, H.shape[0]))
+
+
+def _unbatch(value, single):
+    value = np.asarray(value)
+    return value.item() if single else value
+
+
+def classify(
+    H, labels, tau, *, global_loss=None, settings: ClassifySettings = ClassifySettings(), key=None, x64=True
+):
+    """Classify critical points by their Riemannian Hessian and certificate (SPEC §3).
+
+    Rules, in order: ``not_converged`` if ``|grad| > gtol`` (or non-finite);
+    ``saddle`` if some eigenvalue ``< -tol``; ``global_min`` if the
+    certificate (or the loss) says globally optimal, even when there are more
+    zero eigenvalues than symmetry modes (``degenerate_zeros`` records it);
+    ``degenerate`` if there are; else ``spurious_min``. ``tol`` is relative to
+    the spectrum's scale (``ClassifySettings``) and returned.
+
+    Args:
+      H: ``(n, d)`` or ``(runs, n, d)``; rows are normalised.
+      labels, tau: the problem.
+      global_loss: ``L*`` (default: ``global_optimum`` of the label counts).
+      settings: tolerances and method; the dense path builds the full
+        ``n(d-1)`` Hessian, the Lanczos path uses ``settings.num_iter``
+        Hessian-vector products with the symmetry modes deflated.
+      key: PRNG key for Lanczos start vectors.
+      x64: re-evaluate in float64 (float32 input included). Needs x64 enabled
+        (``jax.config.update("jax_enable_x64", True)``); ``x64=False``
+        classifies in ``H``'s own dtype.
+
+    Returns a ``Classification``.
+    """
+    shape = _check(H, labels, tau)
+    if not isinstance(settings, ClassifySettings):
+        raise ValueError(f"settings must be a ClassifySettings, got {type(settings).__name__}")
+    if x64:
+        if not _x64_enabled():
+            raise ValueError(
+                "classify re-checks in float64 but x64 is disabled: call "
+                "jax.config.update('jax_enable_x64', True) (or use jax.enable_x64(True)), or pass x64=False"
+            )
+        H = jnp.asarray(H, jnp.float64)
+    else:
+        H = jnp.asarray(H)
+    tau = problems.check_tau(tau)
+    if global_loss is None:
+        global_loss = optimum.global_optimum(problems.counts_from_labels(labels), tau).loss
+    elif isinstance(global_loss, bool) or not isinstance(global_loss, int | float | np.floating):
+        raise ValueError(f"global_loss must be a number, got {global_loss!r}")
+    global_loss = float(global_loss)
+    if not math.isfinite(global_loss):
+        raise ValueError(f"global_loss must be finite, got {global_loss!r}")
+    labels = jnp.asarray(labels)
+    n, d = shape[-2:]
+    N = n * (d - 1)
+    method = settings.method
+    if method == "auto":
+        method = "dense" if N <= settings.dense_max_dim else "lanczos"
+    single = len(shape) == 2
+
+    if method == "dense":
+        data, eigs = _classify_dense(H, labels, tau, settings.rank_rtol, _map_batch(shape))
+        eigs = np.asarray(eigs).reshape(-1, N)
+    else:
+        key = jax.random.key(0) if key is None else key
+        m = _lanczos_dim(shape, True, settings.num_iter)
+        data, ext = _classify_lanczos(H, labels, tau, key, settings.rank_rtol, m)
+        ritz_values = np.asarray(ext.ritz_values).reshape(-1, m)
+    value, grad_norm, rank, cert_lambda, cert_gap = (np.asarray(x, np.float64).reshape(-1) for x in data)
+    rank = rank.astype(np.int64)
+    predicted = np.array([predicted_zero_modes(int(r), d) for r in rank], dtype=np.int64)
+
+    if method == "dense":
+        scale = np.max(np.abs(eigs), axis=1)
+        tol = np.maximum(settings.rtol * scale, settings.grad_factor * grad_norm)
+        index = np.sum(eigs < -tol[:, None], axis=1)
+        n_zero = np.sum(np.abs(eigs) <= tol[:, None], axis=1)
+        rows = np.arange(eigs.shape[0])
+        lambda_min = np.where(index > 0, eigs[:, 0], eigs[rows, np.minimum(predicted, N - 1)])
+        lambda_max = eigs[:, -1]
+        residual = np.zeros_like(lambda_min)
+    else:
+        lambda_min = np.asarray(ext.lambda_min, np.float64).reshape(-1)
+        lambda_max = np.asarray(ext.lambda_max, np.float64).reshape(-1)
+        scale = np.maximum(np.abs(lambda_min), np.abs(lambda_max))
+        tol = np.maximum(settings.rtol * scale, settings.grad_factor * grad_norm)
+        index = np.sum(ritz_values < -tol[:, None], axis=1)
+        n_zero = predicted + np.sum(np.abs(ritz_values) <= tol[:, None], axis=1)
+        residual = np.asarray(ext.residual_min, np.float64).reshape(-1)
+
+    loss_scale = max(1.0, abs(global_loss))
+    finite = np.isfinite(value) & np.isfinite(grad_norm) & np.isfinite(lambda_min) & np.isfinite(lambda_max)
+    converged = finite & (grad_norm <= settings.gtol)
+    certified = (cert_gap <= settings.cert_rtol * loss_scale) | (
+        np.abs(value - global_loss) <= settings.gap_rtol * loss_scale
+    )
+    extra = n_zero > predicted
+    kind = np.where(
+        ~converged,
+        "not_converged",
+        np.where(
+            index > 0,
+            "saddle",
+            np.where(certified, "global_min", np.where(extra, "degenerate", "spurious_min")),
+        ),
+    ).astype("<U13")
+
+    def out(x):
+        return _unbatch(x, single)
+
+    return Classification(
+        kind=out(kind),
+        index=out(index),
+        index_exact=method == "dense",
+        lambda_min=out(lambda_min),
+        lambda_max=out(lambda_max),
+        tol=out(tol),
+        n_zero=out(n_zero),
+        n_zero_predicted=out(predicted),
+        rank=out(rank),
+        degenerate_zeros=out(extra),
+        grad_norm=out(grad_norm),
+        loss=out(value),
+        global_loss=global_loss,
+        cert_lambda=out(cert_lambda),
+        cert_gap_bound=out(cert_gap),
+        certified=out(certified),
+        eig_residual=out(residual),
+        method=method,
+        settings=settings,
+    )
+
+
+# --------------------------------------------------------------------------
+# Escape directions
+
+
+class Escape(NamedTuple):
+    """The most negative eigenvalue and its unit tangent eigenvector ``(n, d)`` (Frobenius norm 1)."""
+
+    eigenvalue: jax.Array
+    direction: jax.Array
+
+
+def _escape_dense(H, labels, tau):
+    H = manifold.normalize_rows(H)
+    n, d = H.shape
+    w, S = jnp.linalg.eigh(_hessian_matrix(H, labels, tau))
+    V = to_ambient(tangent_basis(H), S[:, 0].reshape(n, d - 1))
+    return Escape(w[0], V / jnp.linalg.norm(V))
+
+
+def escape_direction(H, labels, tau, *, method: str = "auto", num_iter: int = 300, key=None) -> Escape:
+    """Unit tangent eigenvector of the most negative Hessian eigenvalue (a saddle's escape direction).
+
+    Dense ``eigh`` when ``n(d-1) <= DENSE_MAX_DIM`` (``method="auto"``), else
+    Lanczos with the symmetry modes deflated. Check it with ``escape_decrease``.
+    ``(runs, n, d)`` batches.
+    """
+    shape = _check(H, labels, tau)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        method = "dense" if shape[-2] * (shape[-1] - 1) <= DENSE_MAX_DIM else "lanczos"
+    if method == "lanczos":
+        out = lanczos_extremes(H, labels, tau, num_iter=num_iter, key=key)
+        return Escape(out.lambda_min, out.vector_min)
+    return _escape_dense_jit(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+
+
+@functools.partial(jax.jit, static_argnames="map_batch")
+def _escape_dense_jit(H, labels, tau, map_batch):
+    return _batched(_escape_dense, H, labels, tau, map_batch=map_batch)
+
+
+class EscapeCheck(NamedTuple):
+    """``decrease = L(H) - L(R_H(step V))`` at the best ``step`` (signed) of the grid tried."""
+
+    decrease: jax.Array
+    step: jax.Array
+    loss: jax.Array
+    loss_after: jax.Array
+
+
+@jax.jit
+def _escape_decrease(H, labels, tau, V, steps):
+    H = manifold.normalize_rows(H)
+    V = manifold.project_tangent(H, V)
+    V = V / jnp.linalg.norm(V)
+    base = _cost(H, labels, tau)
+    signed = jnp.concatenate([steps, -steps])
+    after = jax.vmap(lambda t: _cost(manifold.retract(H, t * V), labels, tau))(signed)
+    best = jnp.argmin(after)
+    return EscapeCheck(base - after[best], signed[best], base, after[best])
+
+
+def escape_decrease(H, labels, tau, V, *, steps=None) -> EscapeCheck:
+    """How much a retraction step ``R_H(+-t V)`` along the unit tangent ``V`` lowers the loss.
+
+    Tries ``t`` in ``steps`` (default ``2^0, 2^-1, ..., 2^-30``), both signs,
+    and returns the largest decrease with its signed step; a positive
+    ``decrease`` confirms ``V`` as a descent (escape) direction. One ``H``.
+    """
+    shape = _check(H, labels, tau)
+    if len(shape) != 2 or np.shape(V) != shape:
+        raise ValueError(f"H and V must both have shape (n, d); got {shape} and {np.shape(V)}")
+    steps = 2.0 ** -np.arange(31) if steps is None else np.asarray(steps, dtype=float).reshape(-1)
+    if steps.size == 0 or not np.all(np.isfinite(steps)) or np.any(steps <= 0):
+        raise ValueError("steps must be a non-empty list of positive finite step sizes")
+    H = jnp.asarray(H)
+    return _escape_decrease(H, jnp.asarray(labels), tau, jnp.asarray(V, H.dtype), jnp.asarray(steps, H.dtype))
