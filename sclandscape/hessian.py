@@ -334,9 +334,9 @@ def lanczos(matvec, v0, num_iter: int, *, deflation=None, project=None, key=None
     shape = v0.shape
 
     def orth(w, Q):
-        # Project every new vector: rounding noise off the working space (the
-        # tangent space) would otherwise grow into spurious zero Ritz values.
-        # (after the subtractions too: their rounding is not tangent).
+        # Project before and after: rounding off the working space (the tangent
+        # space; the subtractions' rounding is not tangent) would otherwise grow
+        # into spurious zero Ritz values from the normal directions.
         return project(_orthogonalise(project(w), deflation, Q))
 
     q0 = orth(v0, None)
@@ -354,8 +354,11 @@ def lanczos(matvec, v0, num_iter: int, *, deflation=None, project=None, key=None
         w = orth(Aq, Q)
         b = jnp.linalg.norm(w)
         exhausted = b <= 1e3 * eps * jnp.linalg.norm(Aq)
-        fresh = orth(jax.random.normal(jax.random.fold_in(key, j), shape, v0.dtype), Q)
-        w = jnp.where(exhausted, fresh, w)
+        w = jax.lax.cond(
+            exhausted,
+            lambda: orth(jax.random.normal(jax.random.fold_in(key, j), shape, v0.dtype), Q),
+            lambda: w,
+        )
         nxt = w / jnp.linalg.norm(w)
         return Q.at[j + 1].set(nxt), alpha.at[j].set(a), beta.at[j].set(jnp.where(exhausted, 0.0, b))
 
@@ -363,10 +366,13 @@ def lanczos(matvec, v0, num_iter: int, *, deflation=None, project=None, key=None
     return LanczosResult(alpha, beta, Q[:num_iter])
 
 
+def _tridiagonal(result: LanczosResult):
+    return jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
+
+
 def ritz(result: LanczosResult):
     """Ritz values ``(m,)`` ascending, Ritz vectors ``(m, *shape)`` and residual norms ``|beta_m s_mi|``."""
-    T = jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
-    theta, S = jnp.linalg.eigh(T)
+    theta, S = jnp.linalg.eigh(_tridiagonal(result))
     vectors = jnp.tensordot(S.T, result.basis, axes=1)
     return theta, vectors, jnp.abs(result.beta[-1] * S[-1])
 
@@ -405,8 +411,10 @@ def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
     v0 = jax.random.normal(k0, H.shape, H.dtype)
     project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
     result = lanczos(apply, v0, num_iter, deflation=Z, project=project, key=k1)
-    theta, vectors, residual = ritz(result)
-    v = vectors[0] / jnp.linalg.norm(vectors[0])
+    theta, S = jnp.linalg.eigh(_tridiagonal(result))
+    residual = jnp.abs(result.beta[-1] * S[-1])
+    v = jnp.tensordot(S[:, 0], result.basis, axes=1)
+    v = project(v) / jnp.linalg.norm(v)
     return Extremes(
         theta[0], v, residual[0], theta[-1], residual[-1], theta, jnp.asarray(num_iter), jnp.asarray(count)
     )
@@ -469,10 +477,6 @@ def _slq(H, labels, tau, key, num_iter, num_probes):
         return theta, S[0] ** 2 / num_probes
 
     return jax.vmap(probe)(jax.random.split(key, num_probes))
-
-
-def _tridiagonal(result: LanczosResult):
-    return jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "num_probes"))
@@ -591,9 +595,10 @@ class ClassifySettings:
         (sum-form loss, absolute) exceeds ``gtol`` (the scan's default
         judgement, ``10 * ScanSettings.tol``).
       rtol, grad_factor: an eigenvalue is negative below ``-tol`` and zero
-        within ``tol = max(rtol * max|lambda|, grad_factor * |grad|)``. The
-        second term absorbs how far a not exactly critical point moves the
-        zero modes (measured: ``~0.05-0.13 |grad|`` near global minima).
+        within ``tol = max(rtol * max|lambda|, grad_factor * min(|grad|, gtol))``.
+        The second term absorbs how far a not exactly critical point moves
+        the zero modes (measured: ``~0.05-0.13 |grad|`` near global minima);
+        capped at ``gtol`` so a far-from-critical point keeps its index.
       rank_rtol: numerical rank of ``H``: ``#{sigma_p > rank_rtol sigma_1}``.
       cert_rtol, gap_rtol: a local minimum is ``global_min`` when the
         certificate's gap bound is at most ``cert_rtol * max(1, |L*|)`` or its
@@ -782,7 +787,7 @@ def classify(
 
     if method == "dense":
         scale = np.max(np.abs(eigs), axis=1)
-        tol = np.maximum(settings.rtol * scale, settings.grad_factor * grad_norm)
+        tol = np.maximum(settings.rtol * scale, settings.grad_factor * np.minimum(grad_norm, settings.gtol))
         index = np.sum(eigs < -tol[:, None], axis=1)
         n_zero = np.sum(np.abs(eigs) <= tol[:, None], axis=1)
         rows = np.arange(eigs.shape[0])
@@ -793,7 +798,7 @@ def classify(
         lambda_min = np.asarray(ext.lambda_min, np.float64).reshape(-1)
         lambda_max = np.asarray(ext.lambda_max, np.float64).reshape(-1)
         scale = np.maximum(np.abs(lambda_min), np.abs(lambda_max))
-        tol = np.maximum(settings.rtol * scale, settings.grad_factor * grad_norm)
+        tol = np.maximum(settings.rtol * scale, settings.grad_factor * np.minimum(grad_norm, settings.gtol))
         index = np.sum(ritz_values < -tol[:, None], axis=1)
         n_zero = predicted + np.sum(np.abs(ritz_values) <= tol[:, None], axis=1)
         residual = np.asarray(ext.residual_min, np.float64).reshape(-1)

@@ -456,8 +456,12 @@ def test_classify_global_min_and_not_converged():
     # A rotated copy is the same global minimum.
     Q, _ = np.linalg.qr(np.random.default_rng(16).standard_normal((5, 5)))
     assert hs.classify(H @ Q, labels, tau, global_loss=opt.loss).kind == "global_min"
-    random = hs.classify(random_sphere(np.random.default_rng(17), H.shape[0], 5), labels, tau)
+    R = random_sphere(np.random.default_rng(17), H.shape[0], 5)
+    random = hs.classify(R, labels, tau)
     assert random.kind == "not_converged" and random.grad_norm > 1e-2
+    # Far from critical, the gradient term of the tolerance is capped: the index stays meaningful.
+    assert random.tol <= 1e-4
+    assert random.index == np.sum(np.asarray(hs.riemannian_hessian_eigs(R, labels, tau)) < -random.tol) > 0
 
 
 def test_classify_rechecks_float32_in_float64():
