@@ -114,8 +114,20 @@ FORMATS = ("png", "pdf", "svg")
 # Helpers
 
 
+class StyledFigure(Figure):
+    """A ``Figure`` that draws under ``STYLE`` wherever it is drawn (a notebook, ``savefig``, a GUI).
+
+    Sizes and colours are fixed when the artists are created; this makes the
+    settings read at draw time (mathtext font, hatch width) the same everywhere.
+    """
+
+    def draw(self, renderer):
+        with mpl.rc_context(STYLE):
+            return super().draw(renderer)
+
+
 def _figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+    return StyledFigure(figsize=(width, height), layout="constrained")
 
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
@@ -453,6 +465,10 @@ def eigenvalue_vs_gap(
                 )
         ax.set_xscale("log")
         _symlog_axis(ax, "y", linthresh, lam)
+        # always show both half-planes, so that an empty one (no saddles found) is visible as such
+        ax.set_ylim(
+            min(2.0 * float(np.min(lam)), -100 * linthresh), max(2.0 * float(np.max(lam)), 100 * linthresh)
+        )
         ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
         if tol is not None:
             ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
@@ -911,9 +927,7 @@ def imbalance_geometry(
                 mpl.lines.Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", color="black")
             )
             labels.append("scan minima")
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(3, len(labels)))
-        if title:
-            fig.suptitle(title)
+        fig.legend(handles, labels, loc="outside upper center", ncols=min(3, len(labels)), title=title)
     return fig
 
 
