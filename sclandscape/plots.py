@@ -236,7 +236,8 @@ def _symlog_axis(ax, which: str, linthresh: float, values: np.ndarray) -> None:
     getattr(ax, f"set_{which}scale")("symlog", linthresh=linthresh, linscale=1.0)
     values = np.asarray(values, np.float64)
     top = max(float(np.max(np.abs(values))), linthresh)
-    lo, hi = math.ceil(math.log10(linthresh) - 1e-9), math.ceil(math.log10(top) - 1e-9)
+    lo = math.ceil(math.log10(linthresh) - 1e-9)
+    hi = max(math.floor(math.log10(top) + 1e-9), lo + 1)  # the highest decade inside the data
     step = max(1, math.ceil((hi - lo + 1) / 4))
     # no tick at +-linthresh itself: its label would collide with the one at 0
     decades = [10.0**e for e in range(hi, lo, -step)]
