@@ -219,6 +219,14 @@ def test_bad_input_is_a_one_line_value_error(call, match):
     assert "\n" not in str(err.value)
 
 
+def test_one_style_per_kind_of_the_scan_and_the_hessian():
+    from sclandscape import hessian
+
+    assert plots.KINDS == scan.KINDS == hessian.KINDS
+    assert set(plots.KIND_STYLE) == set(plots.KINDS)
+    assert len({s["color"] for s in plots.KIND_STYLE.values()}) == len(plots.KINDS)
+
+
 def test_figure_bytes_of_the_same_figure_are_the_same_pdf():
     make = lambda: plots.phase_map([1, 2], None, [0.0, 1.0], xlabel="d")  # noqa: E731
     assert plots.figure_bytes(make(), "pdf") == plots.figure_bytes(make(), "pdf")  # no creation date
@@ -390,6 +398,18 @@ def test_sweep_refuses_a_folder_holding_something_else(tmp_path):
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(results.ResultsError, match="no sweep.json"):
         sweep.run_sweep(sc.Problem((3, 3), 1, 1.0), {"dim": [1]}, 2, str(tmp_path))
+
+
+def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    argv = ["sweep", "--counts", "3,3", "--dims", "1", "--inits", "2", "--x64", "--slots", "2", "--out", out]
+    assert cli_extra.main([*argv, "--quiet", "--formats", "png"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/1] dim=1: done;" in printed and os.path.join(out, "figures", "phase_map.png") in printed
+    assert cli_extra.main([*argv, "--quiet", "--formats", "png"]) == 0
+    assert "done earlier, skipped" in capsys.readouterr().out
+    assert cli_extra.main(["plot", out, "--formats", "pdf"]) == 0  # plot on a sweep folder: the phase map
+    assert os.path.exists(os.path.join(out, "figures", "phase_map.pdf"))
 
 
 @pytest.mark.parametrize(
