@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 class Status(enum.IntEnum):
@@ -67,6 +68,134 @@ def riemannian_hvp(egrad_fn, H, V):
 
 def _inner(a, b):
     return jnp.sum(a * b)
+
+
+# --------------------------------------------------------------------------
+# First order: L-BFGS with a one-evaluation-per-step Armijo rule (an optax transformation)
+
+
+class LBFGSArmijoState(NamedTuple):
+    """State of ``lbfgs_armijo``: the last accepted point, the search direction and the memory."""
+
+    x: jax.Array  # last accepted point (the anchor of the current line search)
+    value: jax.Array
+    grad: jax.Array
+    direction: jax.Array
+    step: jax.Array  # trial step along ``direction``
+    s_mem: jax.Array  # (m, n, d) displacements, newest at (count - 1) % m
+    y_mem: jax.Array  # (m, n, d) gradient differences
+    rho_mem: jax.Array  # (m,) 1 / <s, y> (0 for an empty slot)
+    count: jax.Array  # curvature pairs stored so far
+    evals: jax.Array
+    stalled: jax.Array  # the step collapsed with no memory left to reset
+
+
+def lbfgs_armijo(memory_size: int = 10, c1: float = 1e-4, shrink: float = 0.5, min_step: float = 1e-10):
+    """Riemannian L-BFGS on ``OB(n, d)`` as an ``optax.GradientTransformationExtraArgs``.
+
+    Meant for ``f(H) = L(rownormalise(H))`` at unit-norm ``H``, where the
+    Euclidean gradient *is* the Riemannian gradient and ``rownormalise(H + u)``
+    is the retraction. Each ``update(grad, state, params, value=f(params))``
+    judges the point it is given, ``params``, as the trial of a backtracking
+    line search from the last accepted point ``x`` along ``direction``:
+
+    - Armijo holds (``f <= f(x) + c1 t <g, dir> + slack``, ``slack`` = 8 ulp of
+      ``|f(x)|`` so rounding cannot stall a float32 run): accept, store the
+      curvature pair ``(s, y)`` when ``<s, y> > 0`` (ambient coordinates, the
+      projection as vector transport), and take the two-loop direction,
+      projected on the tangent space, with trial step 1;
+    - otherwise shrink the step by ``shrink`` (a collapsed step resets the
+      memory to a scaled gradient step; with no memory left, ``stalled``).
+
+    The returned update is ``x + t dir - params``. One evaluation per update,
+    with no inner loop, so under ``vmap`` no run waits for another's line
+    search (optax's zoom search runs until the batch's slowest search ends:
+    measured 22 gradient evaluations per step for 256 runs).
+    """
+
+    def init(params):
+        m = memory_size
+        zeros = jnp.zeros_like(params)
+        mem = jnp.zeros((m,) + params.shape, params.dtype)
+        f = jnp.asarray(jnp.inf, params.dtype)
+        one = jnp.asarray(1.0, params.dtype)
+        i0 = jnp.zeros((), jnp.int32)
+        return LBFGSArmijoState(
+            params, f, zeros, zeros, one, mem, mem, jnp.zeros((m,), params.dtype), i0, i0, jnp.zeros((), bool)
+        )
+
+    def two_loop(g, state):
+        m = memory_size
+        q = g
+        alphas = []
+        order = [(state.count - 1 - i) % m for i in range(m)]  # newest first
+        for idx in order:
+            a = state.rho_mem[idx] * _inner(state.s_mem[idx], q)
+            q = q - a * state.y_mem[idx]
+            alphas.append(a)
+        newest = (state.count - 1) % m
+        s, y = state.s_mem[newest], state.y_mem[newest]
+        yy = _inner(y, y)
+        gamma = jnp.where((state.count > 0) & (yy > 0), _inner(s, y) / jnp.where(yy > 0, yy, 1.0), 0.0)
+        # No memory: a step of length at most 1 along -g (optax's capped first step).
+        gamma = jnp.where(gamma > 0, gamma, 1.0 / jnp.maximum(jnp.linalg.norm(g), 1.0))
+        r = gamma * q
+        for idx, a in zip(reversed(order), reversed(alphas), strict=True):
+            b = state.rho_mem[idx] * _inner(state.y_mem[idx], r)
+            r = r + (a - b) * state.s_mem[idx]
+        return -r
+
+    def update(grad, state, params=None, *, value=None, **_):
+        if params is None or value is None:
+            raise ValueError("lbfgs_armijo needs params and value=f(params)")
+        eps = jnp.finfo(params.dtype).eps
+        first = state.evals == 0
+        slack = 8 * eps * jnp.abs(jnp.where(jnp.isfinite(state.value), state.value, 0.0))
+        slope = _inner(state.grad, state.direction)
+        armijo = value <= state.value + c1 * state.step * slope + slack
+        accept = first | (armijo & jnp.isfinite(value))
+
+        # Accepted: new anchor, curvature pair, direction.
+        s = params - state.x
+        y = grad - state.grad
+        sy = _inner(s, y)
+        keep = accept & ~first & (sy > eps * jnp.sqrt(_inner(s, s) * _inner(y, y)))
+        slot = state.count % memory_size
+        pushed = state._replace(
+            s_mem=jnp.where(keep, state.s_mem.at[slot].set(s), state.s_mem),
+            y_mem=jnp.where(keep, state.y_mem.at[slot].set(y), state.y_mem),
+            rho_mem=jnp.where(
+                keep, state.rho_mem.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.rho_mem
+            ),
+            count=state.count + keep,
+        )
+        direction = project_tangent(params, two_loop(grad, pushed))
+        # A non-descent direction (rounding, or a stale memory) falls back to the gradient.
+        descent = _inner(grad, direction) < 0
+        fallback = -grad / jnp.maximum(jnp.linalg.norm(grad), 1.0)
+        direction = jnp.where(descent, direction, fallback)
+        accepted = pushed._replace(
+            x=params, value=value, grad=grad, direction=direction, step=jnp.ones_like(state.step)
+        )
+
+        # Rejected: shrink; a collapsed step restarts from a gradient step with empty memory.
+        t = state.step * shrink
+        collapsed = t < min_step
+        empty = state.count == 0
+        rejected = state._replace(
+            step=jnp.where(collapsed, jnp.ones_like(t), t),
+            direction=jnp.where(
+                collapsed, -state.grad / jnp.maximum(jnp.linalg.norm(state.grad), 1.0), state.direction
+            ),
+            rho_mem=jnp.where(collapsed, jnp.zeros_like(state.rho_mem), state.rho_mem),
+            count=jnp.where(collapsed, 0, state.count),
+            stalled=collapsed & empty,
+        )
+        new = jax.tree.map(lambda a, r: jnp.where(accept, a, r), accepted, rejected)
+        new = new._replace(evals=state.evals + 1)
+        return new.x + new.step * new.direction - params, new
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 @dataclasses.dataclass(frozen=True)
