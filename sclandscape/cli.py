@@ -1,4 +1,4 @@
-"""Command line: ``sclandscape scan | optimum | demo``.
+"""Command line: ``sclandscape scan | optimum | demo | plot | sweep``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Entry points enable float64 (the library never does on import).
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from sclandscape import optimum, problems, results, scan
+from sclandscape import cli_extra, optimum, problems, report, results, scan
 
 
 class _UsageError(Exception):
@@ -191,6 +191,8 @@ def _cmd_demo(args) -> int:
             progress=_progress(args.quiet),
         )
         _print_summary(summary, out)
+        report.plot_results(out)
+        print(f"report: {os.path.join(out, 'report.md')}")
     return 0
 
 
@@ -223,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inits", type=int, default=256)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+    cli_extra.add_plot_parser(sub)
+    cli_extra.add_sweep_parser(sub)
     return parser
 
 

@@ -7,15 +7,13 @@ In ``cli.build_parser``, after the other subcommands::
 
 The handlers raise ``ValueError`` (``results.ResultsError`` included) or
 ``OSError`` on bad input, which ``cli.main`` turns into one line on stderr and
-exit code 2. ``main`` here does the same for a parser that does not (yet)
-carry these subcommands, so they can be used and tested on their own.
+exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from sclandscape import plots
 
@@ -160,37 +158,3 @@ def cmd_sweep(args) -> int:
     for path in state["figures"]:
         print(os.path.join(args.out, path))
     return 0
-
-
-# --------------------------------------------------------------------------
-# Stand-alone entry (until cli.py registers the two subcommands)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``cli.build_parser()`` with ``plot`` and ``sweep`` added if it lacks them."""
-    cli = _cli()
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "plot" not in sub.choices:
-        add_plot_parser(sub)
-    if "sweep" not in sub.choices:
-        add_sweep_parser(sub)
-    return parser
-
-
-def main(argv=None) -> int:
-    """As ``cli.main``: float64 on, one line on stderr and exit code 2 on bad input."""
-    import jax
-
-    cli = _cli()
-    jax.config.update("jax_enable_x64", True)
-    try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
-    except (cli._UsageError, ValueError, OSError) as err:
-        print(f"sclandscape: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 import sclandscape as sc
-from sclandscape import cli_extra, plots, report, results, scan, sweep
+from sclandscape import cli, plots, report, results, scan, sweep
 
 L_STAR = 57.508222
 KIND_CYCLE = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
@@ -318,13 +318,13 @@ def test_cli_plot_and_its_errors(scan_dir, tmp_path, capsys):
 
     out = str(tmp_path / "copy")
     shutil.copytree(scan_dir, out)
-    assert cli_extra.main(["plot", out, "--formats", "png", "--no-recompute"]) == 0
+    assert cli.main(["plot", out, "--formats", "png", "--no-recompute"]) == 0
     printed = capsys.readouterr().out.split()
     assert os.path.join(out, "figures", "gap_histogram.png") in printed
-    assert cli_extra.main(["plot", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["plot", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sclandscape: error:") and err.count("\n") == 1
-    assert cli_extra.main(["plot", out, "--formats", "gif"]) == 2
+    assert cli.main(["plot", out, "--formats", "gif"]) == 2
     assert "--formats" in capsys.readouterr().err
 
 
@@ -403,12 +403,12 @@ def test_sweep_refuses_a_folder_holding_something_else(tmp_path):
 def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
     out = str(tmp_path / "s")
     argv = ["sweep", "--counts", "3,3", "--dims", "1", "--inits", "2", "--x64", "--slots", "2", "--out", out]
-    assert cli_extra.main([*argv, "--quiet", "--formats", "png"]) == 0
+    assert cli.main([*argv, "--quiet", "--formats", "png"]) == 0
     printed = capsys.readouterr().out
     assert "[1/1] dim=1: done;" in printed and os.path.join(out, "figures", "phase_map.png") in printed
-    assert cli_extra.main([*argv, "--quiet", "--formats", "png"]) == 0
+    assert cli.main([*argv, "--quiet", "--formats", "png"]) == 0
     assert "done earlier, skipped" in capsys.readouterr().out
-    assert cli_extra.main(["plot", out, "--formats", "pdf"]) == 0  # plot on a sweep folder: the phase map
+    assert cli.main(["plot", out, "--formats", "pdf"]) == 0  # plot on a sweep folder: the phase map
     assert os.path.exists(os.path.join(out, "figures", "phase_map.pdf"))
 
 
@@ -425,7 +425,7 @@ def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
 )
 def test_cli_sweep_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, match):
     out = str(tmp_path / "s")
-    assert cli_extra.main(["sweep", *argv, "--inits", "2", "--out", out]) == 2
+    assert cli.main(["sweep", *argv, "--inits", "2", "--out", out]) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
     assert not os.path.exists(out)
