@@ -78,7 +78,7 @@ def test_two_processes_equal_one(shared_scan, tmp_path):
     assert single.returncode == 0, single.stderr
     a, b = results.load_runs(str(shared_scan)), results.load_runs(str(tmp_path / "one"))
     np.testing.assert_array_equal(a["run"], np.arange(16))
-    for f in ("run", "status", "steps", "polish_iters", "kind"):
+    for f in ("run", "status", "steps", "polish_evals", "polish_iters", "kind"):
         np.testing.assert_array_equal(a[f], b[f])
     for f in ("loss", "grad_norm", "cert_lambda", "gap"):
         np.testing.assert_allclose(a[f], b[f], rtol=1e-12, atol=1e-12)

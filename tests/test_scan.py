@@ -25,7 +25,7 @@ def test_batched_equals_loop_of_single_runs():
     one = jax.jit(lambda H: scan.solve_one(H, labels, problem.tau, SETTINGS))
     for i in range(6):
         H0 = scan.initial_point(scan.run_key(jax.random.key(3), i), problem.n, problem.dim, jnp.float64)
-        H, steps, status, _ = one(H0)
+        H, steps, status, _, _ = one(H0)
         assert int(steps) == got["steps"][i]
         assert int(status) == got["status"][i]
         assert float(sc.sc_loss(H, problem.labels, problem.tau)) == pytest.approx(got["loss"][i], abs=1e-10)
@@ -131,7 +131,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert clean.returncode == 0, clean.stderr
     a, b = results.load_runs(str(out)), results.load_runs(str(tmp_path / "clean"))
     np.testing.assert_array_equal(a["run"], np.arange(n))
-    for f in ("status", "steps", "polish_iters", "kind"):
+    for f in ("status", "steps", "polish_evals", "polish_iters", "kind"):
         np.testing.assert_array_equal(a[f], b[f])
     for f in FIELDS:
         np.testing.assert_array_equal(a[f], b[f])
