@@ -1,4 +1,4 @@
-"""Command line: ``sclandscape scan | optimum | demo | plot | sweep``.
+"""Command line: ``sclandscape scan | optimum | demo | hessian | plot | sweep``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Entry points enable float64 (the library never does on import).
@@ -191,8 +191,26 @@ def _cmd_demo(args) -> int:
             progress=_progress(args.quiet),
         )
         _print_summary(summary, out)
+        report.hessian_spectra(out)
         report.plot_results(out)
         print(f"report: {os.path.join(out, 'report.md')}")
+    return 0
+
+
+def _cmd_hessian(args) -> int:
+    runs = None
+    if args.runs:
+        try:
+            runs = [int(r) for r in args.runs.split(",")]
+        except ValueError:
+            raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
+    path = report.hessian_spectra(args.dir, runs, recompute=not args.no_recompute)
+    data = results.read_npz(path)
+    print(f"{'run':>6} {'kind':<13} {'index':>5} {'lambda_min':>12} {'zeros(pred)':>11} {'loss':>14}")
+    columns = ("runs", "kind", "index", "lambda_min", "n_zero_predicted", "loss")
+    for run, kind, index, lam, zeros, loss in zip(*(data[c] for c in columns), strict=True):
+        print(f"{run:>6} {kind:<13} {index:>5} {lam:>12.4e} {zeros:>11} {loss:>14.8f}")
+    print(f"spectra: {path}")
     return 0
 
 
@@ -225,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inits", type=int, default=256)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("hessian", help="full Hessian spectra of chosen runs of a finished scan")
+    p.add_argument("dir", help="a finished scan folder")
+    p.add_argument("--runs", help="comma-separated run indices (default: one per distinct critical point)")
+    p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
+    p.set_defaults(func=_cmd_hessian)
     cli_extra.add_plot_parser(sub)
     cli_extra.add_sweep_parser(sub)
     return parser

@@ -285,10 +285,13 @@ def _groups(values: np.ndarray, kind: np.ndarray) -> list[tuple[str, np.ndarray]
     return [(k, values[kind == k]) for k in KINDS if np.any(kind == k)]
 
 
-def _log_histogram(ax, values, kinds, floor: float, bins: int):
-    """Stacked histogram by kind of ``values >= floor`` in ``bins`` log-spaced bins from the floor."""
-    lo, hi = math.log10(floor), math.log10(float(np.max(values)))
-    hi = max(hi, lo + 1.0)
+def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None = None):
+    """Stacked histogram by kind of ``values >= floor`` in ``bins`` log-spaced bins from the floor.
+
+    ``top``: the axis reaches at least this value (e.g. a tolerance line to show).
+    """
+    lo, hi = math.log10(floor), math.log10(max(float(np.max(values)), top or 0.0))
+    hi = max(hi, lo + 2.0)  # a narrower log axis labels (colliding) minor ticks
     edges = np.logspace(lo, hi, bins + 1)
     edges[0], edges[-1] = floor, max(edges[-1], float(np.max(values)))
     counts = _stacked_bars(ax, edges, _groups(values, kinds))
@@ -350,7 +353,8 @@ def gap_histogram(
     with mpl.rc_context(STYLE):
         fig = _figure(width, 0.72 * width)
         ax = fig.subplots()
-        _log_histogram(ax, clipped, kind[converged], floor, bins)
+        top = clipped if tolerance is None else np.append(clipped, 3 * tolerance)
+        _log_histogram(ax, clipped, kind[converged], floor, bins, top=float(np.max(top)))
         if tolerance is not None:
             ax.axvline(
                 tolerance, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="global tolerance"
@@ -474,7 +478,9 @@ def eigenvalue_vs_gap(
         if tol is not None:
             ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
         ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
-        lo, hi = math.log10(floor), math.log10(max(float(np.max(gap)), floor * 10))
+        # at least three decades: a narrower log axis labels its minor ticks, which then collide
+        lo = math.log10(floor)
+        hi = max(math.log10(max(float(np.max(gap)), floor)), lo + 3.0)
         ax.set_xlim(10 ** (lo - 0.05 * (hi - lo) - 0.3), 10 ** (hi + 0.05 * (hi - lo) + 0.3))
         ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
         ax.set_ylabel("smallest Hessian eigenvalue\n(symmetry modes removed)")

@@ -34,7 +34,7 @@ import numpy as np
 from sclandscape import plots, problems, results
 from sclandscape import scan as _scan
 
-MINIMA = ("global_min", "spurious_min")
+MINIMA = ("global_min", "spurious_min", "degenerate")
 
 #: One line per figure for ``report.md``.
 CAPTIONS = {
@@ -169,6 +169,94 @@ def _embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
         else:
             notes.append(f"run {i} recomputed to L = {loss:.6f}, not the recorded {runs['loss'][r]:.6f}")
     return found, notes
+
+
+def _critical_representatives(runs: dict, tol: float) -> list[int]:
+    """Rows of one run per distinct converged critical point: grouped by kind, then loss within ``tol``."""
+    kind = np.asarray(runs["kind"]).astype(str)
+    loss = np.asarray(runs["loss"])
+    rows = []
+    for k in plots.KINDS:
+        if k == "not_converged":
+            continue
+        sel = np.flatnonzero(kind == k)
+        sel = sel[np.argsort(loss[sel], kind="stable")]
+        last = None
+        for r in sel:
+            if last is None or loss[r] - last > tol:
+                rows.append(int(r))
+            last = loss[r]
+    return rows
+
+
+def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> str:
+    """Full Riemannian Hessian spectra of chosen runs of a finished scan, into ``out/hessian/spectra.npz``.
+
+    ``run_indices`` default: one run per distinct converged critical point
+    (per kind, losses grouped by the scan's grouping tolerance). Embeddings
+    come from the scan (``--save-embeddings``) or are recomputed from the seed
+    (checked against the recorded loss). Each point is classified again
+    (``hessian.classify``, float64, dense). The file holds ``runs``,
+    ``eigenvalues`` ``(r, n(d-1))`` ascending, ``n_zero_predicted``, ``kind``,
+    ``index``, ``lambda_min``, ``tol`` and ``loss``; it is written atomically.
+    Returns its path. Raises ``ValueError`` (one line) on bad input.
+    """
+    import jax
+
+    from sclandscape import hessian
+
+    data = load_scan(out)
+    runs, problem, settings = data["runs"], data["problem"], data["settings"]
+    N = problem.n * (problem.dim - 1)
+    if N > hessian.DENSE_MAX_DIM:
+        raise ValueError(
+            f"full spectra need n(d-1) <= {hessian.DENSE_MAX_DIM}, this scan has {N} "
+            "(use sclandscape.hessian.lanczos_extremes / spectral_density)"
+        )
+    index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
+    if run_indices is None:
+        rows = _critical_representatives(runs, float(data["summary"].get("grouping_tolerance", 0.0)))
+        if not rows:
+            raise ValueError(f"{out}: no converged run to take a spectrum of")
+    else:
+        run_indices = [int(i) for i in run_indices]
+        bad = [i for i in run_indices if i not in index_of]
+        if not run_indices or bad:
+            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
+        rows = [index_of[i] for i in dict.fromkeys(run_indices)]
+    if "H" not in runs and not recompute:
+        raise ValueError(f"{out}: the scan saved no embeddings (--save-embeddings) and recompute is off")
+    found, notes = _embeddings(data, rows)
+    if notes:
+        raise ValueError(f"{out}: {notes[0]}")
+    H = np.stack([found[r] for r in rows])
+    with jax.enable_x64(True):
+        c = hessian.classify(
+            H,
+            problem.labels,
+            problem.tau,
+            global_loss=data["summary"]["global_loss"],
+            settings=hessian.ClassifySettings(
+                gtol=10 * settings.tol,
+                cert_rtol=settings.cert_rtol,
+                gap_rtol=settings.gap_rtol,
+                method="dense",
+            ),
+        )
+        eigs = np.asarray(hessian.riemannian_hessian_eigs(H, problem.labels, problem.tau))
+    arrays = {
+        "runs": np.asarray(runs["run"])[rows].astype(np.int64),
+        "eigenvalues": eigs.reshape(len(rows), N),
+        "n_zero_predicted": np.atleast_1d(np.asarray(c.n_zero_predicted, np.int64)),
+        "kind": np.atleast_1d(np.asarray(c.kind)).astype("<U13"),
+        "index": np.atleast_1d(np.asarray(c.index, np.int64)),
+        "lambda_min": np.atleast_1d(np.asarray(c.lambda_min, np.float64)),
+        "tol": np.atleast_1d(np.asarray(c.tol, np.float64)),
+        "loss": np.atleast_1d(np.asarray(c.loss, np.float64)),
+    }
+    path = os.path.join(out, "hessian", "spectra.npz")
+    results.write_npz(path, arrays)
+    return path
 
 
 def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list[str]]:

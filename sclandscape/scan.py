@@ -52,9 +52,12 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from sclandscape import hessian, manifold, optimum, problems
 from sclandscape import loss as _loss
-from sclandscape import manifold, optimum, problems
 from sclandscape.manifold import Status
+
+HESSIAN_MODES = ("auto", "all", "uncertified", "none")
+AUTO_HESSIAN_DIM = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,11 @@ class ScanSettings:
       gap_rtol: or when its loss is within ``gap_rtol * max(1, |L*|)`` of ``L*``.
       group_rtol: minima whose losses differ by less than
         ``group_rtol * max(1, |L*|)`` are grouped as one distinct minimum.
+      hessian: which converged runs get their Riemannian Hessian spectrum
+        (``hessian.classify``: saddles, index, degeneracy): ``"all"``,
+        ``"uncertified"`` (the certificate alone proves the others global),
+        ``"none"``, or ``"auto"`` = all when ``n(d-1) <= 256`` (dense and
+        cheap), else uncertified.
     """
 
     tol: float = 1e-5
@@ -95,12 +103,15 @@ class ScanSettings:
     cert_rtol: float = 1e-5
     gap_rtol: float = 1e-6
     group_rtol: float = 1e-5
+    hessian: str = "auto"
 
     def __post_init__(self):
         for name in ("tol", "polish_from", "cert_rtol", "gap_rtol", "group_rtol"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.hessian not in HESSIAN_MODES:
+            raise ValueError(f"hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}")
         for name in ("max_steps", "polish_patience", "polish_steps", "polish_iters", "chunk_steps", "slots"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -299,6 +310,12 @@ RECORD_FIELDS = (
     "cert_gap_bound",
     "nc1",
     "gram_dist",
+    "kind",
+    "hess_lambda_min",
+    "hess_index",
+    "hess_n_zero",
+    "hess_n_zero_predicted",
+    "hess_tol",
 )
 
 
@@ -459,9 +476,60 @@ class Scanner:
             "gap": rec["loss"] - self.optimum.loss,
             **rec,
         }
+        out.update(self._hessian_kinds(H, out))
         if self.keep_embeddings:
             out["H"] = H.astype(np.float64)
         return {k: v[order] for k, v in out.items()}
+
+    def _hessian_kinds(self, H, rec) -> dict:
+        """``kind`` of every run, and the Hessian fields where the spectrum was computed.
+
+        The certificate decides first (``certificate_kinds``); the runs that
+        ``settings.hessian`` selects among the converged ones are classified
+        by their spectrum in float64 (``hessian.classify``), which separates
+        saddles (with their index) and degenerate points from minima. Fields
+        of runs without a spectrum: NaN and -1.
+        """
+        kind = certificate_kinds(rec, self.optimum.loss, self.settings)
+        size = kind.size
+        fields = {
+            "hess_lambda_min": np.full(size, np.nan),
+            "hess_index": np.full(size, -1, np.int64),
+            "hess_n_zero": np.full(size, -1, np.int64),
+            "hess_n_zero_predicted": np.full(size, -1, np.int64),
+            "hess_tol": np.full(size, np.nan),
+        }
+        mode = self.settings.hessian
+        if mode == "auto":
+            mode = "all" if self.problem.n * (self.problem.dim - 1) <= AUTO_HESSIAN_DIM else "uncertified"
+        if mode == "none" or self.problem.dim == 1:  # OB(n, 1) is a finite set: no tangent space
+            return {"kind": kind, **fields}
+        pick = kind != "not_converged" if mode == "all" else kind == "spurious_min"
+        todo = np.flatnonzero(pick)
+        labels = self.problem.labels
+        with jax.enable_x64(True):
+            for start in range(0, todo.size, self.slots):
+                target = todo[start : start + self.slots]
+                c = hessian.classify(
+                    H[np.resize(target, self.slots)],
+                    labels,
+                    self.problem.tau,
+                    global_loss=self.optimum.loss,
+                    settings=self.hessian_settings,
+                )
+                m = target.size
+                kind[target] = np.asarray(c.kind)[:m]
+                fields["hess_lambda_min"][target] = np.asarray(c.lambda_min)[:m]
+                fields["hess_index"][target] = np.asarray(c.index)[:m]
+                fields["hess_n_zero"][target] = np.asarray(c.n_zero)[:m]
+                fields["hess_n_zero_predicted"][target] = np.asarray(c.n_zero_predicted)[:m]
+                fields["hess_tol"][target] = np.asarray(c.tol)[:m]
+        return {"kind": kind, **fields}
+
+    @property
+    def hessian_settings(self) -> hessian.ClassifySettings:
+        s = self.settings
+        return hessian.ClassifySettings(gtol=10 * s.tol, cert_rtol=s.cert_rtol, gap_rtol=s.gap_rtol)
 
 
 def scan(
@@ -493,15 +561,14 @@ def scan(
 KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
 
 
-def classify_records(rec: dict, global_loss: float, settings: ScanSettings) -> np.ndarray:
-    """Certificate-based classification (the Hessian refines it once available).
+def certificate_kinds(rec: dict, global_loss: float, settings: ScanSettings) -> np.ndarray:
+    """Classification from the gradient and the certificate alone.
 
-    ``not_converged`` unless the status is ``CONVERGED`` and ``|grad| <= tol``
+    ``not_converged`` unless the status is ``CONVERGED`` and ``|grad| <= 10 tol``
     (re-checked in float64); then ``global_min`` when the certificate's gap
     bound is within ``cert_rtol`` or the loss within ``gap_rtol`` of ``L*``
-    (relative to ``max(1, |L*|)``), else ``spurious_min``. Saddles and
-    degenerate points are not separated from spurious minima without the
-    Hessian spectrum.
+    (relative to ``max(1, |L*|)``), else ``spurious_min`` (a saddle or a
+    degenerate point until the Hessian says otherwise).
     """
     scale = max(1.0, abs(global_loss))
     converged = (rec["status"] == Status.CONVERGED) & (rec["grad_norm"] <= 10 * settings.tol)
@@ -512,11 +579,28 @@ def classify_records(rec: dict, global_loss: float, settings: ScanSettings) -> n
     return kind.astype("<U13")
 
 
+def classify_records(rec: dict, global_loss: float, settings: ScanSettings) -> np.ndarray:
+    """Each run's kind: the scan's own (Hessian and certificate) when recorded, else ``certificate_kinds``."""
+    if "kind" in rec:
+        return np.asarray(rec["kind"]).astype("<U13")
+    return certificate_kinds(rec, global_loss, settings)
+
+
+def _classification_note(rec: dict, settings: ScanSettings) -> str:
+    checked = int(np.sum(np.asarray(rec.get("hess_index", np.array([-1]))) >= 0))
+    if settings.hessian == "none" or "hess_index" not in rec:
+        return "certificate only (saddles and degenerate points not separated from spurious minima)"
+    return (
+        f"certificate, and the Riemannian Hessian spectrum for {checked} runs "
+        f"(hessian={settings.hessian!r}; certified runs without a spectrum are global minima)"
+    )
+
+
 def summarize(rec: dict, global_loss: float, settings: ScanSettings) -> dict:
     """SPEC §5 summary: counts per kind and the distinct minima grouped by loss."""
     kind = classify_records(rec, global_loss, settings)
     scale = max(1.0, abs(global_loss))
-    minima = np.isin(kind, ("global_min", "spurious_min"))
+    minima = np.isin(kind, ("global_min", "spurious_min", "degenerate"))
     losses = rec["loss"][minima]
     cert = kind[minima] == "global_min"
     order = np.argsort(losses)
@@ -553,7 +637,7 @@ def summarize(rec: dict, global_loss: float, settings: ScanSettings) -> dict:
             status_names.get(int(s), str(s)): int(np.sum(rec["status"] == s))
             for s in np.unique(rec["status"])
         },
-        "classification": "certificate (saddles and degenerate points not separated without the Hessian)",
+        "classification": _classification_note(rec, settings),
         "tolerances": {
             "tol": settings.tol,
             "cert_rtol": settings.cert_rtol,

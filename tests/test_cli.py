@@ -48,3 +48,34 @@ def test_demo_runs(capsys, tmp_path):
     assert "L* = 41.473391" in out and "certified global" in out
     assert "L* = 57.508222" in out and "NOT certified (spurious)" in out
     assert (tmp_path / "case0" / "summary.json").exists() and (tmp_path / "case1" / "summary.json").exists()
+
+
+def test_hessian_command_stores_spectra_of_one_run_per_critical_point(tmp_path, capsys):
+    import jax
+    import numpy as np
+
+    import sclandscape as sc
+    from sclandscape import hessian, results, scan
+
+    out = str(tmp_path / "s")
+    problem = sc.Problem((4, 4, 2, 2), 2, 1.0)  # d < k - 1: spurious minima at several losses
+    with jax.enable_x64(True):
+        results.run_scan(problem, 6, 0, scan.ScanSettings(tol=1e-9, x64=True, slots=6), out)
+    assert cli.main(["hessian", out]) == 0
+    data = results.read_npz(f"{out}/hessian/spectra.npz")
+    runs = results.load_runs(out)
+    N = problem.n * (problem.dim - 1)
+    assert data["eigenvalues"].shape == (data["runs"].size, N)
+    assert np.all(np.diff(data["eigenvalues"], axis=1) >= 0)
+    # One run per distinct (kind, loss) group, matching the scan's own classification.
+    assert data["runs"].size == len(
+        {(k, round(v, 6)) for k, v in zip(runs["kind"], runs["loss"], strict=True)}
+    )
+    np.testing.assert_array_equal(data["kind"], runs["kind"][data["runs"]])
+    assert cli.main(["hessian", out, "--runs", "1,3"]) == 0
+    data = results.read_npz(f"{out}/hessian/spectra.npz")
+    np.testing.assert_array_equal(data["runs"], [1, 3])
+    assert np.all(data["n_zero_predicted"] == hessian.predicted_zero_modes(2, 2))
+    capsys.readouterr()
+    assert cli.main(["hessian", out, "--runs", "99"]) == 2
+    assert "runs must be indices of this scan" in capsys.readouterr().err

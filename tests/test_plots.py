@@ -256,7 +256,7 @@ def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path):
     shutil.copytree(scan_dir, out)
     written = report.plot_results(out)
     names = {os.path.relpath(p, out) for p in written}
-    for name in ("gap_histogram", "certificate", "gram_minimum_1"):
+    for name in ("gap_histogram", "certificate", "eigenvalue_vs_gap", "gram_minimum_1"):
         assert {f"figures/{name}.png", f"figures/{name}.pdf"} <= names
     assert "report.md" in names
     assert all(os.path.getsize(p) > 0 for p in written)
@@ -266,7 +266,7 @@ def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path):
     assert "## Distinct minima" in text and "| 1 |" in text
     for link in ("figures/gap_histogram.png", "figures/gram_minimum_1.pdf"):
         assert f"]({link})" in text
-    assert "eigenvalue_vs_gap: runs.npz has no hess_lambda_min" in text
+    assert "hessian_spectrum: no hessian/spectra.npz" in text  # until `sclandscape hessian DIR` runs
     assert not [f for f in os.listdir(os.path.join(out, "figures")) if f.startswith(".tmp")]
 
 

@@ -1,5 +1,6 @@
 """Batched scans: equivalences, statuses, classification on small problems (float64)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,6 +53,10 @@ def test_balanced_benign_landscape_all_global_and_certified():
     assert np.all(np.abs(summary_runs["gap"]) <= 1e-9)
     assert np.all(summary_runs["cert_gap_bound"] <= 1e-6)
     assert set(summary_runs["kind"]) == {"global_min"}
+    # n(d-1) = 9 <= 256: every converged run has its spectrum; only the symmetry modes are zero.
+    assert np.all(summary_runs["hess_index"] == 0)
+    assert np.all(summary_runs["hess_lambda_min"] > 0)
+    np.testing.assert_array_equal(summary_runs["hess_n_zero"], summary_runs["hess_n_zero_predicted"])
     summary = scan.summarize(summary_runs, L_star, SETTINGS)
     assert summary["counts"]["global_min"] == 8
     assert [m["certified_global"] for m in summary["distinct_minima"]] == [True]
@@ -65,9 +70,24 @@ def test_spurious_minima_found_and_flagged_below_k_minus_1():
     assert converged.sum() >= 6
     assert np.all(runs["gap"][converged] > 0.1)  # d = 2 < rank(M*) = 3: L* is not attainable
     assert np.all(runs["cert_lambda"][converged] < -1e-3)
+    # The Hessian confirms they are strict local minima (index 0, positive beyond the symmetry modes).
+    assert np.all(runs["hess_index"][converged] == 0)
+    assert np.all(runs["hess_lambda_min"][converged] > 0)
     summary = scan.summarize(runs, L_star, SETTINGS)
     assert summary["counts"]["spurious_min"] == converged.sum()
     assert all(not m["certified_global"] for m in summary["distinct_minima"])
+
+
+def test_hessian_modes_choose_which_runs_get_a_spectrum():
+    problem = sc.Problem((3, 3, 3), 2, 0.5)
+    for mode, expect in (("none", False), ("uncertified", False), ("all", True)):
+        settings = dataclasses.replace(SETTINGS, hessian=mode)
+        runs = scan.scan(problem, 3, jax.random.key(1), settings)
+        assert set(runs["kind"]) == {"global_min"}  # certified, whatever the mode
+        assert np.all(np.isfinite(runs["hess_lambda_min"]) == expect), mode
+        assert np.all((runs["hess_index"] >= 0) == expect), mode
+    with pytest.raises(ValueError, match="hessian must be one of"):
+        scan.ScanSettings(hessian="sometimes")
 
 
 def test_non_finite_run_is_recorded_not_raised():
