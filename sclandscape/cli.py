@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from sclandscape import cli_extra, optimum, problems, report, results, scan
+from sclandscape import cli_extra, cli_saddles, optimum, problems, report, results, scan
 
 
 class _UsageError(Exception):
@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_hessian)
     cli_extra.add_plot_parser(sub)
     cli_extra.add_sweep_parser(sub)
+    cli_saddles.add_saddles_parser(sub)
     return parser
 
 

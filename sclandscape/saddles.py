@@ -1,0 +1,751 @@
+r"""Symmetric constructions of critical points, their classification, deduplication and escape (SPEC §3).
+
+**Symmetric criticality** (Palais 1979): if a group ``K`` acts isometrically
+on ``OB(n, d)`` and leaves ``L`` invariant, a critical point of ``L``
+restricted to the fixed-point set ``Fix(K)`` is a critical point of ``L``.
+The symmetries used here are sample permutations that preserve labels,
+class swaps between classes of equal size, and reflections ``H -> H Q``:
+
+- ``merge``: a partition of the classes into groups; every sample of a group
+  sits on one point ``u_g`` in a ``d'``-dimensional coordinate subspace.
+  Collapsing a class is the fixed set of its sample permutations; merging
+  two classes of equal size the fixed set of their swap; ``d' < d`` the fixed
+  set of the reflections of the other coordinates. So the construction is a
+  fixed-point set (``symmetric = True``) when every group holds classes of
+  one size; otherwise (e.g. a majority merged with a minority class) it is
+  only a starting guess, and the critical-point finder moves off it.
+- ``split``: class ``c`` split in two halves placed mirror-symmetrically,
+  ``v`` and ``Q v`` with ``Q = diag(-1, 1, ..., 1)`` (antipodal when
+  ``v = +-e_1``), every other class collapsed into the mirror ``e_1^perp``
+  (with an odd ``n_c`` the left-over sample too): the fixed set of the
+  involution "swap the halves, then reflect" together with the within-half
+  and within-class permutations (``symmetric = True``).
+- ``antipodal``: as ``split`` with the halves held at ``+-e_1``. Not a
+  fixed-point set in general (``symmetric = False``): exactly critical when
+  the other classes' configuration is balanced about the mirror (e.g.
+  balanced classes), otherwise a starting guess for the finder.
+- ``random``: no symmetry, the finder from a uniform random start.
+
+Each construction is a *tie pattern*: free points ``X`` ``(p, d)`` (``p = k +
+1``, rows masked to their subspace), an assignment of samples to points and a
+mirror flag per sample; ``expand(X) = (rownormalise(X * mask))[assign]`` with
+the mirrored rows reflected. The reduced problem ``min_X L(expand(X))`` is
+solved by the scan's Riemannian L-BFGS, the result polished on the full
+problem by ``critical.find_critical`` and classified by ``hessian.classify``
+(dense spectrum, float64). All constructions of a problem run as one ``vmap``.
+
+**Deduplication** up to rotation and relabelling: two points are the same
+critical point when their losses agree, the spectra of ``G = H H^T`` agree
+(invariant under rotations and sample permutations) and the class-mean Gram
+matrices ``M_ab = <mean_a, mean_b>`` agree up to a permutation of classes of
+equal size (exhaustive over such permutations when there are at most
+``MAX_PERMUTATIONS``, else compared through their spectra and sorted entries).
+
+**Escape.** From every saddle, ``hessian.escape_direction`` gives the unit
+eigenvector ``v`` of the most negative eigenvalue; the scan's optimiser
+(``scan.solve_one``, float64, trust-region polish) runs from ``R_H(+t v)`` and
+``R_H(-t v)`` (``t`` the step of a grid that lowers the loss most on that
+side), and the endpoint is classified: which minimum the saddle leads to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sclandscape import critical, hessian, manifold, optimum, plots, problems
+from sclandscape import scan as _scan
+from sclandscape.manifold import Status
+
+#: Largest number of count-preserving class permutations tried exhaustively by ``same_point``.
+MAX_PERMUTATIONS = 40320
+#: Partitions of the classes are enumerated for at most this many classes.
+MAX_CLASSES = 10
+
+
+# --------------------------------------------------------------------------
+# Constructions
+
+
+@dataclasses.dataclass(frozen=True)
+class Construction:
+    """A symmetric subspace (or a random start) to look for a critical point in.
+
+    Attributes:
+      kind: ``"merge"``, ``"split"``, ``"antipodal"`` or ``"random"``.
+      groups: ``merge``: the partition of the classes (tuples of class indices).
+      split: ``split``: the class split in two mirror halves.
+      subdim: ``d'``, the coordinate subspace the points live in (``<= d``).
+      symmetric: the tie pattern is the fixed-point set of a symmetry of ``L``
+        (so the reduced critical point is exactly critical for the full problem).
+      seed: ``random``: the start's index.
+    """
+
+    kind: str
+    groups: tuple[tuple[int, ...], ...] = ()
+    split: int = -1
+    subdim: int = 0
+    symmetric: bool = False
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "merge":
+            parts = "|".join(",".join(str(c) for c in g) for g in self.groups)
+            return f"merge {parts} in d'={self.subdim}"
+        if self.kind == "split":
+            return f"split class {self.split} mirror-symmetric in d'={self.subdim}"
+        if self.kind == "antipodal":
+            return f"split class {self.split} antipodally in d'={self.subdim}"
+        return f"random start {self.seed}"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "groups": [list(g) for g in self.groups],
+            "split": self.split,
+            "subdim": self.subdim,
+            "symmetric": self.symmetric,
+        }
+
+
+def set_partitions(items: Sequence[int]) -> Iterator[tuple[tuple[int, ...], ...]]:
+    """All partitions of ``items`` into non-empty groups (each group and the groups in order)."""
+    items = list(items)
+    if not items:
+        yield ()
+        return
+    first, rest = items[0], items[1:]
+    for part in set_partitions(rest):
+        yield ((first,), *part)
+        for i in range(len(part)):
+            yield (*part[:i], (first, *part[i]), *part[i + 1 :])
+
+
+def _canonical_partition(groups, counts) -> tuple:
+    """The partition up to relabelling classes of equal size: sorted multiset of sorted group counts."""
+    return tuple(sorted(tuple(sorted(counts[c] for c in g)) for g in groups))
+
+
+def constructions(counts, dim: int, *, splits: bool = True) -> list[Construction]:
+    """Merges over every partition of the classes (one per class of partitions equal up to
+    relabelling classes of equal size) and subspace ``d' = 1 .. min(d, groups - 1)``, and a mirror
+    split of each class (one per class size) in ``d' = 2 .. d``."""
+    counts = problems.check_counts(counts)
+    dim = problems.check_dim(dim)
+    k = len(counts)
+    if k > MAX_CLASSES:
+        raise ValueError(
+            f"symmetric constructions enumerate partitions of at most {MAX_CLASSES} classes, got {k}"
+        )
+    out, seen = [], set()
+    for groups in set_partitions(range(k)):
+        key = _canonical_partition(groups, counts)
+        if key in seen:
+            continue
+        seen.add(key)
+        symmetric = all(len({counts[c] for c in g}) == 1 for g in groups)
+        groups = tuple(sorted(groups))
+        for sub in range(1, min(dim, max(len(groups) - 1, 1)) + 1):
+            out.append(Construction("merge", groups=groups, subdim=sub, symmetric=symmetric))
+    if splits and dim >= 2:
+        sizes = set()
+        for c in range(k):
+            if counts[c] in sizes:
+                continue
+            sizes.add(counts[c])
+            for sub in range(2, dim + 1):
+                out.append(Construction("split", split=c, subdim=sub, symmetric=True))
+                out.append(Construction("antipodal", split=c, subdim=sub, symmetric=False))
+    return out
+
+
+def tie_pattern(construction: Construction, counts, dim: int):
+    """``(assign (n,), mirror (n,), mask (k + 1, d))`` of a construction (see the module docstring)."""
+    counts = problems.check_counts(counts)
+    labels = problems.labels_from_counts(counts)
+    k, n = len(counts), len(labels)
+    p = k + 1
+    mask = np.zeros((p, dim))
+    mirror = np.zeros(n, bool)
+    sub = construction.subdim
+    if not 1 <= sub <= dim:
+        raise ValueError(f"subdim must lie in 1..{dim}, got {sub}")
+    mask[:, :sub] = 1.0
+    if construction.kind == "merge":
+        group_of = np.empty(k, np.int64)
+        for g, members in enumerate(construction.groups):
+            group_of[list(members)] = g
+        if sorted(c for g in construction.groups for c in g) != list(range(k)):
+            raise ValueError(f"groups {construction.groups} are not a partition of the {k} classes")
+        assign = group_of[labels]
+    elif construction.kind in ("split", "antipodal"):
+        c = construction.split
+        if not 0 <= c < k or sub < 2:
+            raise ValueError(f"a split needs a class in 0..{k - 1} and subdim >= 2, got {c}, {sub}")
+        assign = labels.copy()
+        members = np.flatnonzero(labels == c)
+        half = members.size // 2
+        mirror[members[half : 2 * half]] = True
+        if members.size % 2:
+            assign[members[-1]] = k  # the odd sample: its own point, in the mirror
+        hyper = np.ones(p, bool)
+        hyper[c] = False
+        mask[hyper, 0] = 0.0
+        if construction.kind == "antipodal":
+            mask[c, 1:] = 0.0  # the halves at +-e_1
+    else:
+        raise ValueError(f"no tie pattern for a {construction.kind!r} construction")
+    return assign.astype(np.int32), mirror, mask
+
+
+def expand(X, assign, mirror, mask):
+    """``H`` ``(n, d)`` from the free points ``X`` ``(p, d)`` of a tie pattern."""
+    Xn = manifold.normalize_rows(X * mask)
+    H = Xn[assign]
+    return H.at[:, 0].multiply(jnp.where(mirror, -1.0, 1.0).astype(H.dtype))
+
+
+# --------------------------------------------------------------------------
+# One construction: reduced minimisation, then the full-problem finder
+
+
+@dataclasses.dataclass(frozen=True)
+class ReducedSettings:
+    """The reduced problem's L-BFGS: gradient tolerance and evaluation budget."""
+
+    tol: float = 1e-9
+    max_steps: int = 3000
+
+
+def _reduced_minimise(X0, assign, mirror, mask, labels, tau, settings: ReducedSettings):
+    cost = lambda X: hessian._cost(expand(X, assign, mirror, mask), labels, tau)  # noqa: E731
+    opt = manifold.lbfgs_armijo(memory_size=10)
+    X0 = manifold.normalize_rows(X0 * mask)
+
+    def step(s):
+        X, state, _, evals = s
+        value, grad = jax.value_and_grad(cost)(X)
+        updates, state = opt.update(grad, state, X, value=value)
+        gnorm = jnp.linalg.norm(state.grad)
+        done = (gnorm <= settings.tol) | state.stalled | ~jnp.isfinite(gnorm)
+        X = jnp.where(done, state.x, manifold.normalize_rows(X + updates))
+        return X, state, done, evals + 1
+
+    def more(s):
+        return (~s[2]) & (s[3] < settings.max_steps)
+
+    X, state, _, evals = jax.lax.while_loop(more, step, (X0, opt.init(X0), jnp.zeros((), bool), 0))
+    X = jnp.where(jnp.isfinite(state.value), state.x, X)
+    return X, jnp.linalg.norm(state.grad), evals
+
+
+def _construct_one(key, assign, mirror, mask, use_tie, labels, tau, reduced, crit):
+    n, d = labels.shape[0], mask.shape[1]
+    k1, k2 = jax.random.split(key)
+    X0 = jax.random.normal(k1, mask.shape, mask.dtype)
+    X, red_grad, red_steps = _reduced_minimise(X0, assign, mirror, mask, labels, tau, reduced)
+    H_tied = expand(X, assign, mirror, mask)
+    H_rand = manifold.normalize_rows(jax.random.normal(k1, (n, d), mask.dtype))
+    H0 = jnp.where(use_tie, H_tied, H_rand)
+    out = critical.find_critical_one(H0, labels, tau, crit, key=k2)
+    return H0, jnp.where(use_tie, red_grad, jnp.nan), red_steps, out
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueSettings:
+    """Everything ``find_critical_points`` and ``catalogue`` do, with their tolerances (recorded).
+
+    Attributes:
+      restarts: random starts of each construction's reduced problem.
+      random: critical-point finder runs from uniform random starts.
+      reduced: the reduced problems' L-BFGS.
+      critical: the full-problem critical-point finder.
+      classify: the Hessian classification (``gtol`` judges convergence).
+      loss_rtol: two points are distinct if their losses differ by more than this (relative).
+      gram_atol: ... or their invariants (G spectrum, class-mean Gram) by more than this.
+      escape: descend from both sides of every saddle's escape direction.
+      descent: the scan settings of those descents.
+      splits: include the mirror-split and antipodal-split constructions.
+      escape_noise: Frobenius norm of a random tangent perturbation added to each descent's start:
+        symmetric subspaces are invariant under the descent, so without it a descent from a saddle
+        that lies in one can only end on a critical point of that subspace.
+    """
+
+    restarts: int = 1
+    random: int = 0
+    reduced: ReducedSettings = ReducedSettings()
+    critical: critical.CriticalSettings = critical.CriticalSettings()
+    classify: hessian.ClassifySettings = hessian.ClassifySettings(gtol=1e-8)
+    loss_rtol: float = 1e-8
+    gram_atol: float = 1e-5
+    escape: bool = True
+    descent: _scan.ScanSettings = _scan.ScanSettings(tol=1e-9, x64=True, max_steps=5000)
+    splits: bool = True
+    escape_noise: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("restarts", "random"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return out
+
+
+def _run_constructions(problem, items, key, settings: CatalogueSettings):
+    """Reduced solve + finder for every construction (one vmapped, jitted call)."""
+    labels = jnp.asarray(problem.labels)
+    k, d = problem.k, problem.dim
+    patterns = []
+    for c in items:
+        if c.kind == "random":
+            patterns.append(
+                (np.zeros(problem.n, np.int32), np.zeros(problem.n, bool), np.ones((k + 1, d)), False)
+            )
+        else:
+            patterns.append((*tie_pattern(c, problem.counts, d), True))
+    assign = jnp.asarray(np.stack([p[0] for p in patterns]))
+    mirror = jnp.asarray(np.stack([p[1] for p in patterns]))
+    mask = jnp.asarray(np.stack([p[2] for p in patterns]), jnp.float64)
+    use_tie = jnp.asarray(np.array([p[3] for p in patterns]))
+    keys = jax.random.split(key, len(items))
+    return _construct_batch(
+        keys, assign, mirror, mask, use_tie, labels, problem.tau, settings.reduced, settings.critical
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("reduced", "crit"))
+def _construct_batch(keys, assign, mirror, mask, use_tie, labels, tau, reduced, crit):
+    return jax.vmap(_construct_one, in_axes=(0, 0, 0, 0, 0, None, None, None, None))(
+        keys, assign, mirror, mask, use_tie, labels, tau, reduced, crit
+    )
+
+
+# --------------------------------------------------------------------------
+# Invariants and deduplication
+
+
+def invariants(H, labels) -> dict:
+    """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
+
+    ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``;
+    ``class_gram``: ``M_ab = <mean_a, mean_b>`` of the (unnormalised) class means.
+    """
+    H = np.asarray(H, np.float64)
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1
+    onehot = np.eye(k)[labels]
+    means = onehot.T @ H / onehot.sum(axis=0)[:, None]
+    # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
+    spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
+    return {"spectrum": spectrum, "class_gram": means @ means.T}
+
+
+def class_permutations(counts) -> np.ndarray | None:
+    """All permutations of the classes that preserve their sizes ``(P, k)``, or ``None`` if more than
+    ``MAX_PERMUTATIONS``."""
+    counts = list(counts)
+    blocks: dict[int, list[int]] = {}
+    for c, m in enumerate(counts):
+        blocks.setdefault(m, []).append(c)
+    total = math.prod(math.factorial(len(b)) for b in blocks.values())
+    if total > MAX_PERMUTATIONS:
+        return None
+    perms = []
+    for choice in itertools.product(*(itertools.permutations(b) for b in blocks.values())):
+        perm = np.arange(len(counts))
+        for block, image in zip(blocks.values(), choice, strict=True):
+            perm[block] = image
+        perms.append(perm)
+    return np.array(perms)
+
+
+def _gram_match(Ma, Mb, counts, perms) -> float:
+    """``min_P max|Ma - P Mb P^T|`` over size-preserving class permutations (or an invariant proxy)."""
+    if perms is not None:
+        permuted = Mb[perms[:, :, None], perms[:, None, :]]
+        return float(np.min(np.max(np.abs(permuted - Ma[None]), axis=(1, 2))))
+    # Too many permutations: compare what no relabelling can change (per size block).
+    worst = float(np.max(np.abs(np.linalg.eigvalsh(Ma) - np.linalg.eigvalsh(Mb))))
+    sizes = np.asarray(counts)
+    for m in np.unique(sizes):
+        rows = sizes == m
+        for a, b in ((Ma[rows], Mb[rows]), (np.diagonal(Ma)[rows], np.diagonal(Mb)[rows])):
+            worst = max(worst, float(np.max(np.abs(np.sort(a, axis=None) - np.sort(b, axis=None)))))
+    return worst
+
+
+def same_point(
+    inv_a: dict,
+    inv_b: dict,
+    loss_a: float,
+    loss_b: float,
+    counts,
+    *,
+    loss_rtol=1e-8,
+    gram_atol=1e-5,
+    perms=None,
+) -> bool:
+    """Whether two critical points are one up to rotation and relabelling (see the module docstring)."""
+    if abs(loss_a - loss_b) > loss_rtol * max(1.0, abs(loss_a), abs(loss_b)):
+        return False
+    if np.max(np.abs(inv_a["spectrum"] - inv_b["spectrum"])) > gram_atol * max(1.0, inv_a["spectrum"][0]):
+        return False
+    return _gram_match(inv_a["class_gram"], inv_b["class_gram"], counts, perms) <= gram_atol
+
+
+def deduplicate(H, losses, labels, counts, *, loss_rtol=1e-8, gram_atol=1e-5) -> np.ndarray:
+    """Group of each point ``(m,)``: ``group[i] = j`` for the first point ``j`` equal to ``i`` (up to
+    rotation and relabelling; ``same_point``). Points are compared in the given order."""
+    perms = class_permutations(counts)
+    invs = [invariants(h, labels) for h in np.asarray(H)]
+    reps: list[int] = []
+    group = np.empty(len(invs), np.int64)
+    for i, inv in enumerate(invs):
+        for j in reps:
+            if same_point(
+                inv,
+                invs[j],
+                float(losses[i]),
+                float(losses[j]),
+                counts,
+                loss_rtol=loss_rtol,
+                gram_atol=gram_atol,
+                perms=perms,
+            ):
+                group[i] = j
+                break
+        else:
+            reps.append(i)
+            group[i] = i
+    return group
+
+
+# --------------------------------------------------------------------------
+# Escape from saddles
+
+
+@jax.jit
+def _escape_starts(H, V, labels, tau, steps, key, noise):
+    """``R_H(s t V + noise)`` for each sign ``s`` with the grid step ``t`` that lowers ``L`` most on that
+    side, ``noise`` a random tangent vector of norm ``noise``."""
+
+    def side(h, v, sign, k):
+        pts = jax.vmap(lambda t: manifold.retract(h, sign * t * v))(steps)
+        losses = jax.vmap(lambda x: hessian._cost(x, labels, tau))(pts)
+        x = pts[jnp.argmin(losses)]
+        z = manifold.project_tangent(x, jax.random.normal(k, x.shape, x.dtype))
+        return manifold.retract(x, noise * z / jnp.linalg.norm(z))
+
+    def one(h, v, k):
+        k1, k2 = jax.random.split(k)
+        return jnp.stack([side(h, v, 1.0, k1), side(h, v, -1.0, k2)])
+
+    return jax.vmap(one)(H, V, jax.random.split(key, H.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _descend(H0, labels, tau, settings):
+    return jax.vmap(lambda h: _scan.solve_one(h, labels, tau, settings))(H0)
+
+
+def descend_from_saddles(
+    H, labels, tau, settings: CatalogueSettings, global_loss: float, *, key=None
+) -> dict:
+    """For saddles ``H`` ``(s, n, d)``: the escape eigenvalue and the endpoints from both sides.
+
+    Returns arrays: ``eigenvalue`` ``(s,)``; ``H_end`` ``(s, 2, n, d)``; ``loss``, ``kind``,
+    ``index``, ``status`` ``(s, 2)`` (side 0: ``+v``, side 1: ``-v``).
+    """
+    H = jnp.asarray(H, jnp.float64)
+    s = H.shape[0]
+    esc = hessian.escape_direction(H, labels, tau)
+    steps = jnp.asarray(2.0 ** -np.arange(0, 16, 0.5), jnp.float64)
+    key = jax.random.key(0) if key is None else key
+    starts = _escape_starts(H, esc.direction, jnp.asarray(labels), tau, steps, key, settings.escape_noise)
+    starts = starts.reshape((2 * s,) + H.shape[1:])
+    out = _descend(starts, jnp.asarray(labels), tau, settings.descent)
+    H_end = np.asarray(out[0])
+    c = hessian.classify(H_end, labels, tau, global_loss=global_loss, settings=settings.classify)
+    shape = (s, 2)
+    status = np.asarray(out[2]).reshape(shape)
+    kind = np.where(status == Status.CONVERGED, np.asarray(c.kind).reshape(shape), "not_converged")
+    return {
+        "eigenvalue": np.asarray(esc.eigenvalue),
+        "H_end": H_end.reshape(shape + H.shape[1:]),
+        "loss": np.asarray(c.loss).reshape(shape),
+        "kind": kind,
+        "index": np.asarray(c.index).reshape(shape),
+        "status": status,
+    }
+
+
+# --------------------------------------------------------------------------
+# The catalogue
+
+
+def attempts(problem: problems.Problem, settings: CatalogueSettings) -> list[Construction]:
+    """The constructions (each ``restarts`` times) and the random starts, in the order they are run."""
+    items = [c for c in constructions(problem.counts, problem.dim, splits=settings.splits)]
+    items = [c for c in items for _ in range(settings.restarts)]
+    items += [Construction("random", seed=i) for i in range(settings.random)]
+    return items
+
+
+def find_critical_points(
+    problem: problems.Problem, *, seed: int = 0, settings: CatalogueSettings = CatalogueSettings()
+) -> dict:
+    """Run every construction and random start; the per-attempt results (NumPy, float64).
+
+    Returns ``attempts`` (list of ``Construction``), ``H0`` (the construction's point),
+    ``H`` (after the finder), ``reduced_grad_norm``, ``status``, ``iterations``, ``moved``
+    (``|G - G0|_max`` between the two) and the classification fields ``loss``, ``grad_norm``,
+    ``kind``, ``index``, ``lambda_min``, ``n_zero``, ``n_zero_predicted``, ``rank``, ``cert_lambda``.
+    """
+    if problem.dim < 2:
+        raise ValueError("critical points on OB(n, 1) are a finite set; need --dim >= 2")
+    items = attempts(problem, settings)
+    if not items:
+        raise ValueError("nothing to run: no constructions and no random starts")
+    opt = optimum.global_optimum(problem.counts, problem.tau)
+    with jax.enable_x64(True):
+        H0, red_grad, red_steps, res = _run_constructions(problem, items, jax.random.key(seed), settings)
+        H = np.asarray(res.x)
+        c = hessian.classify(H, problem.labels, problem.tau, global_loss=opt.loss, settings=settings.classify)
+    H0 = np.asarray(H0)
+    status = np.asarray(res.status)
+    kind = np.where(status == Status.CONVERGED, np.asarray(c.kind), "not_converged").astype("<U13")
+    G0 = np.einsum("rid,rjd->rij", H0, H0)
+    G = np.einsum("rid,rjd->rij", H, H)
+    return {
+        "attempts": items,
+        "H0": H0,
+        "H": H,
+        "reduced_grad_norm": np.asarray(red_grad),
+        "reduced_steps": np.asarray(red_steps),
+        "status": status,
+        "iterations": np.asarray(res.iterations),
+        "evals": np.asarray(res.evals),
+        "moved": np.max(np.abs(G - G0), axis=(1, 2)),
+        "loss": np.asarray(c.loss),
+        "grad_norm": np.asarray(c.grad_norm),
+        "kind": kind,
+        "index": np.asarray(c.index),
+        "lambda_min": np.asarray(c.lambda_min),
+        "n_zero": np.asarray(c.n_zero),
+        "n_zero_predicted": np.asarray(c.n_zero_predicted),
+        "rank": np.asarray(c.rank),
+        "cert_lambda": np.asarray(c.cert_lambda),
+        "global_loss": opt.loss,
+        "global_rank": opt.rank,
+    }
+
+
+def _endpoint(loss, kind, index, status, global_loss, match) -> dict:
+    return {
+        "loss": float(loss),
+        "gap": float(loss - global_loss),
+        "kind": str(kind),
+        "index": int(index),
+        "status": Status(int(status)).name.lower(),
+        "entry": match,
+    }
+
+
+def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSettings = CatalogueSettings()):
+    """The distinct critical points found from every construction and random start.
+
+    Returns ``(summary, H)``: ``summary`` is the content of ``catalogue.json`` (``problem``,
+    ``global_loss``, ``settings``, counts of attempts, and ``entries``, one per distinct converged
+    critical point in ascending loss: ``loss``, ``gap``, ``kind``, ``index``, ``lambda_min``,
+    ``n_zero`` / ``n_zero_predicted``, ``rank``, ``grad_norm``, ``construction`` (the symmetric
+    construction that reached it, else the first attempt), ``symmetric``, ``constructions`` (all
+    attempts that reached it), ``count``, ``moved``, ``class_gram`` and, for saddles, ``escape``:
+    the eigenvalue and the endpoint of a descent from each side (``plus``, ``minus``: loss, gap,
+    kind, index and the matching ``entry`` id when the endpoint is in the catalogue)); ``H`` is
+    ``(entries, n, d)`` in catalogue order.
+    """
+    found = find_critical_points(problem, seed=seed, settings=settings)
+    L_star = found["global_loss"]
+    ok = np.flatnonzero(found["kind"] != "not_converged")
+    # Sort by loss, then prefer symmetric constructions, then those the finder moved least.
+    items = found["attempts"]
+    order = sorted(
+        ok.tolist(),
+        key=lambda i: (
+            round(float(found["loss"][i]), 9),
+            not items[i].symmetric,
+            items[i].kind == "random",
+            float(found["moved"][i]),
+        ),
+    )
+    labels, counts = problem.labels, problem.counts
+    group = deduplicate(
+        found["H"][order],
+        found["loss"][order],
+        labels,
+        counts,
+        loss_rtol=settings.loss_rtol,
+        gram_atol=settings.gram_atol,
+    )
+    reps = [order[g] for g in sorted(set(group.tolist()))]
+    members = {order[g]: [order[i] for i in np.flatnonzero(group == g)] for g in set(group.tolist())}
+    reps.sort(key=lambda i: (float(found["loss"][i]), int(found["index"][i])))
+    H = found["H"][reps] if reps else np.zeros((0, problem.n, problem.dim))
+    entries = []
+    for e, i in enumerate(reps):
+        who = members[i]
+        entries.append(
+            {
+                "id": e,
+                "loss": float(found["loss"][i]),
+                "gap": float(found["loss"][i] - L_star),
+                "kind": str(found["kind"][i]),
+                "index": int(found["index"][i]),
+                "lambda_min": float(found["lambda_min"][i]),
+                "n_zero": int(found["n_zero"][i]),
+                "n_zero_predicted": int(found["n_zero_predicted"][i]),
+                "rank": int(found["rank"][i]),
+                "grad_norm": float(found["grad_norm"][i]),
+                "cert_lambda": float(found["cert_lambda"][i]),
+                "construction": items[i].name,
+                "construction_detail": items[i].to_json(),
+                "symmetric": bool(any(items[j].symmetric for j in who)),
+                "constructions": sorted({items[j].name for j in who}),
+                "count": len(who),
+                "moved": float(found["moved"][i]),
+                "class_gram": np.round(invariants(found["H"][i], labels)["class_gram"], 10).tolist(),
+                "escape": None,
+            }
+        )
+    saddles = [e for e, entry in enumerate(entries) if entry["kind"] == "saddle"]
+    if settings.escape and saddles:
+        with jax.enable_x64(True):
+            desc = descend_from_saddles(
+                H[saddles], labels, problem.tau, settings, L_star, key=jax.random.key(seed + 1)
+            )
+        perms = class_permutations(counts)
+        invs = [invariants(h, labels) for h in H]
+
+        def match(h, loss):
+            inv = invariants(h, labels)
+            for e, entry in enumerate(entries):
+                if same_point(
+                    inv,
+                    invs[e],
+                    float(loss),
+                    entry["loss"],
+                    counts,
+                    loss_rtol=1e-7,
+                    gram_atol=1e-4,
+                    perms=perms,
+                ):
+                    return e
+            return None
+
+        for s, e in enumerate(saddles):
+            sides = {}
+            for side, name in enumerate(("plus", "minus")):
+                sides[name] = _endpoint(
+                    desc["loss"][s, side],
+                    desc["kind"][s, side],
+                    desc["index"][s, side],
+                    desc["status"][s, side],
+                    L_star,
+                    match(desc["H_end"][s, side], desc["loss"][s, side]),
+                )
+            entries[e]["escape"] = {"eigenvalue": float(desc["eigenvalue"][s]), **sides}
+    status_counts = {
+        name: int(np.sum(found["status"] == s)) for s, name in ((int(s), s.name.lower()) for s in Status)
+    }
+    summary = {
+        "problem": problem.to_json(),
+        "global_loss": L_star,
+        "global_rank": found["global_rank"],
+        "seed": int(seed),
+        "settings": settings.to_json(),
+        "n_attempts": len(items),
+        "n_converged": int(ok.size),
+        "attempt_status": status_counts,
+        "kinds": {k: sum(e["kind"] == k for e in entries) for k in hessian.KINDS},
+        "entries": entries,
+    }
+    return summary, H
+
+
+# --------------------------------------------------------------------------
+# Figure
+
+
+def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
+    """Loss against Morse index of every catalogue entry, one marker per kind; thin lines join each
+    saddle to the minima its escape descents reach. A dashed line marks ``L*``."""
+    entries = summary.get("entries", [])
+    if not entries:
+        raise ValueError("the catalogue has no entries to draw")
+    L_star = float(summary["global_loss"])
+    import matplotlib as mpl
+
+    with mpl.rc_context(plots.STYLE):
+        fig = plots.StyledFigure(figsize=(width, 0.75 * width), layout="constrained")
+        ax = fig.subplots()
+        for e in entries:
+            esc = e.get("escape") or {}
+            for side in ("plus", "minus"):
+                end = esc.get(side)
+                if end and end["kind"] != "not_converged":
+                    ax.plot(
+                        [e["index"], end["index"]],
+                        [e["loss"], end["loss"]],
+                        color=plots.OKABE_ITO["grey"],
+                        linewidth=0.5,
+                        zorder=1,
+                    )
+        for kind in plots.KINDS:
+            pts = [e for e in entries if e["kind"] == kind]
+            if not pts:
+                continue
+            style = plots.KIND_STYLE[kind]
+            ax.scatter(
+                [e["index"] for e in pts],
+                [e["loss"] for e in pts],
+                color=style["color"],
+                marker=style["marker"],
+                s=18,
+                zorder=3,
+                label=f"{style['label']} ({len(pts)})",
+                edgecolors="white",
+                linewidths=0.3,
+            )
+        ax.axhline(
+            L_star,
+            color=plots.OKABE_ITO["black"],
+            linestyle="--",
+            linewidth=0.8,
+            label=f"$L^*$ = {L_star:.4g}",
+        )
+        ax.set_xlabel("Morse index (negative Hessian eigenvalues)")
+        ax.set_ylabel("loss $L(H)$")
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        p = summary["problem"]
+        ax.set_title(
+            f"counts {','.join(str(c) for c in p['counts'])}, d={p['dim']}, $\\tau$={p['tau']:g}: "
+            f"{len(entries)} critical points"
+        )
+        ax.legend(loc="best")
+    return fig
