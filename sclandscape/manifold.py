@@ -161,11 +161,12 @@ def lbfgs_armijo(memory_size: int = 10, c1: float = 1e-4, shrink: float = 0.5, m
         sy = _inner(s, y)
         keep = accept & ~first & (sy > eps * jnp.sqrt(_inner(s, s) * _inner(y, y)))
         slot = state.count % memory_size
+        # Write one slot (the old one back when nothing is stored): no copy of the whole memory.
         pushed = state._replace(
-            s_mem=jnp.where(keep, state.s_mem.at[slot].set(s), state.s_mem),
-            y_mem=jnp.where(keep, state.y_mem.at[slot].set(y), state.y_mem),
-            rho_mem=jnp.where(
-                keep, state.rho_mem.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), state.rho_mem
+            s_mem=state.s_mem.at[slot].set(jnp.where(keep, s, state.s_mem[slot])),
+            y_mem=state.y_mem.at[slot].set(jnp.where(keep, y, state.y_mem[slot])),
+            rho_mem=state.rho_mem.at[slot].set(
+                jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), state.rho_mem[slot])
             ),
             count=state.count + keep,
         )
@@ -174,25 +175,26 @@ def lbfgs_armijo(memory_size: int = 10, c1: float = 1e-4, shrink: float = 0.5, m
         descent = _inner(grad, direction) < 0
         fallback = -grad / jnp.maximum(jnp.linalg.norm(grad), 1.0)
         direction = jnp.where(descent, direction, fallback)
-        accepted = pushed._replace(
-            x=params, value=value, grad=grad, direction=direction, step=jnp.ones_like(state.step)
-        )
 
         # Rejected: shrink; a collapsed step restarts from a gradient step with empty memory.
+        # (Both branches share the memory buffers, which ``pushed`` changed only when
+        # accepting; only the small fields are selected.)
         t = state.step * shrink
         collapsed = t < min_step
-        empty = state.count == 0
-        rejected = state._replace(
-            step=jnp.where(collapsed, jnp.ones_like(t), t),
-            direction=jnp.where(
-                collapsed, -state.grad / jnp.maximum(jnp.linalg.norm(state.grad), 1.0), state.direction
-            ),
-            rho_mem=jnp.where(collapsed, jnp.zeros_like(state.rho_mem), state.rho_mem),
-            count=jnp.where(collapsed, 0, state.count),
-            stalled=collapsed & empty,
+        restart = ~accept & collapsed
+        restart_dir = -state.grad / jnp.maximum(jnp.linalg.norm(state.grad), 1.0)
+        pick = lambda a, r: jnp.where(accept, a, r)  # noqa: E731
+        new = pushed._replace(
+            x=pick(params, state.x),
+            value=pick(value, state.value),
+            grad=pick(grad, state.grad),
+            direction=pick(direction, jnp.where(collapsed, restart_dir, state.direction)),
+            step=pick(jnp.ones_like(t), jnp.where(collapsed, jnp.ones_like(t), t)),
+            rho_mem=jnp.where(restart, jnp.zeros_like(pushed.rho_mem), pushed.rho_mem),
+            count=jnp.where(restart, 0, pushed.count),
+            stalled=restart & (state.count == 0),
+            evals=state.evals + 1,
         )
-        new = jax.tree.map(lambda a, r: jnp.where(accept, a, r), accepted, rejected)
-        new = new._replace(evals=state.evals + 1)
         return new.x + new.step * new.direction - params, new
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -194,8 +194,20 @@ def first_order_steps(state: FirstOrderState, labels, tau, settings: ScanSetting
             ),
         ).astype(jnp.int32)
         H = jnp.where(status == -1, manifold.normalize_rows(s.H + updates), anchor)
-        moved = FirstOrderState(H, opt_state, opt_state.value, gnorm, evals, status, mark, since)
-        return jax.tree.map(lambda new, old: jnp.where(s.status == -1, new, old), moved, s)
+        # A finished run is frozen; its optimiser state may run on (never read again), so
+        # the large L-BFGS memory is not copied by a select every step.
+        running = s.status == -1
+        keep = lambda new, old: jnp.where(running, new, old)  # noqa: E731
+        return FirstOrderState(
+            keep(H, s.H),
+            opt_state,
+            keep(opt_state.value, s.value),
+            keep(gnorm, s.grad_norm),
+            keep(evals, s.steps),
+            keep(status, s.status),
+            keep(mark, s.mark),
+            keep(since, s.since),
+        )
 
     return jax.lax.fori_loop(0, num_steps, step, state)
 
