@@ -100,6 +100,11 @@ def _num_blocks(n: int, block: int) -> int:
     return -(-n // block)
 
 
+def _effective_block(n: int, block: int) -> int:
+    """``block``, but no larger than ``n`` rounded up to a multiple of 8 (small ``n`` pads little)."""
+    return max(1, min(int(block), -(-n // 8) * 8))
+
+
 def _pad_rows(X, n_pad: int):
     return jnp.pad(X, ((0, n_pad - X.shape[0]), (0, 0))) if n_pad > X.shape[0] else X
 
@@ -428,6 +433,7 @@ def _positive(t: _Terms):
 def _loss_one(H, labels, tau, block: int, reduction: str, impl: str):
     """The SC loss of one ``H`` ``(n, d)`` (differentiable to second order, see module docstring)."""
     n = H.shape[0]
+    block = _effective_block(n, block)
     if impl == "pallas" and H.dtype != jnp.float32:
         impl = "jax"  # the compiled kernels are float32 only (Triton has no float64 dot)
     t = _terms(H, labels, tau, reduction)
@@ -657,6 +663,7 @@ def _slack_extremes(H, labels, tau, key, block: int, num_iter: int):
     from sclandscape import hessian  # the Lanczos iteration (imported late: hessian imports optimum)
 
     n = H.shape[0]
+    block = _effective_block(n, block)
     op = _slack_operator(H, labels, tau, block)
     v0 = jax.random.normal(key, (n,), H.dtype)
     result = hessian.lanczos(lambda v: _slack_matvec(op, v, tau, n, block), v0, num_iter, key=key)

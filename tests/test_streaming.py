@@ -186,7 +186,6 @@ def test_no_n_by_n_buffer_is_materialised():
     programs = {
         "value_and_grad": jax.value_and_grad(cost),
         "hvp": lambda h: jax.jvp(jax.grad(cost), (h,), (h,))[1],
-        "riemannian_hvp": lambda h: streaming.riemannian_hvp_fn(h, labels, 0.1, block=block)(h),
         "linearize": lambda h: jax.linearize(jax.grad(cost), h)[1](h),
     }
     for name, fn in programs.items():
