@@ -481,13 +481,16 @@ def use_streaming(
 ) -> bool:
     """Whether a loss/gradient/Hessian/certificate at ``n`` samples should take the streaming path.
 
-    The dense path holds a few ``n x n`` arrays per run (about ``4 n^2``
-    floats for loss + gradient); streaming holds ``O(n d + block^2)``. The rule:
-    stream when ``runs * n^2 > max_entries`` (default ``4096^2``, i.e. the dense
-    loss + gradient would need more than ~256 MiB of float32 temporaries).
-    ``d`` does not enter (both paths cost ``O(n^2 d)`` time; the dense
-    path's memory does not grow with ``d``); it is accepted so callers can pass
-    the shape.
+    The dense loss + gradient holds several ``n x n`` arrays per run (measured
+    ~21 bytes per entry in float32: 0.5 GiB at ``n = 5000``, 7.8 GiB at
+    ``20000``); streaming holds ``O(n d + block^2)`` and was never slower in
+    ``benchmarks/streaming.py`` (equal at ``n <= 300``, 3-9x faster from
+    ``n = 1000``). The rule: stream when ``runs * n^2 > max_entries``
+    (default ``4096^2``, ~330 MiB of dense temporaries). ``d`` does not
+    enter (both cost ``O(n^2 d)`` time; dense memory does not grow with
+    ``d``); it is accepted so callers can pass the shape. Under ``vmap`` over
+    ``runs`` the tiles take ``runs * block^2`` entries: pass a smaller
+    ``block`` (e.g. 128 for 256 runs).
     """
     del d
     return runs * n * n > max_entries
