@@ -613,6 +613,47 @@ def riemannian_hvp_fn(H, labels, tau, *, block: int = DEFAULT_BLOCK):
 
 
 # --------------------------------------------------------------------------
+# Row blocks of the Euclidean Hessian (the trust region's preconditioner)
+
+
+def row_hessian_blocks_streaming(H, tau, *, block: int = DEFAULT_BLOCK):
+    r"""``loss.row_hessian_blocks`` without the ``n x n`` softmax: ``(n, d, d)`` blocks ``d^2 L / dh_i^2``.
+
+    ``B_i = (Cov_{l ~ P_i}(h_l) + sum_a P_ai (1 - P_ai) h_a h_a^T) / tau^2``
+    (full batch, every anchor, labels do not enter), accumulated tile by tile
+    as ``P_IJ [H_J, H_J (x) H_J]`` and ``(P_JI (1 - P_JI))^T (H_J (x) H_J)``:
+    ``O(n^2 d^2)`` time as the dense version, ``O(n d^2 + block (block + d^2))``
+    memory. No checks; for use inside transformed code (one ``H``).
+    """
+    n, d = H.shape
+    block = _effective_block(n, block)
+    n_pad = _num_blocks(n, block) * block
+    scale = jnp.sqrt(jnp.asarray(tau, H.dtype))
+    X = _pad_rows(H / scale, n_pad)
+    Hp = _pad_rows(H, n_pad)
+    outer = (Hp[:, :, None] * Hp[:, None, :]).reshape(n_pad, d * d)
+    lse = _lse_sweep(X, n, block)
+
+    def row(ib):
+        xi = _tile(X, ib, block)
+
+        def col(carry, jb):
+            mean, s1, s2 = carry
+            p_row, p_col, _ = _softmax_tiles(lse, ib, jb, xi, _tile(X, jb, block), n, block)
+            hj, oj = _tile(Hp, jb, block), _tile(outer, jb, block)
+            return (mean + p_row @ hj, s1 + p_row @ oj, s2 + (p_col * (1.0 - p_col)) @ oj), None
+
+        zeros = (jnp.zeros((block, d), H.dtype), jnp.zeros((block, d * d), H.dtype))
+        (mean, s1, s2), _ = jax.lax.scan(
+            _remat(col), (zeros[0], zeros[1], zeros[1]), jnp.arange(n_pad // block)
+        )
+        cov = (s1 + s2).reshape(block, d, d) - mean[:, :, None] * mean[:, None, :]
+        return cov / jnp.asarray(tau, H.dtype) ** 2
+
+    return _map_rows(row, n_pad, block)[:n]
+
+
+# --------------------------------------------------------------------------
 # Certificate
 
 
@@ -725,6 +766,7 @@ __all__ = [
     "hvp",
     "riemannian_hvp",
     "riemannian_hvp_fn",
+    "row_hessian_blocks_streaming",
     "sc_loss_streaming",
     "streaming_loss",
     "use_streaming",

@@ -61,6 +61,14 @@ def test_riemannian_hvp_matches_dense():
     assert relerr(apply(H, V), dense) <= 1e-12
 
 
+def test_row_hessian_blocks_match_dense():
+    # The trust region's block-Jacobi preconditioner, off the sphere and with padding.
+    rng = np.random.default_rng(11)
+    H = jnp.asarray(1.2 * rng.standard_normal((23, 4)))
+    got = jax.jit(lambda h: streaming.row_hessian_blocks_streaming(h, 0.2, block=8))(H)
+    assert relerr(got, sc.loss.row_hessian_blocks(H, 0.2)) <= 1e-12
+
+
 def test_mean_reduction():
     rng = np.random.default_rng(2)
     labels = shuffled_labels(rng, (6, 2, 4))
