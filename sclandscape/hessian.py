@@ -51,6 +51,12 @@ point every ``V = H Omega`` (``Omega`` skew) is a zero mode. With the SVD
 (``jax.config.update("jax_enable_x64", True)`` or ``with jax.enable_x64(True)``);
 it raises ``ValueError`` otherwise. Single-instance functions are pure and
 jit/vmap-safe; the public entry points accept ``(n, d)`` or ``(runs, n, d)``.
+
+**Threads (CPU).** jaxlib's ``eigh``/``svd`` call SciPy's OpenBLAS from XLA's
+worker threads. With OpenBLAS's own threading on, batched or concurrent calls
+oversubscribe the cores and can stall for minutes or deadlock (jax-ml/jax
+#39292, OpenMathLib/OpenBLAS#5517); run with ``OPENBLAS_NUM_THREADS=1`` (set
+before NumPy is imported), as ``benchmarks/hessian.py`` does.
 """
 
 from __future__ import annotations
@@ -106,19 +112,21 @@ def _check(H, labels=None, tau=None) -> tuple[int, ...]:
     return shape
 
 
-def _batched(fn, H, *args, map_batch: int | None = None):
-    """Apply the single-instance ``fn`` to ``(n, d)`` or to each of ``(runs, n, d)``."""
+def _batched(fn, H, *args, keys=None):
+    """Apply the single-instance ``fn`` to ``(n, d)``, or run by run (``lax.map``) to ``(runs, n, d)``.
+
+    Run by run, not ``vmap``: a Hessian is ``N^2`` memory per run, its
+    ``eigh`` dominates the time, and vmapped graphs holding several LAPACK
+    calls (``svd`` + ``eigh`` of the certificate + ``eigh`` of the Hessian)
+    were seen to hang XLA:CPU for good (jax 0.10.2: every worker idle, the
+    result never ready) where the same graph mapped run by run finished.
+    The single-instance functions remain vmap-safe.
+    """
     if H.ndim == 2:
-        return fn(H, *args)
-    if map_batch is None:
-        return jax.vmap(fn, in_axes=(0,) + (None,) * len(args))(H, *args)
-    return jax.lax.map(lambda h: fn(h, *args), H, batch_size=map_batch)
-
-
-def _map_batch(shape, elements: int = 1 << 24) -> int:
-    """Runs per ``lax.map`` step so that one step holds about ``elements`` Hessian entries."""
-    N = shape[-2] * (shape[-1] - 1)
-    return max(1, min(shape[0] if len(shape) == 3 else 1, elements // max(1, N * N)))
+        return fn(H, *args) if keys is None else fn(H, *args, keys)
+    if keys is None:
+        return jax.lax.map(lambda h: fn(h, *args), H)
+    return jax.lax.map(lambda hk: fn(hk[0], *args, hk[1]), (H, jax.random.split(keys, H.shape[0])))
 
 
 # --------------------------------------------------------------------------
@@ -224,13 +232,13 @@ def riemannian_hessian(H, labels, tau):
     (SPEC §3), sum-form loss, rows of ``H`` normalised first. Symmetric;
     ``(runs, n, d)`` gives ``(runs, N, N)``. Dtype follows ``H``.
     """
-    shape = _check(H, labels, tau)
-    return _riemannian_hessian(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+    _check(H, labels, tau)
+    return _riemannian_hessian(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
-@functools.partial(jax.jit, static_argnames="map_batch")
-def _riemannian_hessian(H, labels, tau, map_batch):
-    return _batched(_hessian_matrix, H, labels, tau, map_batch=map_batch)
+@jax.jit
+def _riemannian_hessian(H, labels, tau):
+    return _batched(_hessian_matrix, H, labels, tau)
 
 
 def riemannian_hessian_eigs(H, labels, tau):
@@ -239,15 +247,13 @@ def riemannian_hessian_eigs(H, labels, tau):
     ``H`` ``(n, d)`` gives ``(N,)``; ``(runs, n, d)`` gives ``(runs, N)``.
     Dense (closed-form assembly and ``eigh``): practical up to ``N ~ 3000``.
     """
-    shape = _check(H, labels, tau)
-    return _riemannian_hessian_eigs(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+    _check(H, labels, tau)
+    return _riemannian_hessian_eigs(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
-@functools.partial(jax.jit, static_argnames="map_batch")
-def _riemannian_hessian_eigs(H, labels, tau, map_batch):
-    return _batched(
-        lambda h, y, t: jnp.linalg.eigvalsh(_hessian_matrix(h, y, t)), H, labels, tau, map_batch=map_batch
-    )
+@jax.jit
+def _riemannian_hessian_eigs(H, labels, tau):
+    return _batched(lambda h, y, t: jnp.linalg.eigvalsh(_hessian_matrix(h, y, t)), H, labels, tau)
 
 
 # --------------------------------------------------------------------------
@@ -422,12 +428,10 @@ def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "deflate"))
 def _extremes_batched(H, labels, tau, key, num_iter, deflate, rank_rtol):
-    if H.ndim == 2:
-        return _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol)
-    keys = jax.random.split(key, H.shape[0])
-    return jax.vmap(_extremes, in_axes=(0, None, None, 0, None, None, None))(
-        H, labels, tau, keys, num_iter, deflate, rank_rtol
-    )
+    def one(h, labels, tau, k):
+        return _extremes(h, labels, tau, k, num_iter, deflate, rank_rtol)
+
+    return _batched(one, H, labels, tau, keys=key)
 
 
 def lanczos_extremes(
@@ -476,15 +480,14 @@ def _slq(H, labels, tau, key, num_iter, num_probes):
         theta, S = jnp.linalg.eigh(_tridiagonal(lanczos(apply, v0, num_iter, project=project, key=k1)))
         return theta, S[0] ** 2 / num_probes
 
-    return jax.vmap(probe)(jax.random.split(key, num_probes))
+    return jax.lax.map(probe, jax.random.split(key, num_probes))
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "num_probes"))
 def _slq_batched(H, labels, tau, key, num_iter, num_probes):
-    if H.ndim == 2:
-        return _slq(H, labels, tau, key, num_iter, num_probes)
-    keys = jax.random.split(key, H.shape[0])
-    return jax.vmap(_slq, in_axes=(0, None, None, 0, None, None))(H, labels, tau, keys, num_iter, num_probes)
+    return _batched(
+        lambda h, labels, tau, k: _slq(h, labels, tau, k, num_iter, num_probes), H, labels, tau, keys=key
+    )
 
 
 def spectral_density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4, key=None):
@@ -695,23 +698,21 @@ def _point_data(H, labels, tau, rank_rtol):
     return value, grad_norm, _rank(sigma, rank_rtol), cert_lambda, cert_gap
 
 
-@functools.partial(jax.jit, static_argnames="map_batch")
-def _classify_dense(H, labels, tau, rank_rtol, map_batch):
+@jax.jit
+def _classify_dense(H, labels, tau, rank_rtol):
     def one(h, labels, tau):
         eigs = jnp.linalg.eigvalsh(_hessian_matrix(h, labels, tau))
         return _point_data(h, labels, tau, rank_rtol), eigs
 
-    return _batched(one, H, labels, tau, map_batch=map_batch)
+    return _batched(one, H, labels, tau)
 
 
 @functools.partial(jax.jit, static_argnames="num_iter")
 def _classify_lanczos(H, labels, tau, key, rank_rtol, num_iter):
-    def one(h, k):
+    def one(h, labels, tau, k):
         return _point_data(h, labels, tau, rank_rtol), _extremes(h, labels, tau, k, num_iter, True, rank_rtol)
 
-    if H.ndim == 2:
-        return one(H, key)
-    return jax.vmap(one)(H, jax.random.split(key, H.shape[0]))
+    return _batched(one, H, labels, tau, keys=key)
 
 
 def _unbatch(value, single):
@@ -774,7 +775,7 @@ def classify(
     single = len(shape) == 2
 
     if method == "dense":
-        data, eigs = _classify_dense(H, labels, tau, settings.rank_rtol, _map_batch(shape))
+        data, eigs = _classify_dense(H, labels, tau, settings.rank_rtol)
         eigs = np.asarray(eigs).reshape(-1, N)
     else:
         key = jax.random.key(0) if key is None else key
@@ -880,12 +881,12 @@ def escape_direction(H, labels, tau, *, method: str = "auto", num_iter: int = 30
     if method == "lanczos":
         out = lanczos_extremes(H, labels, tau, num_iter=num_iter, key=key)
         return Escape(out.lambda_min, out.vector_min)
-    return _escape_dense_jit(jnp.asarray(H), jnp.asarray(labels), tau, _map_batch(shape))
+    return _escape_dense_jit(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
-@functools.partial(jax.jit, static_argnames="map_batch")
-def _escape_dense_jit(H, labels, tau, map_batch):
-    return _batched(_escape_dense, H, labels, tau, map_batch=map_batch)
+@jax.jit
+def _escape_dense_jit(H, labels, tau):
+    return _batched(_escape_dense, H, labels, tau)
 
 
 class EscapeCheck(NamedTuple):

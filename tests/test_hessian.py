@@ -413,6 +413,15 @@ def test_batched_equals_loop():
     for r in range(3):
         one = hs.lanczos_extremes(Hs[r], labels, tau, num_iter=12, key=keys[r])
         np.testing.assert_allclose(batch.ritz_values[r], one.ritz_values, atol=1e-12)
+
+    # The single-instance pieces are vmap-safe: Lanczos on the HVP closure, vmapped over runs.
+    def alphas(h, k):
+        project = lambda v: manifold.project_tangent(h, v)  # noqa: E731
+        return hs.lanczos(hs.hvp(h, labels, tau), project(jnp.ones_like(h)), 10, project=project, key=k).alpha
+
+    vmapped = jax.vmap(alphas)(jnp.asarray(Hs), keys)
+    for r in range(3):
+        np.testing.assert_allclose(vmapped[r], alphas(jnp.asarray(Hs[r]), keys[r]), atol=1e-12)
     nodes, weights = hs.spectral_density(Hs, labels, tau, num_iter=10, num_probes=2, key=key)
     assert nodes.shape == (3, 2, 10)
     np.testing.assert_allclose(
