@@ -44,7 +44,7 @@ import numpy as np
 from scipy import optimize
 
 from sclandscape import loss as _loss
-from sclandscape import manifold, problems
+from sclandscape import manifold, problems, streaming
 
 # --------------------------------------------------------------------------
 # The class-level program
@@ -370,11 +370,17 @@ def certificate(H, labels, tau):
 
     ``H`` is ``(n, d)`` or batched ``(runs, n, d)``; the outputs then have a
     leading runs axis. Computed in ``H``'s dtype; pass float64 for decisions.
+    Above ``streaming.use_streaming`` (``runs * n^2 > 4096^2``) ``S`` is never
+    built: ``lambda_min(S)`` is then a Lanczos estimate (100 steps, an upper
+    bound that is exact once Lanczos has converged; a negative value always
+    disproves optimality), from ``streaming.certificate_streaming``.
     """
     shape = np.shape(H)
     if len(shape) not in (2, 3):
         raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
     _loss._check_inputs(np.empty(shape[-2:]), labels, tau, "sum")
+    if streaming.use_streaming(shape[-2], runs=shape[0] if len(shape) == 3 else 1):
+        return streaming.certificate_streaming(H, labels, tau)
     labels = jnp.asarray(labels)
     if len(shape) == 3:
         return jax.vmap(_certificate, in_axes=(0, None, None))(H, labels, tau)

@@ -43,6 +43,7 @@ axis is sharded over all local devices. Records are computed in float64.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -52,11 +53,13 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sclandscape import hessian, manifold, optimum, problems
+from sclandscape import hessian, manifold, optimum, problems, streaming
 from sclandscape import loss as _loss
 from sclandscape.manifold import Status
 
 HESSIAN_MODES = ("auto", "all", "uncertified", "none")
+STREAMING_MODES = ("auto", "always", "never")
+STREAM_BLOCK = 128  # tiles of 128 x 128 per run: small enough for many runs under vmap
 AUTO_HESSIAN_DIM = 256
 
 
@@ -88,6 +91,11 @@ class ScanSettings:
         ``"uncertified"`` (the certificate alone proves the others global),
         ``"none"``, or ``"auto"`` = all when ``n(d-1) <= 256`` (dense and
         cheap), else uncertified.
+      streaming: loss, gradient, Hessian-vector products and certificate
+        without the ``n x n`` matrix (``sclandscape.streaming``): ``"always"``,
+        ``"never"``, or ``"auto"`` = when ``slots * n^2 > 4096^2``
+        (``streaming.use_streaming``); the certificate is then a Lanczos
+        estimate of ``lambda_min(S)`` (100 steps) instead of a dense eigvalsh.
     """
 
     tol: float = 1e-5
@@ -104,12 +112,15 @@ class ScanSettings:
     gap_rtol: float = 1e-6
     group_rtol: float = 1e-5
     hessian: str = "auto"
+    streaming: str = "auto"
 
     def __post_init__(self):
         for name in ("tol", "polish_from", "cert_rtol", "gap_rtol", "group_rtol"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.streaming not in STREAMING_MODES:
+            raise ValueError(f"streaming must be one of {STREAMING_MODES}, got {self.streaming!r}")
         if self.hessian not in HESSIAN_MODES:
             raise ValueError(f"hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}")
         for name in ("max_steps", "polish_patience", "polish_steps", "polish_iters", "chunk_steps", "slots"):
@@ -149,8 +160,23 @@ class FirstOrderState(NamedTuple):
     since: jax.Array  # evaluations since then
 
 
-def _cost_fn(labels, tau):
-    return lambda H: _loss.anchor_losses((Hn := manifold.normalize_rows(H)) @ Hn.T, labels, tau).sum()
+def streams(n: int, settings: ScanSettings) -> bool:
+    """Whether runs of ``n`` samples take the streaming path (``ScanSettings.streaming``)."""
+    if settings.streaming == "auto":
+        return streaming.use_streaming(n, runs=settings.slots)
+    return settings.streaming == "always"
+
+
+def _loss_fn(labels, tau, stream: bool = False):
+    """``H -> L(H)`` (sum form, ``H`` on the manifold): dense or streaming."""
+    if stream:
+        return streaming.streaming_loss(labels, tau, block=STREAM_BLOCK)
+    return lambda X: jnp.sum(_loss.anchor_losses(X @ X.T, labels, tau))
+
+
+def _cost_fn(labels, tau, stream: bool = False):
+    loss = _loss_fn(labels, tau, stream)
+    return lambda H: loss(manifold.normalize_rows(H))
 
 
 def first_order_init(H, labels, tau) -> FirstOrderState:
@@ -164,7 +190,7 @@ def first_order_steps(state: FirstOrderState, labels, tau, settings: ScanSetting
 
     Every step costs one loss-and-gradient evaluation, in every run alike.
     """
-    cost = _cost_fn(labels, tau)
+    cost = _cost_fn(labels, tau, streams(labels.shape[0], settings))
     opt = _optimizer()
     switch = settings.polish_from if settings.polish else settings.tol
     switch = max(switch, settings.tol)
@@ -233,17 +259,22 @@ def polish(H, labels, tau, settings: ScanSettings) -> PolishResult:
     state = jax.lax.while_loop(
         lambda s: s.status < 0, lambda s: first_order_steps(s, labels, tau, endgame, 1), state
     )
-    cost = lambda X: jnp.sum(_loss.anchor_losses(X @ X.T, labels, tau))  # noqa: E731
+    stream = streams(labels.shape[0], settings)
     tr = manifold.TrustRegionSettings(gtol=settings.tol, max_iter=settings.polish_iters, max_inner=2000)
-    out = manifold.trust_region(cost, state.H, tr, preconditioner=_sc_preconditioner(tau))
+    cost = _loss_fn(labels, tau, stream)
+    out = manifold.trust_region(cost, state.H, tr, preconditioner=_sc_preconditioner(tau, stream))
     bad = state.status == Status.NON_FINITE
     return PolishResult(
         jnp.where(bad, state.H, out.x), jnp.where(bad, state.status, out.status), state.steps, out.iterations
     )
 
 
-def _sc_preconditioner(tau):
-    return lambda X, egrad: manifold.block_preconditioner(X, egrad, _loss.row_hessian_blocks(X, tau))
+def _sc_preconditioner(tau, stream: bool = False):
+    if stream:
+        blocks = lambda X: streaming.row_hessian_blocks_streaming(X, tau, block=STREAM_BLOCK)  # noqa: E731
+    else:
+        blocks = lambda X: _loss.row_hessian_blocks(X, tau)  # noqa: E731
+    return lambda X, egrad: manifold.block_preconditioner(X, egrad, blocks(X))
 
 
 def solve_one(H0, labels, tau, settings: ScanSettings):
@@ -293,13 +324,18 @@ def class_mean_gram(H, onehot):
     return unit @ unit.T, 1.0 - jnp.mean(norms)
 
 
-def record(H, labels, tau, onehot, M_star) -> RunRecord:
+def record(H, labels, tau, onehot, M_star, stream: bool = False) -> RunRecord:
     """Loss, Riemannian gradient norm, certificate, NC1 and ``|M(H) - M*|_F / |M*|_F`` of one run."""
     H = manifold.normalize_rows(H)
-    cost = lambda X: jnp.sum(_loss.anchor_losses(X @ X.T, labels, tau))  # noqa: E731
-    value, egrad = jax.value_and_grad(cost)(H)
+    value, egrad = jax.value_and_grad(_loss_fn(labels, tau, stream))(H)
     gnorm = jnp.linalg.norm(manifold.riemannian_gradient(H, egrad))
-    lam, gap = optimum._certificate(H, labels, tau)
+    if stream:
+        # S is n x n: more Lanczos steps than n exhaust the Krylov space.
+        steps = min(100, H.shape[0])
+        cert = streaming._slack_extremes(H, labels, tau, jax.random.key(0), STREAM_BLOCK, steps)
+        lam, gap = cert.lambda_min, cert.gap_bound
+    else:
+        lam, gap = optimum._certificate(H, labels, tau)
     M, nc1 = class_mean_gram(H, onehot)
     dist = jnp.linalg.norm(M - M_star) / jnp.linalg.norm(M_star)
     return RunRecord(value, gnorm, lam, gap, nc1, dist)
@@ -403,8 +439,10 @@ class Scanner:
         onehot = np.eye(problem.k)[labels]
         M_star = self.optimum.class_gram
 
+        stream = streams(problem.n, settings)
+
         def records(H):
-            return jax.vmap(record, in_axes=(0, None, None, None, None))(
+            return jax.vmap(functools.partial(record, stream=stream), in_axes=(0, None, None, None, None))(
                 H, jnp.asarray(labels), tau, jnp.asarray(onehot), jnp.asarray(M_star)
             )
 
