@@ -161,6 +161,7 @@ class GlobalOptimum:
         w, V = np.linalg.eigh(self.class_gram)
         w, V = w[::-1][:dim], V[:, ::-1][:, :dim]
         U = V * np.sqrt(np.maximum(w, 0.0))
+        U = np.pad(U, ((0, 0), (0, dim - U.shape[1])))  # dim > k: the extra coordinates are zero
         return U / np.linalg.norm(U, axis=1, keepdims=True)
 
     def embedding(self, dim: int | None = None) -> np.ndarray:

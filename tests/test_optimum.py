@@ -202,3 +202,12 @@ def test_certificate_bad_input():
         sc.certificate(np.ones((2, 3, 4, 5)), [0, 0, 1], 1.0)
     with pytest.raises(ValueError, match="do not match"):
         sc.certificate(np.ones((5, 2)), [0, 0, 1, 1], 1.0)
+
+
+def test_embedding_has_the_asked_dimension_even_above_k():
+    opt = sc.global_optimum((3, 4, 5), 0.5)
+    for dim in (opt.rank, 3, 7):
+        H = opt.embedding(dim)
+        assert H.shape == (12, dim)
+        np.testing.assert_allclose(np.linalg.norm(H, axis=1), 1.0)
+        assert float(sc.sc_loss(H, opt.labels, 0.5)) == pytest.approx(opt.loss, abs=1e-9)
