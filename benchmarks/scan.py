@@ -17,6 +17,7 @@ of initialisations. Results are written atomically to a JSON file.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -170,12 +171,16 @@ def peak_memory(inits):
         "out = os.path.join(tempfile.mkdtemp(), 's')\n"
         f"results.run_scan(p, {inits}, 0, scan.ScanSettings(tol={TOL}, slots=256), out)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM is this process's own peak: ru_maxrss also counts the parent's RSS at fork.
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
     )
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    maxrss, hwm = proc.stdout.strip().splitlines()[-2:]
     return {
         "inits": inits,
-        "max_rss_mb": int(proc.stdout.strip().splitlines()[-1]) / 1024,
+        "peak_rss_mb": int(hwm) / 1024,
+        "ru_maxrss_mb": int(maxrss) / 1024,
         "wall_s": time.perf_counter() - t0,
     }
 
@@ -188,7 +193,18 @@ def main():
     parser.add_argument("--problems", default="A,B")
     parser.add_argument("--memory-inits", default="1000,10000")
     parser.add_argument("--out", default="benchmarks/results/scan.json")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="re-measure peak memory only, into the existing --out"
+    )
     args = parser.parse_args()
+    if args.memory_only:
+        with open(args.out) as f:
+            data = json.load(f)
+        data["memory"] = [peak_memory(int(m)) for m in args.memory_inits.split(",")]
+        data["memory_machine"] = machine_info()
+        print("memory", data["memory"], flush=True)
+        results.write_json(args.out, data)
+        return
     data = {
         "machine": machine_info(),
         "tol": TOL,
