@@ -730,7 +730,10 @@ def classify(
     certificate (or the loss) says globally optimal, even when there are more
     zero eigenvalues than symmetry modes (``degenerate_zeros`` records it);
     ``degenerate`` if there are; else ``spurious_min``. ``tol`` is relative to
-    the spectrum's scale (``ClassifySettings``) and returned.
+    the spectrum's scale (``ClassifySettings``) and returned. ``L*`` is the
+    relaxation's value, attained only when ``d >= rank M*``: below that no
+    point reaches it and every local minimum is reported ``spurious_min``
+    (read: not certified global).
 
     Args:
       H: ``(n, d)`` or ``(runs, n, d)``; rows are normalised.

@@ -39,11 +39,9 @@ def _hess_apply(M, H, V):
 
 
 def _etf_point(k, m, d, tau):
-    """The simplex ETF global optimum embedded in ``R^d`` (zero-padded beyond its rank)."""
+    """The simplex ETF global optimum embedded in ``R^d`` (zero beyond its rank)."""
     opt = optimum.global_optimum((m,) * k, tau)
-    # class_means(dim) cannot go beyond k columns, so pad explicitly.
-    H = np.pad(opt.embedding(), ((0, 0), (0, d - opt.rank)))
-    return H, opt
+    return opt.embedding(d), opt
 
 
 # --------------------------------------------------------------------------
