@@ -260,7 +260,18 @@ def _riemannian_hessian_eigs(H, labels, tau):
 # Matrix-free path
 
 
+def _streams(n: int) -> bool:
+    """Large ``n``: HVPs, loss and certificate without the ``n x n`` matrix (``sclandscape.streaming``)."""
+    from sclandscape import streaming
+
+    return streaming.use_streaming(n)
+
+
 def _hvp(H, labels, tau):
+    if _streams(H.shape[0]):
+        from sclandscape import streaming
+
+        return streaming.riemannian_hvp_fn(H, labels, tau)
     H = manifold.normalize_rows(H)
     egrad, linear = jax.linearize(jax.grad(lambda X: _cost(X, labels, tau)), H)
     mu = jnp.sum(egrad * H, axis=-1, keepdims=True)
@@ -691,10 +702,18 @@ class Classification:
 
 def _point_data(H, labels, tau, rank_rtol):
     H = manifold.normalize_rows(H)
-    value, egrad = jax.value_and_grad(_cost)(H, labels, tau)
-    grad_norm = jnp.linalg.norm(manifold.riemannian_gradient(H, egrad))
     sigma = jnp.linalg.svd(H, compute_uv=False)
-    cert_lambda, cert_gap = optimum._certificate(H, labels, tau)
+    if _streams(H.shape[0]):
+        from sclandscape import streaming
+
+        value, egrad = jax.value_and_grad(streaming.streaming_loss(labels, tau))(H)
+        steps = min(100, H.shape[0])  # S is n x n: more Lanczos steps exhaust the Krylov space
+        cert = streaming._slack_extremes(H, labels, tau, jax.random.key(0), streaming.DEFAULT_BLOCK, steps)
+        cert_lambda, cert_gap = cert.lambda_min, cert.gap_bound
+    else:
+        value, egrad = jax.value_and_grad(_cost)(H, labels, tau)
+        cert_lambda, cert_gap = optimum._certificate(H, labels, tau)
+    grad_norm = jnp.linalg.norm(manifold.riemannian_gradient(H, egrad))
     return value, grad_norm, _rank(sigma, rank_rtol), cert_lambda, cert_gap
 
 

@@ -555,3 +555,28 @@ def test_lanczos_n1000_d32_smallest_eigenvalue():
     assert float(ref.residual_min) <= 1e-10 * abs(float(ref.lambda_min))
     out = hs.lanczos_extremes(H, labels, tau, num_iter=300)
     assert float(out.lambda_min) == pytest.approx(float(ref.lambda_min), rel=1e-6)
+
+
+def test_large_n_path_streams_and_agrees_with_dense(monkeypatch):
+    """Above the size threshold classify uses streaming HVPs, loss and certificate: same answers."""
+    counts, d, tau = (5, 4, 4), 3, 0.7  # a shape no other test compiles
+    opt = optimum.global_optimum(counts, tau)
+    H = jnp.asarray(opt.embedding(d)) @ jnp.asarray(
+        np.linalg.qr(np.random.default_rng(5).normal(size=(d, d)))[0]
+    )
+    settings = hs.ClassifySettings(method="lanczos", num_iter=26)
+    dense = hs.classify(H, opt.labels, tau, settings=settings)
+    from sclandscape import streaming
+
+    built = []
+    real = streaming.riemannian_hvp_fn
+    monkeypatch.setattr(hs, "_streams", lambda n: True)
+    monkeypatch.setattr(streaming, "riemannian_hvp_fn", lambda *a, **k: built.append(1) or real(*a, **k))
+    jax.clear_caches()
+    streamed = hs.classify(H, opt.labels, tau, settings=settings)
+    jax.clear_caches()
+    assert built  # the streaming HVP was traced
+    assert streamed.kind == dense.kind == "global_min"
+    assert streamed.lambda_min == pytest.approx(dense.lambda_min, rel=1e-8)
+    assert streamed.loss == pytest.approx(dense.loss, rel=1e-12)
+    assert streamed.cert_lambda == pytest.approx(dense.cert_lambda, abs=1e-9)
