@@ -26,7 +26,6 @@ loss is checked against the recorded one before it is drawn).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -47,14 +46,6 @@ CAPTIONS = {
 }
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise results.ResultsError(f"unreadable {path}: {err}") from None
-
-
 def load_scan(out: str) -> dict:
     """The pieces of a finished scan folder: ``config``, ``summary``, ``runs``, ``class_gram`` (M*).
 
@@ -69,8 +60,8 @@ def load_scan(out: str) -> dict:
             raise results.ResultsError(
                 f"{out} holds an unfinished scan (no {name}); finish it with `sclandscape scan ... --resume`"
             )
-    config = _read_json(os.path.join(out, "config.json"))
-    summary = _read_json(os.path.join(out, "summary.json"))
+    config = results.read_json(os.path.join(out, "config.json"))
+    summary = results.read_json(os.path.join(out, "summary.json"))
     runs = results.read_npz(os.path.join(out, "runs.npz"))
     for key in ("problem", "settings", "seed", "n_inits"):
         if key not in config:
@@ -92,7 +83,7 @@ def load_scan(out: str) -> dict:
         runs["kind"] = _scan.classify_records(runs, summary["global_loss"], settings)
     opt_path = os.path.join(out, "optimum.json")
     if os.path.exists(opt_path):
-        class_gram = np.asarray(_read_json(opt_path)["class_gram"], np.float64)
+        class_gram = np.asarray(results.read_json(opt_path)["class_gram"], np.float64)
     else:
         from sclandscape import optimum
 

@@ -65,6 +65,15 @@ def write_json(path: str, obj) -> None:
     write_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
+def read_json(path: str) -> dict:
+    """A JSON file of a results folder; ``ResultsError`` (one line) when missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"unreadable {path}: {err}") from None
+
+
 def write_npz(path: str, arrays: dict) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)

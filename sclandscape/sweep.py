@@ -145,14 +145,6 @@ def _cell_result(summary: dict) -> dict:
     }
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise results.ResultsError(f"unreadable {path}: {err}") from None
-
-
 def run_sweep(
     problem: problems.Problem,
     grid: Mapping[str, Sequence],
@@ -209,7 +201,7 @@ def run_sweep(
     if os.path.exists(out) and not os.path.isdir(out):
         raise results.ResultsError(f"--out {out} exists and is not a folder")
     if os.path.exists(path):
-        if _read_json(path).get("config") != config:
+        if results.read_json(path).get("config") != config:
             raise results.ResultsError(
                 f"{out} holds a different sweep (its sweep.json differs from this grid)"
             )
@@ -234,7 +226,7 @@ def run_sweep(
         folder = os.path.join(out, cell["path"])
         summary_path = os.path.join(folder, "summary.json")
         if os.path.exists(summary_path):
-            summary = _read_json(summary_path)
+            summary = results.read_json(summary_path)
             what = "done earlier, skipped"
         else:
             summary = results.run_scan(p, n_inits, seed, settings, folder, resume=True, progress=progress)
@@ -314,7 +306,7 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         path = os.path.join(out, "sweep.json")
         if not os.path.exists(path):
             raise results.ResultsError(f"{out} is not a sweep folder (no sweep.json)")
-        state = _read_json(path)
+        state = results.read_json(path)
         if "config" not in state or "cells" not in state:
             raise results.ResultsError(f"{path} does not describe a sweep")
     if not any(c.get("status") == "done" for c in state["cells"]):
