@@ -9,7 +9,7 @@ import jax
 def machine_info() -> dict:
     return {
         "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
+        "platform": f"{platform.system()}-{platform.machine()}",
         "jax": jax.__version__,
         "backend": jax.default_backend(),
     }
