@@ -152,19 +152,9 @@ def _find_one(H0, labels, tau, key, settings: CriticalSettings, method: str, m: 
     def status_of(f, g, it, mu, stuck):
         gnorm = jnp.linalg.norm(g)
         finite = jnp.isfinite(f) & jnp.isfinite(gnorm)
-        return jnp.where(
-            ~finite,
-            Status.NON_FINITE,
-            jnp.where(
-                gnorm <= gtol,
-                Status.CONVERGED,
-                jnp.where(
-                    stuck | (mu > settings.mu_max),
-                    Status.STALLED,
-                    jnp.where(it >= settings.max_iter, Status.MAX_STEPS, -1),
-                ),
-            ),
-        ).astype(jnp.int32)
+        return manifold.run_status(
+            finite, gnorm <= gtol, stuck | (mu > settings.mu_max), it >= settings.max_iter
+        )
 
     dtype = H0.dtype
     one = jnp.ones((), dtype)

@@ -38,6 +38,19 @@ class Status(enum.IntEnum):
     STALLED = 3  # trust region collapsed before the gradient tolerance was met
 
 
+def run_status(finite, converged, stalled, out_of_steps):
+    """A run's ``Status`` from its tests, first match wins in that order; -1 while running (int32)."""
+    return jnp.where(
+        ~finite,
+        Status.NON_FINITE,
+        jnp.where(
+            converged,
+            Status.CONVERGED,
+            jnp.where(stalled, Status.STALLED, jnp.where(out_of_steps, Status.MAX_STEPS, -1)),
+        ),
+    ).astype(jnp.int32)
+
+
 def normalize_rows(X):
     """Scale every row to unit norm (a zero row becomes ``e_1``)."""
     norm = jnp.linalg.norm(X, axis=-1, keepdims=True)
@@ -372,49 +385,37 @@ def trust_region(
 
     def evaluate(x):
         f, eg = jax.value_and_grad(cost)(x)
-        g = riemannian_gradient(x, eg)
-        return f, g
+        return f, riemannian_gradient(x, eg), eg
 
-    f0, g0 = evaluate(x0)
+    f0, g0, eg0 = evaluate(x0)
     dtype = x0.dtype
     eps = jnp.finfo(dtype).eps
 
     def status_of(f, g, it, delta):
         gnorm = jnp.linalg.norm(g)
         finite = jnp.isfinite(f) & jnp.isfinite(gnorm)
-        return jnp.where(
-            ~finite,
-            Status.NON_FINITE,
-            jnp.where(
-                gnorm <= gtol,
-                Status.CONVERGED,
-                jnp.where(
-                    delta < settings.min_delta,
-                    Status.STALLED,
-                    jnp.where(it >= settings.max_iter, Status.MAX_STEPS, -1),
-                ),
-            ),
-        )
+        return run_status(finite, gnorm <= gtol, delta < settings.min_delta, it >= settings.max_iter)
 
     delta0 = jnp.asarray(delta_bar / 8, dtype)
-    init = (x0, f0, g0, delta0, 0, 0, status_of(f0, g0, 0, delta0))
+    # state: x, f, Riemannian gradient, Euclidean gradient (for the preconditioner), delta, ...
+    init = (x0, f0, g0, eg0, delta0, 0, 0, status_of(f0, g0, 0, delta0))
 
     def cond(s):
-        return s[6] < 0
+        return s[7] < 0
 
     def body(s):
-        x, f, g, delta, it, inner, _ = s
+        x, f, g, eg, delta, it, inner, _ = s
         hess = lambda v: riemannian_hvp(egrad_fn, x, v)  # noqa: E731
         if preconditioner is not None:
-            precon = preconditioner(x, egrad_fn(x))
+            precon = preconditioner(x, eg)
         elif settings.precondition:
-            precon = _row_preconditioner(egrad_fn(x), x)
+            precon = _row_preconditioner(eg, x)
         else:
             precon = lambda v: v  # noqa: E731
         eta, Heta, boundary, j = _tcg(hess, precon, g, delta, settings)
         eta = project_tangent(x, eta)
         x_new = retract(x, eta)
-        f_new, g_new = evaluate(x_new)
+        f_new, g_new, eg_new = evaluate(x_new)
         reg = jnp.maximum(1.0, jnp.abs(f)) * eps * 1e3
         num = f - f_new + reg
         den = -(_inner(g, eta) + 0.5 * _inner(eta, Heta)) + reg
@@ -427,7 +428,8 @@ def trust_region(
         x = jnp.where(accept, x_new, x)
         f = jnp.where(accept, f_new, f)
         g = jnp.where(accept, g_new, g)
-        return (x, f, g, delta_new, it + 1, inner + j, status_of(f, g, it + 1, delta_new))
+        eg = jnp.where(accept, eg_new, eg)
+        return (x, f, g, eg, delta_new, it + 1, inner + j, status_of(f, g, it + 1, delta_new))
 
-    x, f, g, _, it, inner, status = jax.lax.while_loop(cond, body, init)
+    x, f, g, _, _, it, inner, status = jax.lax.while_loop(cond, body, init)
     return TrustRegionResult(x, f, jnp.linalg.norm(g), it, inner, status)

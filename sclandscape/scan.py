@@ -206,19 +206,9 @@ def first_order_steps(state: FirstOrderState, labels, tau, settings: ScanSetting
         mark = jnp.where(halved, gnorm, s.mark)
         since = jnp.where(halved, 0, s.since + 1)
         stuck = settings.polish & (gnorm <= 10 * switch) & (since >= settings.polish_patience)
-        status = jnp.where(
-            ~finite,
-            Status.NON_FINITE,
-            jnp.where(
-                (gnorm <= switch) | stuck,
-                Status.CONVERGED,
-                jnp.where(
-                    opt_state.stalled,
-                    Status.STALLED,
-                    jnp.where(evals >= settings.max_steps, Status.MAX_STEPS, -1),
-                ),
-            ),
-        ).astype(jnp.int32)
+        status = manifold.run_status(
+            finite, (gnorm <= switch) | stuck, opt_state.stalled, evals >= settings.max_steps
+        )
         H = jnp.where(status == -1, manifold.normalize_rows(s.H + updates), anchor)
         # A finished run is frozen; its optimiser state may run on (never read again), so
         # the large L-BFGS memory is not copied by a select every step.

@@ -130,19 +130,10 @@ def _lbfgs(cost, X0, settings: VariantSettings) -> Solve:
 
     def status_of(state, evals):
         gnorm = jnp.linalg.norm(state.grad)
-        return jnp.where(
-            ~(jnp.isfinite(state.value) & jnp.isfinite(gnorm)) & (evals > 0),
-            Status.NON_FINITE,
-            jnp.where(
-                (gnorm <= settings.tol) & (evals > 0),
-                Status.CONVERGED,
-                jnp.where(
-                    state.stalled,
-                    Status.STALLED,
-                    jnp.where(evals >= settings.max_steps, Status.MAX_STEPS, -1),
-                ),
-            ),
-        ).astype(jnp.int32)
+        finite = (jnp.isfinite(state.value) & jnp.isfinite(gnorm)) | (evals == 0)
+        return manifold.run_status(
+            finite, (gnorm <= settings.tol) & (evals > 0), state.stalled, evals >= settings.max_steps
+        )
 
     def step(s):
         X, state, _ = s
