@@ -707,6 +707,7 @@ def _slack_extremes(H, labels, tau, key, block: int, num_iter: int):
     from sclandscape import hessian  # the Lanczos iteration (imported late: hessian imports optimum)
 
     n = H.shape[0]
+    num_iter = min(num_iter, n)  # S is n x n: more steps exhaust the Krylov space
     block = _effective_block(n, block)
     op = _slack_operator(H, labels, tau, block)
     v0 = jax.random.normal(key, (n,), H.dtype)
@@ -742,7 +743,7 @@ def dual_slack_extremes(
     if int(num_iter) != num_iter or num_iter < 1:
         raise ValueError(f"num_iter must be a positive integer, got {num_iter!r}")
     key = jax.random.key(0) if key is None else key
-    m = min(int(num_iter), shape[-2])
+    m = min(int(num_iter), shape[-2])  # (also capped inside; capping here keeps one jit key per n)
     return _slack_extremes_jit(jnp.asarray(H), jnp.asarray(labels), tau, key, int(block), m)
 
 
