@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 from sclandscape import critical, problems, results  # noqa: E402
-from sclandscape.manifold import Status  # noqa: E402
+from sclandscape.optim import Status  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = (

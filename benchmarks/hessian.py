@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 from sclandscape import hessian as hs  # noqa: E402
-from sclandscape import manifold, optimum, problems, results, scan  # noqa: E402
+from sclandscape import linalg, oblique, optimum, problems, results, scanner  # noqa: E402
 
 # (classes, per class, d, tau): N = n (d - 1) = 100, 500, 2000.
 SIZES = [(4, 5, 6, 0.5), (5, 10, 11, 0.5), (10, 10, 21, 0.5)]
@@ -83,7 +83,7 @@ def pymanopt_eigs(H, labels, tau):
     n, d = H.shape
     man = pymanopt.manifolds.Oblique(d, n)
     y = jnp.asarray(labels)
-    loss = jax.jit(lambda X: jnp.sum(hs._loss.anchor_losses(X.T @ X, y, tau)))
+    loss = jax.jit(lambda X: jnp.sum(loss.anchor_losses(X.T @ X, y, tau)))
 
     @pymanopt.function.jax(man)
     def cost(X):
@@ -91,7 +91,7 @@ def pymanopt_eigs(H, labels, tau):
 
     problem = pymanopt.Problem(man, cost)
     X = np.ascontiguousarray(H.T)
-    U = np.asarray(hs.tangent_basis(jnp.asarray(H)))
+    U = np.asarray(oblique.tangent_basis(jnp.asarray(H)))
 
     def run():
         M = np.empty((n * (d - 1), n * (d - 1)))
@@ -107,7 +107,7 @@ def pymanopt_eigs(H, labels, tau):
     # jvp afresh on every call (op by op): its out-of-the-box HVP cost.
     @pymanopt.function.jax(man)
     def eager_cost(X):
-        return jnp.sum(hs._loss.anchor_losses(X.T @ X, y, tau))
+        return jnp.sum(loss.anchor_losses(X.T @ X, y, tau))
 
     eager = pymanopt.Problem(man, eager_cost)
     E = np.zeros((d, n))
@@ -150,7 +150,7 @@ def size_row(k, m, d, tau, repeats, pymanopt_repeats):
         "dense_classify_s": t_dense,
         "dense_classify_batch8_per_point_s": t_batch / 8,
         "lanczos_classify_s": t_lanczos,
-        "lanczos_hvps": int(hs._lanczos_dim(H.shape, True, lanczos.num_iter)),
+        "lanczos_hvps": int(hs.lanczos_steps(H.shape, True, lanczos.num_iter)),
         "pymanopt_eigs_s": t_pm,
         "pymanopt_hvp_s": t_pm_hvp,
         "pymanopt_hvp_without_jit_s": t_pm_hvp_eager,
@@ -174,19 +174,21 @@ def size_row(k, m, d, tau, repeats, pymanopt_repeats):
 
 def convergence(H, labels, tau, num_iter, key):
     """Smallest Ritz value of the deflated operator after each Lanczos step (one run, prefixes of ``T``)."""
-    Hj = manifold.normalize_rows(jnp.asarray(H))
+    Hj = oblique.normalize_rows(jnp.asarray(H))
     y = jnp.asarray(labels)
 
     @jax.jit
     def run(Hj, key):
-        Z, count = hs._symmetry_modes(Hj, 1e-6)
+        Z, count = oblique.symmetry_basis(Hj, 1e-6)
         k0, k1 = jax.random.split(key)
         v0 = jax.random.normal(k0, Hj.shape, Hj.dtype)
-        project = lambda v: manifold.project_tangent(Hj, v)  # noqa: E731
-        return hs.lanczos(hs._hvp(Hj, y, tau), v0, num_iter, deflation=Z, project=project, key=k1), count
+        project = lambda v: oblique.project_tangent(Hj, v)  # noqa: E731
+        return linalg.lanczos(
+            hs.hvp_operator(Hj, y, tau), v0, num_iter, deflation=Z, project=project, key=k1
+        ), count
 
     result, count = run(Hj, key)
-    T = np.asarray(hs._tridiagonal(result))
+    T = np.asarray(linalg.tridiagonal(result))
     return {j: float(np.linalg.eigvalsh(T[:j, :j])[0]) for j in CHECKPOINTS if j <= num_iter}, int(count)
 
 
@@ -194,16 +196,18 @@ def large_rows(repeats):
     counts, d, tau = LARGE["counts"], LARGE["dim"], LARGE["tau"]
     labels = problems.labels_from_counts(counts)
     n = len(labels)
-    settings = scan.ScanSettings(tol=1e-9, polish_from=1e-4, x64=True, polish_iters=200)
-    H0 = scan.initial_point(jax.random.key(7), n, d, jnp.float64)
+    settings = scanner.ScanSettings(tol=1e-9, polish_from=1e-4, x64=True, polish_iters=200)
+    H0 = scanner.initial_point(jax.random.key(7), n, d, jnp.float64)
     t0 = time.perf_counter()
-    critical, steps, status, *_ = jax.jit(lambda h: scan.solve_one(h, jnp.asarray(labels), tau, settings))(H0)
+    critical, steps, status, *_ = jax.jit(lambda h: scanner.solve_one(h, jnp.asarray(labels), tau, settings))(
+        H0
+    )
     t_solve = time.perf_counter() - t0
     points = {
         "critical": np.asarray(critical),
-        "random": np.asarray(scan.initial_point(jax.random.key(8), n, d, jnp.float64)),
+        "random": np.asarray(scanner.initial_point(jax.random.key(8), n, d, jnp.float64)),
     }
-    apply = jax.jit(lambda H, V: hs._hvp(H, jnp.asarray(labels), tau)(V))
+    apply = jax.jit(lambda H, V: hs.hvp_operator(H, jnp.asarray(labels), tau)(V))
     rows = []
     for name, H in points.items():
         V = jnp.asarray(np.random.default_rng(0).standard_normal(H.shape))

@@ -8,7 +8,7 @@ Side by side in one run:
    for that k) and the median of warm repeats.
 2. At n = 30 and 60: CLS against CVXPY with Clarabel (and SCS) on the full
    relaxation, the same problem: wall time (median), solver-only time, and
-   the n x n KKT residual of each solution (SPEC §2, same function).
+   the n x n KKT residual of each solution (docs/maths.md §2, same function).
 Results are written atomically to a JSON file; a markdown table is printed.
 """
 
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import optimum, results  # noqa: E402
+from sclandscape import certify, results  # noqa: E402
 from sclandscape.relaxation import solve_full_relaxation  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def timed(fn, repeats):
 
 def nxn_kkt(G, labels, tau):
     G = jnp.asarray(0.5 * (G + G.T))
-    return float(optimum.kkt_residual(sc.sc_gram_gradient(G, labels, tau), G))
+    return float(certify.kkt_residual(sc.sc_gram_gradient(G, labels, tau), G))
 
 
 def cls_rows(repeats):

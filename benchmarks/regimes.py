@@ -48,7 +48,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import plots, problems, results, scan, sweep  # noqa: E402
+from sclandscape import plots, problems, results, scanner, sweep  # noqa: E402
 
 DIMS = (2, 3, 4, 5)
 TAUS = (0.02, 0.1, 0.5, 1.0, 5.0)
@@ -145,7 +145,7 @@ def main():
             draw(json.load(f), args.out)
         return
     work = args.work or tempfile.mkdtemp(prefix="regimes-")
-    settings = scan.ScanSettings(slots=args.inits)
+    settings = scanner.ScanSettings(slots=args.inits)
     report = {
         "machine": machine_info(),
         "config": {

@@ -32,18 +32,18 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import results, scan  # noqa: E402
+from sclandscape import results, scanner, streaming  # noqa: E402
 
 PROBLEMS = {"A": ((10,) * 10, 16, 0.1), "B": ((5,) * 4, 8, 0.5)}
 TOL = 1e-5
 
 
 def bench_sclandscape(problem, inits):
-    settings = scan.ScanSettings(tol=TOL, slots=256)
-    scanner = scan.Scanner(problem, jax.random.key(0), settings)
-    list(scanner.results(range(8)))  # compile
+    settings = scanner.ScanSettings(tol=TOL, slots=256)
+    runner = scanner.Scanner(problem, jax.random.key(0), settings)
+    list(runner.results(range(8)))  # compile
     t0 = time.perf_counter()
-    parts = list(scanner.results(range(1000, 1000 + inits)))
+    parts = list(runner.results(range(1000, 1000 + inits)))
     wall = time.perf_counter() - t0
     status = np.concatenate([p["status"] for p in parts])
     gnorm = np.concatenate([p["grad_norm"] for p in parts])
@@ -132,8 +132,10 @@ def bench_torch(problem, inits, max_steps=2000, time_limit=150.0):
 
 def bench_kernel(problem, batch=256, repeats=20):
     labels = jnp.asarray(problem.labels)
-    cost = scan._cost_fn(labels, problem.tau)
-    H = jax.vmap(lambda i: scan.initial_point(jax.random.key(i), problem.n, problem.dim))(jnp.arange(batch))
+    cost = streaming.loss_fn(labels, problem.tau, stream=False)
+    H = jax.vmap(lambda i: scanner.initial_point(jax.random.key(i), problem.n, problem.dim))(
+        jnp.arange(batch)
+    )
     f = jax.jit(jax.vmap(jax.value_and_grad(cost)))
     hht = jax.jit(jax.vmap(lambda h: h @ h.T))
     A = jnp.ones((2048, 2048), jnp.float32)
@@ -166,10 +168,10 @@ def peak_memory(inits):
         "import resource, jax, tempfile, os\n"
         "jax.config.update('jax_enable_x64', True)\n"
         "import sclandscape as sc\n"
-        "from sclandscape import results, scan\n"
+        "from sclandscape import results, scanner\n"
         f"p = sc.Problem({PROBLEMS['B'][0]}, {PROBLEMS['B'][1]}, {PROBLEMS['B'][2]})\n"
         "out = os.path.join(tempfile.mkdtemp(), 's')\n"
-        f"results.run_scan(p, {inits}, 0, scan.ScanSettings(tol={TOL}, slots=256), out)\n"
+        f"results.run_scan(p, {inits}, 0, scanner.ScanSettings(tol={TOL}, slots=256), out)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
         # VmHWM is this process's own peak: ru_maxrss also counts the parent's RSS at fork.
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"

@@ -33,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import critical, hessian, manifold, optimum, problems, results, scan  # noqa: E402
+from sclandscape import critical, hessian, loss, oblique, optimum, problems, results, scanner  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COUNTS, DIM, TAU, SEED, RUN = (10, 10, 2, 2), 5, 0.02, 0, 11
@@ -44,43 +44,45 @@ def main():
     labels = problem.labels
     jl = jnp.asarray(labels)
     # Exactly the regime map's cell: ScanSettings(slots=64), seed 0.
-    scanner = scan.Scanner(problem, jax.random.key(SEED), scan.ScanSettings(slots=64), keep_embeddings=True)
-    rec = next(scanner.results([RUN]))
+    runner = scanner.Scanner(
+        problem, jax.random.key(SEED), scanner.ScanSettings(slots=64), keep_embeddings=True
+    )
+    rec = next(runner.results([RUN]))
     H_scan = rec["H"][0]
     polished = critical.find_critical(H_scan, labels, TAU, critical.CriticalSettings(gtol=1e-12))
     H = np.asarray(polished.x)
-    cost = jax.jit(lambda X: hessian._cost(X, jl, TAU))
+    cost = jax.jit(lambda X: loss.sum_loss(X, jl, TAU))
     L0 = float(cost(jnp.asarray(H)))
     L_star = optimum.global_optimum(COUNTS, TAU).loss
     w = np.asarray(hessian.riemannian_hessian_eigs(H, labels, TAU))
-    rank = int(hessian.numerical_rank(H))
-    predicted = hessian.predicted_zero_modes(rank, DIM)
+    rank = int(oblique.numerical_rank(H))
+    predicted = oblique.predicted_zero_modes(rank, DIM)
     zeros = int(np.sum(np.abs(w) <= 1e-8))
     M = np.asarray(hessian.riemannian_hessian(H, labels, TAU))
     _, V = np.linalg.eigh(M)
-    U = hessian.tangent_basis(jnp.asarray(H))
+    U = oblique.tangent_basis(jnp.asarray(H))
     steps = (1e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     along = []
     for j in range(predicted, predicted + 30):
-        v = hessian.to_ambient(U, jnp.asarray(V[:, j]).reshape(problem.n, DIM - 1))
+        v = oblique.to_ambient(U, jnp.asarray(V[:, j]).reshape(problem.n, DIM - 1))
         for t in steps:
             for sign in (1.0, -1.0):
-                along.append(float(cost(manifold.retract(jnp.asarray(H), sign * t * v))) - L0)
+                along.append(float(cost(oblique.retract(jnp.asarray(H), sign * t * v))) - L0)
     rng = np.random.default_rng(0)
     random_changes = []
     for _ in range(2000):
-        z = np.array(manifold.project_tangent(jnp.asarray(H), rng.standard_normal(H.shape)))
+        z = np.array(oblique.project_tangent(jnp.asarray(H), rng.standard_normal(H.shape)))
         t = 10 ** rng.uniform(-3, np.log10(0.3))
-        random_changes.append(float(cost(manifold.retract(jnp.asarray(H), t * z / np.linalg.norm(z)))) - L0)
+        random_changes.append(float(cost(oblique.retract(jnp.asarray(H), t * z / np.linalg.norm(z)))) - L0)
     descend = jax.jit(
         jax.vmap(
-            lambda h: scan.solve_one(h, jl, TAU, scan.ScanSettings(tol=1e-10, x64=True, max_steps=20000))
+            lambda h: scanner.solve_one(
+                h, jl, TAU, scanner.ScanSettings(tol=1e-10, x64=True, max_steps=20000)
+            )
         )
     )
     eps = np.repeat([1e-3, 1e-2, 3e-2, 1e-1], 4)
-    starts = np.stack(
-        [np.asarray(manifold.normalize_rows(H + e * rng.standard_normal(H.shape))) for e in eps]
-    )
+    starts = np.stack([np.asarray(oblique.normalize_rows(H + e * rng.standard_normal(H.shape))) for e in eps])
     ends = descend(jnp.asarray(starts))
     end_losses = [float(cost(x)) for x in ends[0]]
     report = {

@@ -14,7 +14,7 @@ Side by side in one run, float32, ``d = 32``, 10 balanced classes, ``tau = 0.1``
    ``--stream-max-n`` and compiling (only) at ``10x`` that.
 3. 256 runs at ``n = 5000``: ``scan.py`` calls the dense loss, so this times
    our own batched loop instead, ``vmap`` over runs of the scan's L-BFGS
-   (``manifold.lbfgs_armijo``) on the streaming loss: seconds per batched
+   (``optim.lbfgs_armijo``) on the streaming loss: seconds per batched
    evaluation and RSS; a whole scan is extrapolated, not run.
 4. One Riemannian HVP and the matrix-free certificate (float64 Lanczos) at
    ``n = 20000`` on the collapsed simplex ETF (a global optimum).
@@ -40,14 +40,14 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import loss, manifold, results, streaming  # noqa: E402
+from sclandscape import certify, hessian, loss, oblique, optim, results, streaming  # noqa: E402
 
 D, TAU, K, BLOCK = 32, 0.1, 10, 512
 
 
 def _problem(n, dtype=jnp.float32):
     labels = jnp.arange(n) % K
-    H = manifold.normalize_rows(jax.random.normal(jax.random.key(n), (n, D), dtype))
+    H = oblique.normalize_rows(jax.random.normal(jax.random.key(n), (n, D), dtype))
     return H, labels
 
 
@@ -116,20 +116,20 @@ def work_compile(path, n):
 
 def work_batched(runs, n, steps, block):
     cost = streaming.streaming_loss(jnp.arange(n) % K, TAU, block=block, impl="jax")
-    f = lambda h: cost(manifold.normalize_rows(h))  # noqa: E731  the scan's f(H) = L(rownormalise(H))
-    opt = manifold.lbfgs_armijo(memory_size=10)
+    f = lambda h: cost(oblique.normalize_rows(h))  # noqa: E731  the scan's f(H) = L(rownormalise(H))
+    opt = optim.lbfgs_armijo(memory_size=10)
 
     @jax.jit
     def step(H, state):
         def one(h, s):
             value, grad = jax.value_and_grad(f)(h)
             updates, s = opt.update(grad, s, h, value=value)
-            return manifold.normalize_rows(h + updates), s, value
+            return oblique.normalize_rows(h + updates), s, value
 
         return jax.vmap(one)(H, state)
 
     keys = jax.random.split(jax.random.key(0), runs)
-    H = jax.vmap(lambda k: manifold.normalize_rows(jax.random.normal(k, (n, D), jnp.float32)))(keys)
+    H = jax.vmap(lambda k: oblique.normalize_rows(jax.random.normal(k, (n, D), jnp.float32)))(keys)
     state = jax.vmap(opt.init)(H)
     t0 = time.perf_counter()
     H, state, values = jax.block_until_ready(step(H, state))
@@ -160,11 +160,11 @@ def _etf(n):
 
 def work_certificate(n, num_iter):
     H, labels = _etf(n)
-    V = manifold.project_tangent(H, jax.random.normal(jax.random.key(1), H.shape, H.dtype))
-    hv = jax.jit(lambda h, v: streaming.riemannian_hvp_fn(h, labels, TAU, block=BLOCK)(v))
+    V = oblique.project_tangent(H, jax.random.normal(jax.random.key(1), H.shape, H.dtype))
+    hv = jax.jit(lambda h, v: hessian.hvp_operator(h, labels, TAU, stream=True)(v))
     _, hvp_timing = _timed(hv, H, V, repeats=1)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(streaming.dual_slack_extremes(H, labels, TAU, block=BLOCK, num_iter=num_iter))
+    out = jax.block_until_ready(certify.dual_slack_extremes(H, labels, TAU, block=BLOCK, num_iter=num_iter))
     wall = time.perf_counter() - t0
     return {
         "n": n,

@@ -1,10 +1,16 @@
 """sclandscape: the loss landscape of the supervised contrastive loss on unconstrained features.
 
-The public surface (SPEC §5 and the names a user needs); everything else is an
-implementation detail. The library never enables float64 on import: pass
-float64 arrays under ``jax.enable_x64(True)`` (or set ``JAX_ENABLE_X64``).
+The public surface: the names a user needs. Everything else is reachable
+through its module (``sclandscape.hessian``, ``sclandscape.streaming``, ...)
+and is an implementation detail. The library never enables float64 on
+import; see ``sclandscape.precision`` for the policy.
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from sclandscape.certify import certificate as certificate
+from sclandscape.certify import certificate_streaming as certificate_streaming
 from sclandscape.critical import CriticalSettings as CriticalSettings
 from sclandscape.critical import find_critical as find_critical
 from sclandscape.hessian import ClassifySettings as ClassifySettings
@@ -16,10 +22,9 @@ from sclandscape.loss import sc_gram_gradient as sc_gram_gradient
 from sclandscape.loss import sc_loss as sc_loss
 from sclandscape.loss import sc_loss_gram as sc_loss_gram
 from sclandscape.loss import sc_loss_minibatch as sc_loss_minibatch
-from sclandscape.manifold import Status as Status
+from sclandscape.optim import Status as Status
 from sclandscape.optimum import GlobalOptimum as GlobalOptimum
 from sclandscape.optimum import balanced_optimum_loss as balanced_optimum_loss
-from sclandscape.optimum import certificate as certificate
 from sclandscape.optimum import global_optimum as global_optimum
 from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
 from sclandscape.optimum import step_optimum as step_optimum
@@ -27,8 +32,44 @@ from sclandscape.problems import Problem as Problem
 from sclandscape.problems import balanced_counts as balanced_counts
 from sclandscape.problems import labels_from_counts as labels_from_counts
 from sclandscape.problems import step_counts as step_counts
-from sclandscape.scan import ScanSettings as ScanSettings
-from sclandscape.streaming import certificate_streaming as certificate_streaming
+from sclandscape.results import load_scan as load_scan
+from sclandscape.results import run_scan as run_scan
+from sclandscape.scanner import ScanSettings as ScanSettings
+from sclandscape.scanner import scan as scan
 from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("sclandscape")
+except _PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ClassifySettings",
+    "CriticalSettings",
+    "GlobalOptimum",
+    "Problem",
+    "ScanSettings",
+    "Status",
+    "balanced_counts",
+    "balanced_optimum_loss",
+    "certificate",
+    "certificate_streaming",
+    "classify",
+    "escape_direction",
+    "find_critical",
+    "global_optimum",
+    "labels_from_counts",
+    "load_scan",
+    "make_batches",
+    "nonneg_optimum_loss",
+    "riemannian_hessian_eigs",
+    "run_scan",
+    "sc_gram_gradient",
+    "sc_loss",
+    "sc_loss_gram",
+    "sc_loss_minibatch",
+    "sc_loss_streaming",
+    "scan",
+    "step_counts",
+    "step_optimum",
+]

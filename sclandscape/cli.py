@@ -1,19 +1,17 @@
-"""Command line: ``sclandscape scan | optimum | demo | hessian | plot | sweep``.
+"""Command line: ``sclandscape scan | optimum | demo | hessian | plot | sweep | saddles``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
-no traceback. Entry points enable float64 (the library never does on import).
+no traceback. Argument parsing imports neither JAX nor the numerical modules:
+each handler imports what it needs, so ``--help`` and argument errors answer
+at once. Handlers enable float64 globally (the library never does on import).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
-
-import numpy as np
-
-from sclandscape import cli_extra, cli_saddles, optimum, problems, report, results, scan
 
 
 class _UsageError(Exception):
@@ -25,7 +23,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+# --------------------------------------------------------------------------
+# Argument types and shared groups
+
+
 def _parse_counts(text: str) -> tuple[int, ...]:
+    from sclandscape import problems
+
     try:
         return problems.check_counts([int(c) for c in text.split(",")])
     except ValueError as err:
@@ -34,7 +42,43 @@ def _parse_counts(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _parse_formats(text: str) -> tuple[str, ...]:
+    from sclandscape.plots import FORMATS
+
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    if not formats or any(f not in FORMATS for f in formats):
+        raise argparse.ArgumentTypeError(
+            f"bad --formats {text!r} (comma-separated, from {', '.join(FORMATS)})"
+        )
+    return formats
+
+
+def _parse_list(kind):
+    def parse(text: str):
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__}s, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _add_problem_arguments(p) -> None:
+    g = p.add_argument_group("problem (give one of --counts, --classes/--per-class, --step)")
+    g.add_argument("--counts", type=_parse_counts, help="class sizes, e.g. 10,10,2,2")
+    g.add_argument("--classes", type=int, help="number of classes k (balanced)")
+    g.add_argument("--per-class", type=int, help="samples per class m (balanced)")
+    g.add_argument(
+        "--step", type=float, nargs=4, metavar=("K_MAJ", "K_MIN", "N_MIN", "R"), help="STEP imbalance"
+    )
+    g.add_argument("--tau", type=float, default=1.0, help="temperature")
+
+
 def _problem_counts(args) -> tuple[int, ...]:
+    from sclandscape import problems
+
     given = [
         args.counts is not None,
         args.classes is not None or args.per_class is not None,
@@ -46,35 +90,32 @@ def _problem_counts(args) -> tuple[int, ...]:
         return args.counts
     if args.step is not None:
         k_maj, k_min, n_min, R = args.step
-        return problems.step_counts(int(k_maj), int(k_min), int(n_min), R)
+        return problems.step_counts(k_maj, k_min, n_min, R)
     if args.classes is None or args.per_class is None:
         raise ValueError("--classes and --per-class go together")
     return problems.balanced_counts(args.classes, args.per_class)
 
 
-def _add_problem_arguments(p):
-    p.add_argument("--counts", type=_parse_counts, help="class sizes, e.g. 10,10,2,2")
-    p.add_argument("--classes", type=int, help="number of classes k (balanced)")
-    p.add_argument("--per-class", type=int, help="samples per class m (balanced)")
-    p.add_argument(
-        "--step", type=float, nargs=4, metavar=("K_MAJ", "K_MIN", "N_MIN", "R"), help="STEP imbalance"
+def _add_run_arguments(p, inits: int) -> None:
+    g = p.add_argument_group("runs")
+    g.add_argument("--inits", type=int, default=inits, help="random initialisations")
+    g.add_argument("--seed", type=int, default=0, help="seed of the initialisations")
+    g.add_argument("--tol", type=float, help="Riemannian gradient tolerance (default 1e-5; 1e-9 with --x64)")
+    g.add_argument("--max-steps", type=int, default=5000, help="first-order steps per run")
+    g.add_argument("--slots", type=int, default=256, help="runs optimised concurrently")
+    g.add_argument("--x64", action="store_true", help="optimise in float64")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def _settings(args):
+    from sclandscape import scanner
+
+    return scanner.ScanSettings(
+        tol=args.tol if args.tol is not None else (1e-9 if args.x64 else 1e-5),
+        max_steps=args.max_steps,
+        x64=args.x64,
+        slots=args.slots,
     )
-    p.add_argument("--tau", type=float, default=1.0, help="temperature (default 1.0)")
-
-
-def _cmd_optimum(args) -> int:
-    counts = _problem_counts(args)
-    opt = optimum.global_optimum(counts, args.tau)
-    if args.json:
-        print(json.dumps(opt.to_json()))
-        return 0
-    np.set_printoptions(precision=5, suppress=True, linewidth=120)
-    print(f"counts={list(counts)} tau={opt.tau}")
-    print(f"L* = {opt.loss:.9f}   rank(M*) = {opt.rank}   KKT residual = {opt.kkt_residual:.1e}")
-    if len(counts) <= 12:
-        print("M* =")
-        print(opt.class_gram)
-    return 0
 
 
 def _progress(quiet: bool):
@@ -96,13 +137,40 @@ def _progress(quiet: bool):
     return report
 
 
-def _settings(args) -> scan.ScanSettings:
-    return scan.ScanSettings(
-        tol=args.tol if args.tol is not None else (1e-9 if args.x64 else 1e-5),
-        max_steps=args.max_steps,
-        x64=args.x64,
-        slots=args.slots,
-    )
+def _enable_x64() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+# --------------------------------------------------------------------------
+# optimum
+
+
+def _cmd_optimum(args) -> int:
+    import json
+
+    import numpy as np
+
+    from sclandscape import optimum
+
+    counts = _problem_counts(args)
+    _enable_x64()
+    opt = optimum.global_optimum(counts, args.tau)
+    if args.json:
+        print(json.dumps(opt.to_json()))
+        return 0
+    np.set_printoptions(precision=5, suppress=True, linewidth=120)
+    print(f"counts={list(counts)} tau={opt.tau}")
+    print(f"L* = {opt.loss:.9f}   rank(M*) = {opt.rank}   KKT residual = {opt.kkt_residual:.1e}")
+    if len(counts) <= 12:
+        print("M* =")
+        print(opt.class_gram)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# scan
 
 
 def _print_summary(summary: dict, out: str) -> None:
@@ -149,15 +217,19 @@ def _join_processes(args) -> None:
 
 
 def _cmd_scan(args) -> int:
+    from sclandscape import problems, results
+
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
     if not args.inits >= 1:
         raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    settings = _settings(args)
     _join_processes(args)
+    _enable_x64()
     summary = results.run_scan(
         problem,
         args.inits,
         args.seed,
-        _settings(args),
+        settings,
         args.out,
         resume=args.resume,
         keep_embeddings=args.save_embeddings,
@@ -167,20 +239,25 @@ def _cmd_scan(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------
+# demo
+
+
+#: (title, counts, dim, tau): the benign landscape, and d < k - 1 where spurious minima appear.
 DEMO_CASES = (
-    # (title, counts, dim, tau): the benign landscape, and d < k - 1 where spurious minima appear.
-    ("balanced, d >= k-1 (benign)", problems.balanced_counts(4, 5), 3, 1.0),
+    ("balanced, d >= k-1 (benign)", (5, 5, 5, 5), 3, 1.0),
     ("imbalanced, d < k-1", (10, 10, 2, 2), 2, 1.0),
 )
 
 
 def _cmd_demo(args) -> int:
-    import os
+    from sclandscape import problems, report, results, scanner
 
+    _enable_x64()
     for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
         out = os.path.join(args.out, f"case{i}")
         print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
-        settings = scan.ScanSettings(tol=1e-9, x64=True, slots=64)
+        settings = scanner.ScanSettings(tol=1e-9, x64=True, slots=64)
         summary = results.run_scan(
             problems.Problem(counts, dim, tau),
             args.inits,
@@ -191,20 +268,27 @@ def _cmd_demo(args) -> int:
             progress=_progress(args.quiet),
         )
         _print_summary(summary, out)
-        report.hessian_spectra(out)
+        results.hessian_spectra(out)
         report.plot_results(out)
         print(f"report: {os.path.join(out, 'report.md')}")
     return 0
 
 
+# --------------------------------------------------------------------------
+# hessian
+
+
 def _cmd_hessian(args) -> int:
+    from sclandscape import results
+
     runs = None
     if args.runs:
         try:
             runs = [int(r) for r in args.runs.split(",")]
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
-    path = report.hessian_spectra(args.dir, runs, recompute=not args.no_recompute)
+    _enable_x64()
+    path = results.hessian_spectra(args.dir, runs, recompute=not args.no_recompute)
     data = results.read_npz(path)
     print(f"{'run':>6} {'kind':<13} {'index':>5} {'lambda_min':>12} {'zeros(pred)':>11} {'loss':>14}")
     columns = ("runs", "kind", "index", "lambda_min", "n_zero_predicted", "loss")
@@ -214,50 +298,226 @@ def _cmd_hessian(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------
+# plot
+
+
+def _cmd_plot(args) -> int:
+    from sclandscape import report, sweep
+
+    if not os.path.isdir(args.dir):
+        raise ValueError(f"{args.dir} is not a folder")
+    _enable_x64()
+    if os.path.exists(os.path.join(args.dir, "sweep.json")):
+        written = sweep.plot_sweep(args.dir, args.formats)
+    else:
+        written = report.plot_results(args.dir, args.formats, recompute=not args.no_recompute)
+    for path in written:
+        print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# sweep
+
+
+def sweep_arguments(args):
+    """``(problem, grid, step)`` from parsed ``sweep`` arguments (``ValueError`` on bad input)."""
+    from sclandscape import problems
+
+    grid = {}
+    for axis, values in (("dim", args.dims), ("R", args.ratios), ("tau", args.taus)):
+        if values is not None:
+            grid[axis] = values
+    if not 1 <= len(grid) <= 2:
+        raise ValueError("give one or two of --dims, --taus, --ratios")
+    if args.dims is None and args.dim is None:
+        raise ValueError("give --dim (or sweep it with --dims)")
+    if args.dims is not None and args.dim is not None:
+        raise ValueError("give --dim or --dims, not both")
+    step = None
+    if args.ratios is not None:
+        if args.step is None:
+            raise ValueError("--ratios needs --step K_MAJ K_MIN N_MIN R (R is then taken from --ratios)")
+        step = tuple(args.step[:3])
+    counts = _problem_counts(args)
+    dim = args.dim if args.dim is not None else args.dims[0]
+    return problems.Problem(counts, dim, args.tau), grid, step
+
+
+def _cmd_sweep(args) -> int:
+    from sclandscape import sweep
+
+    problem, grid, step = sweep_arguments(args)
+    if not args.inits >= 1:
+        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    settings = _settings(args)
+    _enable_x64()
+    state = sweep.run_sweep(
+        problem,
+        grid,
+        args.inits,
+        args.out,
+        seed=args.seed,
+        settings=settings,
+        step=step,
+        formats=args.formats,
+        progress=_progress(args.quiet),
+        log=print,
+    )
+    print(f"sweep of {len(state['cells'])} cells in {args.out}: {os.path.join(args.out, 'sweep.json')}")
+    for path in state["figures"]:
+        print(os.path.join(args.out, path))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# saddles
+
+
+def _check_new_folder(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"--out {out} exists and is not empty")
+
+
+def _cmd_saddles(args) -> int:
+    import numpy as np
+
+    from sclandscape import plots, problems, results, saddles
+
+    problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
+    if problem.dim < 2:
+        raise ValueError(f"--dim must be >= 2 (OB(n, 1) has no tangent space), got {problem.dim}")
+    if problem.k > saddles.MAX_CLASSES:
+        raise ValueError(
+            f"saddles enumerates partitions of at most {saddles.MAX_CLASSES} classes, got {problem.k}"
+        )
+    for name in ("random", "restarts"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    settings = saddles.CatalogueSettings(
+        restarts=args.restarts, random=args.random, escape=not args.no_escape, splits=not args.no_splits
+    )
+    if not saddles.attempts(problem, settings):
+        raise ValueError("nothing to run: give --restarts >= 1 or --random >= 1")
+    _check_new_folder(args.out)
+    _enable_x64()
+    summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings)
+    figures = []
+    if summary["entries"]:
+        fig = saddles.catalogue_figure(summary)
+        figures = [
+            (os.path.join(args.out, f"saddles.{fmt}"), plots.figure_bytes(fig, fmt)) for fmt in args.formats
+        ]
+    entries = summary["entries"]
+    results.write_json(os.path.join(args.out, "catalogue.json"), summary)
+    results.write_npz(
+        os.path.join(args.out, "critical_points.npz"),
+        {
+            "H": np.asarray(H, np.float64).reshape(len(entries), problem.n, problem.dim),
+            "loss": np.array([e["loss"] for e in entries], np.float64),
+            "index": np.array([e["index"] for e in entries], np.int64),
+            "kind": np.array([e["kind"] for e in entries], "<U13"),
+        },
+    )
+    for path, data in figures:
+        results.write_atomic(path, data)
+    print(
+        f"{len(entries)} distinct critical points from {summary['n_attempts']} attempts "
+        f"({summary['n_converged']} converged), L* = {summary['global_loss']:.6f}"
+    )
+    for e in entries:
+        esc = e["escape"]
+        where = ""
+        if esc:
+            plus, minus = esc["plus"], esc["minus"]
+            where = f"  -> {plus['kind']} {plus['loss']:.6f} / {minus['kind']} {minus['loss']:.6f}"
+        print(f"  L = {e['loss']:.6f}  {e['kind']:<12} index {e['index']:>3}  {e['construction']}{where}")
+    print(f"results in {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sclandscape", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("optimum", help="global optimum (CLS) for given class counts and temperature")
-    _add_problem_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the optimum as JSON")
-    p.set_defaults(func=_cmd_optimum)
-    p = sub.add_parser("scan", help="batched landscape scan from random initialisations")
+    parser = _Parser(prog="sclandscape", description=__doc__.splitlines()[0], formatter_class=_formatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def command(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+
+    p = command("scan", "batched landscape scan from random initialisations")
     _add_problem_arguments(p)
     p.add_argument("--dim", type=int, required=True, help="embedding dimension d")
-    p.add_argument("--inits", type=int, default=1024, help="number of random initialisations")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tol", type=float, help="Riemannian gradient tolerance (1e-5; 1e-9 with --x64)")
-    p.add_argument("--max-steps", type=int, default=5000, help="first-order steps per run")
-    p.add_argument("--slots", type=int, default=256, help="runs optimised concurrently")
-    p.add_argument("--x64", action="store_true", help="optimise in float64")
+    _add_run_arguments(p, inits=1024)
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan in --out")
     p.add_argument("--save-embeddings", action="store_true", help="store the final H of every run")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--coordinator", metavar="HOST:PORT", help="share the scan: jax.distributed coordinator")
-    p.add_argument("--num-processes", type=int, metavar="N", help="processes sharing the scan")
-    p.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    g = p.add_argument_group("several processes (jax.distributed)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="share the scan: jax.distributed coordinator")
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes sharing the scan")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     p.set_defaults(func=_cmd_scan)
-    p = sub.add_parser("demo", help="run the default demonstration scans")
-    p.add_argument("--out", default="sclandscape-demo", help="results folder (default sclandscape-demo)")
-    p.add_argument("--inits", type=int, default=256)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("hessian", help="full Hessian spectra of chosen runs of a finished scan")
+
+    p = command("optimum", "global optimum (class-level program) for given class counts and temperature")
+    _add_problem_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the optimum as JSON")
+    p.set_defaults(func=_cmd_optimum)
+
+    p = command("hessian", "full Hessian spectra of chosen runs of a finished scan")
     p.add_argument("dir", help="a finished scan folder")
     p.add_argument("--runs", help="comma-separated run indices (default: one per distinct critical point)")
     p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
     p.set_defaults(func=_cmd_hessian)
-    cli_extra.add_plot_parser(sub)
-    cli_extra.add_sweep_parser(sub)
-    cli_saddles.add_saddles_parser(sub)
+
+    p = command("plot", "(re)draw the figures and report.md of a finished scan or sweep")
+    p.add_argument("dir", metavar="DIR", help="a folder written by `sclandscape scan` or `sclandscape sweep`")
+    p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="comma-separated formats")
+    p.add_argument(
+        "--no-recompute",
+        action="store_true",
+        help="do not recompute one run per distinct minimum for the Gram figures (scans without embeddings)",
+    )
+    p.set_defaults(func=_cmd_plot)
+
+    p = command("sweep", "one scan per cell of a grid over d, tau or the STEP ratio R, and the phase map")
+    _add_problem_arguments(p)
+    p.add_argument("--dim", type=int, help="embedding dimension d when --dims is not swept")
+    p.add_argument("--dims", type=_parse_list(int), help="sweep d over these values, e.g. 1,2,3")
+    p.add_argument("--taus", type=_parse_list(float), help="sweep tau over these values, e.g. 0.1,1")
+    p.add_argument(
+        "--ratios", type=_parse_list(float), help="sweep the STEP ratio R over these values (needs --step)"
+    )
+    _add_run_arguments(p, inits=256)
+    p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="of the phase map")
+    p.add_argument("--out", required=True, help="sweep folder (new, empty, or this sweep to resume)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = command("saddles", "catalogue of critical points from symmetric constructions and random starts")
+    _add_problem_arguments(p)
+    p.add_argument("--dim", type=int, required=True, help="embedding dimension d (>= 2)")
+    p.add_argument("--random", type=int, default=0, help="critical-point finder runs from random starts")
+    p.add_argument("--restarts", type=int, default=1, help="random starts of each symmetric construction")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-splits", action="store_true", help="skip the split-class constructions")
+    p.add_argument("--no-escape", action="store_true", help="skip the descents from the saddles")
+    p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="of the figure")
+    p.add_argument("--out", required=True, help="results folder (must be new or empty)")
+    p.set_defaults(func=_cmd_saddles)
+
+    p = command("demo", "run the default demonstration scans and their reports")
+    p.add_argument("--out", default="sclandscape-demo", help="results folder")
+    p.add_argument("--inits", type=int, default=256, help="random initialisations per case")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv=None) -> int:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -1,4 +1,4 @@
-r"""A critical-point finder on ``OB(n, d)`` that converges to saddles as readily as to minima (SPEC §3).
+r"""A critical-point finder on ``OB(n, d)`` that converges to saddles as readily as to minima (docs/maths.md §3).
 
 Minimisation (``scan``) is drawn to minima; to find *every* kind of critical
 point we solve the gradient equation ``grad L(H) = 0`` instead, i.e. minimise
@@ -25,9 +25,9 @@ at every point and drop out of the pseudo-inverse); far from one, ``lambda``
 is large and the step is a short step along ``-grad phi``. The basis is
 
 - ``"dense"``: the whole tangent space (``hessian.riemannian_hessian``'s
-  closed form in ``hessian.tangent_basis`` coordinates; ``N = n(d-1)``, one
+  closed form in ``oblique.tangent_basis`` coordinates; ``N = n(d-1)``, one
   ``N x N`` SVD per iteration);
-- ``"lanczos"``: the Krylov space ``K_m(Hess, g)`` from ``hessian.lanczos``
+- ``"lanczos"``: the Krylov space ``K_m(Hess, g)`` from ``linalg.lanczos``
   (``m`` Hessian-vector products, full reorthogonalisation). With
   ``Hess Q = Q T + beta_m q_{m+1} e_m^T`` the residual is exactly
   ``|g + Hess Q y| = |(|g| e_1) + Tbar y|`` with ``Tbar`` the ``(m+1) x m``
@@ -47,15 +47,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import hessian, manifold
-from sclandscape.manifold import Status
+from sclandscape import hessian, linalg, loss, oblique, optim, problems
+from sclandscape.optim import Status
 
 METHODS = ("auto", "dense", "lanczos")
 
@@ -87,16 +86,12 @@ class CriticalSettings:
     mu_max: float = 1e16
 
     def __post_init__(self):
-        for name in ("gtol", "mu0", "mu_min", "mu_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("max_iter", "max_trials", "dense_max_dim", "krylov_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        problems.check_fields(
+            self,
+            positive=("gtol", "mu0", "mu_min", "mu_max"),
+            integers={"max_iter": 1, "max_trials": 1, "dense_max_dim": 1, "krylov_dim": 1},
+            choices={"method": METHODS},
+        )
 
     def resolved_method(self, n: int, d: int) -> str:
         if self.method != "auto":
@@ -118,41 +113,37 @@ class CriticalResult(NamedTuple):
     status: jax.Array
 
 
-def _cost(H, labels, tau):
-    return hessian._cost(H, labels, tau)
-
-
 def _value_and_grad(H, labels, tau):
-    f, eg = jax.value_and_grad(_cost)(H, labels, tau)
-    return f, manifold.riemannian_gradient(H, eg)
+    f, eg = jax.value_and_grad(loss.sum_loss)(H, labels, tau)
+    return f, oblique.riemannian_gradient(H, eg)
 
 
 def _model(H, g, labels, tau, method: str, m: int, key):
     """``(A, c, to_ambient)``: ``|g + Hess V|`` = ``|c + A y|`` for ``V = to_ambient(y)``."""
     n, d = H.shape
     if method == "dense":
-        U = hessian.tangent_basis(H)
-        A = hessian._hessian_matrix(H, labels, tau)
-        c = hessian.to_coordinates(U, g).reshape(-1)
-        return A, c, lambda y: hessian.to_ambient(U, y.reshape(n, d - 1))
-    apply = hessian._hvp(H, labels, tau)
-    project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
-    res = hessian.lanczos(apply, g, m, project=project, key=key)
-    T = hessian._tridiagonal(res)
+        U = oblique.tangent_basis(H)
+        A = hessian.hessian_matrix(H, labels, tau)
+        c = oblique.to_coordinates(U, g).reshape(-1)
+        return A, c, lambda y: oblique.to_ambient(U, y.reshape(n, d - 1))
+    apply = hessian.hvp_operator(H, labels, tau)
+    project = lambda v: oblique.project_tangent(H, v)  # noqa: E731
+    res = linalg.lanczos(apply, g, m, project=project, key=key)
+    T = linalg.tridiagonal(res)
     A = jnp.concatenate([T, jnp.zeros((1, m), H.dtype).at[0, m - 1].set(res.beta[-1])], axis=0)
     c = jnp.zeros((m + 1,), H.dtype).at[0].set(jnp.linalg.norm(g))
     return A, c, lambda y: jnp.tensordot(y, res.basis, axes=1)
 
 
 def _find_one(H0, labels, tau, key, settings: CriticalSettings, method: str, m: int):
-    H0 = manifold.normalize_rows(H0)
+    H0 = oblique.normalize_rows(H0)
     f0, g0 = _value_and_grad(H0, labels, tau)
     gtol = settings.gtol
 
     def status_of(f, g, it, mu, stuck):
         gnorm = jnp.linalg.norm(g)
         finite = jnp.isfinite(f) & jnp.isfinite(gnorm)
-        return manifold.run_status(
+        return optim.run_status(
             finite, gnorm <= gtol, stuck | (mu > settings.mu_max), it >= settings.max_iter
         )
 
@@ -174,10 +165,10 @@ def _find_one(H0, labels, tau, key, settings: CriticalSettings, method: str, m: 
             mu, nu, _, _, _, _, tries, _ = ts
             lam = mu * scale
             y = -Rt.T @ (sv * cp / (sv**2 + lam))
-            V = manifold.project_tangent(H, to_ambient(y))
+            V = oblique.project_tangent(H, to_ambient(y))
             r = c + A @ y
             pred = phi - 0.5 * jnp.sum(r * r)
-            Hn = manifold.retract(H, V)
+            Hn = oblique.retract(H, V)
             fn, gn = _value_and_grad(Hn, labels, tau)
             actual = phi - 0.5 * jnp.sum(gn * gn)
             rho = actual / jnp.where(pred > 0, pred, 1.0)
@@ -231,7 +222,7 @@ def find_critical(H0, labels, tau, settings: CriticalSettings = CriticalSettings
 
     Args:
       H0: ``(n, d)`` or ``(runs, n, d)`` starting points (rows normalised); ``d >= 2``.
-      labels, tau: the problem (sum-form loss of SPEC §1).
+      labels, tau: the problem (sum-form loss of docs/maths.md §1).
       settings: ``CriticalSettings``.
       key: PRNG key for Lanczos restart vectors (``"lanczos"`` only).
 
@@ -239,7 +230,7 @@ def find_critical(H0, labels, tau, settings: CriticalSettings = CriticalSettings
     ``H0``'s dtype (pass float64 under ``jax.enable_x64``). Compiles once per
     shape and settings; bad input raises ``ValueError``.
     """
-    shape = hessian._check(H0, labels, tau)
+    shape = problems.check_points(H0, labels, tau)
     if not isinstance(settings, CriticalSettings):
         raise ValueError(f"settings must be a CriticalSettings, got {type(settings).__name__}")
     H = jnp.asarray(H0)

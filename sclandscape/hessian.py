@@ -1,4 +1,4 @@
-r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification (SPEC §3).
+r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification (docs/maths.md §3).
 
 For the sum-form SC loss ``L(H)`` of a single configuration ``H`` ``(n, d)``
 (unit rows), with Euclidean gradient ``egrad = 2 F H`` and row multipliers
@@ -8,7 +8,7 @@ For the sum-form SC loss ``L(H)`` of a single configuration ``H`` ``(n, d)``
 
 a symmetric operator on the tangent space of dimension ``N = n(d - 1)``.
 
-**Coordinates.** ``tangent_basis`` gives per row an orthonormal basis
+**Coordinates.** ``oblique.tangent_basis`` gives per row an orthonormal basis
 ``U_i`` ``(d, d-1)`` of ``h_i^perp`` (the last ``d - 1`` columns of the
 Householder reflector that maps ``h_i`` to ``-+e_1``); the tangent basis is
 ``B = blockdiag(U_1, ..., U_n)`` and coordinates ``c`` ``(n, d-1)`` map to
@@ -28,29 +28,19 @@ softmax of ``s G`` (``P_ii = 0``), ``T_{il} = U_i^T h_l`` and
 against forward-over-reverse autodiff, finite differences (a Taylor-slope
 check) and NumPy.
 
-**Matrix-free path.** ``hvp`` is forward-over-reverse autodiff of the loss of
-``sclandscape.loss`` (linearised once per point), projected. ``lanczos`` runs
-a fixed number of Lanczos steps with full reorthogonalisation (classical
-Gram-Schmidt, twice) in ambient ``(n, d)`` coordinates, optionally deflating
-a given orthonormal set (the symmetry modes), restarting with a fresh random
-tangent vector whenever an invariant subspace is exhausted. Ritz values are
-Rayleigh quotients, so ``theta_1 >= lambda_1`` (a Ritz value ``< -tol``
-proves a negative eigenvalue) and ``#{theta < -tol}`` is a lower bound on the
-index. ``spectral_density`` is stochastic Lanczos quadrature (Ubaru, Chen &
-Saad, SIMAX 2017).
+**Matrix-free path.** ``hvp_operator`` is forward-over-reverse autodiff of
+the loss (dense or streaming, ``streaming.loss_fn``), linearised once per
+point, projected. ``lanczos_extremes`` runs ``linalg.lanczos`` with the
+symmetry modes ``{H Omega}`` (``oblique.symmetry_basis``) deflated. Ritz
+values are Rayleigh quotients, so ``theta_1 >= lambda_1`` (a Ritz value
+``< -tol`` proves a negative eigenvalue) and ``#{theta < -tol}`` is a lower
+bound on the index. ``spectral_density`` is stochastic Lanczos quadrature
+(Ubaru, Chen & Saad, SIMAX 2017).
 
-**Symmetry zero modes.** ``L(H Q) = L(H)`` for ``Q in O(d)``, so at a critical
-point every ``V = H Omega`` (``Omega`` skew) is a zero mode. With the SVD
-``H = sum_p sigma_p u_p w_p^T`` an orthonormal basis of ``{H Omega}`` is
-``(sigma_p u_p w_q^T - sigma_q u_q w_p^T)/sqrt(sigma_p^2 + sigma_q^2)`` for
-``p < q`` with ``sigma_p > 0``: ``d(d-1)/2 - (d-r)(d-r-1)/2`` vectors at rank
-``r``. More zero eigenvalues than that is a genuine degeneracy.
-
-**Precision.** Everything follows the input dtype; nothing here enables x64.
-``classify`` re-evaluates in float64 by default, which needs x64 enabled
-(``jax.config.update("jax_enable_x64", True)`` or ``with jax.enable_x64(True)``);
-it raises ``ValueError`` otherwise. Single-instance functions are pure and
-jit/vmap-safe; the public entry points accept ``(n, d)`` or ``(runs, n, d)``.
+**Precision.** Everything follows the input dtype (``precision``);
+``classify`` re-evaluates in float64 inside ``precision.float64()``.
+Single-instance functions are pure and jit/vmap-safe; the public entry points
+accept ``(n, d)`` or ``(runs, n, d)``.
 
 **Threads (CPU).** jaxlib's ``eigh``/``svd`` call SciPy's OpenBLAS from XLA's
 worker threads. With OpenBLAS's own threading on, batched or concurrent calls
@@ -70,97 +60,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import loss as _loss
-from sclandscape import manifold, optimum, problems
+from sclandscape import certify, linalg, loss, metrics, oblique, optimum, precision, problems, streaming
+from sclandscape.oblique import (
+    map_points,
+    predicted_zero_modes,
+    symmetry_basis,
+    tangent_basis,
+    to_ambient,
+    to_coordinates,
+)
 
 #: Above this tangent dimension ``n (d - 1)`` ``classify`` uses Lanczos instead of the dense path.
 DENSE_MAX_DIM = 3000
-
-
-# --------------------------------------------------------------------------
-# Input checks
-
-
-def _cost(H, labels, tau):
-    """Sum-form SC loss from ``sclandscape.loss.anchor_losses`` on ``H H^T``."""
-    return jnp.sum(_loss.anchor_losses(H @ H.T, labels, tau))
-
-
-def _x64_enabled() -> bool:
-    return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.dtype("float64")
-
-
-def _check(H, labels=None, tau=None) -> tuple[int, ...]:
-    """Validate ``H`` ``(n, d)`` or ``(runs, n, d)``, ``d >= 2`` (and labels, ``tau``); return its shape."""
-    shape = tuple(np.shape(H))
-    if len(shape) not in (2, 3):
-        raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
-    if shape[-1] < 2:
-        raise ValueError(f"the tangent space of OB(n, d) is empty for d = {shape[-1]}; need d >= 2")
-    if len(shape) == 3 and shape[0] < 1:
-        raise ValueError(f"H has an empty runs axis, shape {shape}")
-    if not _loss._is_traced(H):
-        arr = np.asarray(H)
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"H must be a floating-point array, got dtype {arr.dtype}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("H contains non-finite values")
-        if np.any(np.linalg.norm(arr, axis=-1) == 0):
-            raise ValueError("H has a zero row (not a point of OB(n, d))")
-    if labels is not None:
-        _loss._check_inputs(np.empty(shape[-2:]), labels, tau, "sum")
-    return shape
-
-
-def _batched(fn, H, *args, keys=None):
-    """Apply the single-instance ``fn`` to ``(n, d)``, or run by run (``lax.map``) to ``(runs, n, d)``.
-
-    Run by run, not ``vmap``: a Hessian is ``N^2`` memory per run, its
-    ``eigh`` dominates the time, and vmapped graphs holding several LAPACK
-    calls (``svd`` + ``eigh`` of the certificate + ``eigh`` of the Hessian)
-    were seen to hang XLA:CPU for good (jax 0.10.2: every worker idle, the
-    result never ready) where the same graph mapped run by run finished.
-    The single-instance functions remain vmap-safe.
-    """
-    if H.ndim == 2:
-        return fn(H, *args) if keys is None else fn(H, *args, keys)
-    if keys is None:
-        return jax.lax.map(lambda h: fn(h, *args), H)
-    return jax.lax.map(lambda hk: fn(hk[0], *args, hk[1]), (H, jax.random.split(keys, H.shape[0])))
-
-
-# --------------------------------------------------------------------------
-# Tangent coordinates
-
-
-def tangent_basis(H):
-    """Orthonormal bases ``U`` ``(n, d, d-1)`` of the row tangent spaces ``h_i^perp``.
-
-    ``U_i`` is the last ``d - 1`` columns of the Householder reflector
-    ``I - 2 v v^T/|v|^2``, ``v = h_i + sign(h_i1) e_1`` (rows normalised
-    first), which maps ``h_i`` to ``-sign(h_i1) e_1``. The tangent basis of
-    ``OB(n, d)`` is ``B = blockdiag(U_1, ..., U_n)``; see ``to_ambient`` and
-    ``to_coordinates``. Accepts ``(..., n, d)``.
-    """
-    H = manifold.normalize_rows(H)
-    d = H.shape[-1]
-    sign = jnp.where(H[..., :1] >= 0, 1.0, -1.0).astype(H.dtype)
-    v = H.at[..., :1].add(sign)
-    reflector = (
-        jnp.eye(d, dtype=H.dtype)
-        - 2 * v[..., :, None] * v[..., None, :] / jnp.sum(v * v, axis=-1)[..., None, None]
-    )
-    return reflector[..., :, 1:]
-
-
-def to_ambient(U, c):
-    """Tangent vector ``V`` ``(n, d)`` with coordinates ``c`` ``(n, d-1)``: ``v_i = U_i c_i``."""
-    return jnp.einsum("...ndk,...nk->...nd", U, c)
-
-
-def to_coordinates(U, V):
-    """Coordinates ``c_i = U_i^T v_i`` ``(n, d-1)`` of (the tangent part of) ``V`` ``(n, d)``."""
-    return jnp.einsum("...ndk,...nd->...nk", U, V)
 
 
 # --------------------------------------------------------------------------
@@ -173,7 +84,7 @@ def _softmax_and_gradient(H, labels, tau):
     G = H @ H.T
     off = ~jnp.eye(n, dtype=bool)
     logits = G / tau
-    lse = _loss.masked_logsumexp(logits, off, axis=1)
+    lse = loss.masked_logsumexp(logits, off, axis=1)
     P = jnp.where(off, jnp.exp(jnp.where(off, logits - lse[:, None], 0.0)), 0.0)
     positive = off & (labels[:, None] == labels[None, :])
     Yp = positive / jnp.maximum(jnp.sum(positive, axis=1, keepdims=True), 1)
@@ -183,9 +94,9 @@ def _softmax_and_gradient(H, labels, tau):
     return P, F, mu
 
 
-def _hessian_matrix(H, labels, tau):
+def hessian_matrix(H, labels, tau):
     """``B^T Hess L(H) B`` ``(N, N)`` in closed form (module docstring); one instance."""
-    H = manifold.normalize_rows(H)
+    H = oblique.normalize_rows(H)
     n, d = H.shape
     k = d - 1
     s = 1.0 / tau
@@ -208,13 +119,13 @@ def _hessian_matrix(H, labels, tau):
     return 0.5 * (M + M.T)
 
 
-def _hessian_autodiff(H, labels, tau, batch_size: int = 64):
-    """``B^T Hess B`` from ``hvp`` applied to every basis vector (independent of the closed form)."""
-    H = manifold.normalize_rows(H)
+def hessian_matrix_autodiff(H, labels, tau, batch_size: int = 64):
+    """``B^T Hess B`` from ``hvp_operator`` on every basis vector (a check independent of the closed form)."""
+    H = oblique.normalize_rows(H)
     n, d = H.shape
     k = d - 1
     U = tangent_basis(H)
-    apply = _hvp(H, labels, tau)
+    apply = hvp_operator(H, labels, tau)
 
     def column(index):
         a, j = index // k, index % k
@@ -229,56 +140,53 @@ def riemannian_hessian(H, labels, tau):
     """The Riemannian Hessian ``B^T Hess L(H) B`` ``(N, N)``, ``N = n(d-1)``, in ``tangent_basis`` coords.
 
     ``Hess L(H)[V] = Proj_H(nabla^2 L(H)[V]) - diag(<egrad_i, h_i>) V``
-    (SPEC §3), sum-form loss, rows of ``H`` normalised first. Symmetric;
+    (docs/maths.md §3), sum-form loss, rows of ``H`` normalised first. Symmetric;
     ``(runs, n, d)`` gives ``(runs, N, N)``. Dtype follows ``H``.
     """
-    _check(H, labels, tau)
+    problems.check_points(H, labels, tau)
     return _riemannian_hessian(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
 @jax.jit
 def _riemannian_hessian(H, labels, tau):
-    return _batched(_hessian_matrix, H, labels, tau)
+    return map_points(hessian_matrix, H, labels, tau)
 
 
 def riemannian_hessian_eigs(H, labels, tau):
-    """All ``n(d-1)`` eigenvalues of the Riemannian Hessian on the tangent space, ascending (SPEC §5).
+    """All ``n(d-1)`` eigenvalues of the Riemannian Hessian on the tangent space, ascending (docs/results.md).
 
     ``H`` ``(n, d)`` gives ``(N,)``; ``(runs, n, d)`` gives ``(runs, N)``.
     Dense (closed-form assembly and ``eigh``): practical up to ``N ~ 3000``.
     """
-    _check(H, labels, tau)
+    problems.check_points(H, labels, tau)
     return _riemannian_hessian_eigs(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
 @jax.jit
 def _riemannian_hessian_eigs(H, labels, tau):
-    return _batched(lambda h, y, t: jnp.linalg.eigvalsh(_hessian_matrix(h, y, t)), H, labels, tau)
+    return map_points(lambda h, y, t: jnp.linalg.eigvalsh(hessian_matrix(h, y, t)), H, labels, tau)
 
 
 # --------------------------------------------------------------------------
 # Matrix-free path
 
 
-def _streams(n: int) -> bool:
-    """Large ``n``: HVPs, loss and certificate without the ``n x n`` matrix (``sclandscape.streaming``)."""
-    from sclandscape import streaming
+def hvp_operator(H, labels, tau, *, stream: bool | None = None):
+    """``V -> Hess L(H)[V]`` at one ``H`` (traced, no checks): forward-over-reverse, linearised once.
 
-    return streaming.use_streaming(n)
-
-
-def _hvp(H, labels, tau):
-    if _streams(H.shape[0]):
-        from sclandscape import streaming
-
-        return streaming.riemannian_hvp_fn(H, labels, tau)
-    H = manifold.normalize_rows(H)
-    egrad, linear = jax.linearize(jax.grad(lambda X: _cost(X, labels, tau)), H)
+    ``stream`` (default ``streaming.use_streaming(n)``) takes the streaming
+    loss, which never forms the ``n x n`` matrix. ``V`` is projected on the
+    tangent space first, so the closure is the symmetric ``Proj Hess Proj``.
+    """
+    if stream is None:
+        stream = streaming.use_streaming(H.shape[0])
+    H = oblique.normalize_rows(H)
+    egrad, linear = jax.linearize(jax.grad(streaming.loss_fn(labels, tau, stream=stream)), H)
     mu = jnp.sum(egrad * H, axis=-1, keepdims=True)
 
     def apply(V):
-        V = manifold.project_tangent(H, V)
-        return manifold.project_tangent(H, linear(V)) - mu * V
+        V = oblique.project_tangent(H, V)
+        return oblique.project_tangent(H, linear(V)) - mu * V
 
     return apply
 
@@ -290,108 +198,10 @@ def hvp(H, labels, tau):
     closure is the symmetric operator ``Proj Hess Proj`` on ambient
     coordinates. jit/vmap-safe (build it inside the transformed function).
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     if len(shape) != 2:
         raise ValueError(f"hvp takes one configuration H (n, d), got shape {shape}; vmap it for runs")
-    return _hvp(jnp.asarray(H), jnp.asarray(labels), tau)
-
-
-class LanczosResult(NamedTuple):
-    """``m`` Lanczos steps: ``Q^T A Q = T = tridiag(beta[:-1], alpha, beta[:-1])``, ``|AQ - QT| = beta[-1]``.
-
-    ``basis`` ``(m, *shape)`` is orthonormal; ``beta[j] = 0`` marks a restart
-    (an exhausted invariant subspace), so ``T`` is then block diagonal.
-    """
-
-    alpha: jax.Array
-    beta: jax.Array
-    basis: jax.Array
-
-
-def _inner(a, b):
-    return jnp.sum(a * b)
-
-
-def _orthogonalise(w, *sets):
-    """Remove from ``w`` its components on the rows of each array in ``sets`` (classical Gram-Schmidt, twice).
-
-    Both passes run over all sets: rounding of one set's subtraction has
-    components on the others, which matter once ``w`` has cancelled to a
-    tiny remainder (an exhausted Krylov space).
-    """
-    sets = [Q for Q in sets if Q is not None]
-    for _ in range(2):
-        for Q in sets:
-            coef = jnp.tensordot(Q, w, axes=(tuple(range(1, Q.ndim)), tuple(range(w.ndim))))
-            w = w - jnp.tensordot(coef, Q, axes=1)
-    return w
-
-
-def lanczos(matvec, v0, num_iter: int, *, deflation=None, project=None, key=None) -> LanczosResult:
-    """Lanczos with full reorthogonalisation for a symmetric ``matvec`` (one instance, jit/vmap-safe).
-
-    Args:
-      matvec: symmetric linear map on arrays shaped like ``v0``.
-      v0: starting vector (projected and normalised here).
-      num_iter: number of steps ``m`` (static); must not exceed the dimension
-        of the space left after deflation.
-      deflation: ``(s, *shape)`` orthonormal rows (zero rows allowed) that the
-        iteration is kept orthogonal to: it then runs on ``(I - Z Z^T) A (I - Z Z^T)``.
-      project: maps an ambient vector into the working space (here the
-        tangent projection); applied to the start and restart vectors.
-      key: PRNG key for restart vectors (default ``key(0)``).
-
-    When ``|w| <= 1e3 eps |A q_j|`` after orthogonalisation the Krylov space
-    is invariant; the iteration then restarts from a random vector orthogonal
-    to everything so far and records ``beta = 0``.
-    """
-    project = (lambda v: v) if project is None else project
-    key = jax.random.key(0) if key is None else key
-    eps = jnp.finfo(v0.dtype).eps
-    shape = v0.shape
-
-    def orth(w, Q):
-        # Project before and after: rounding off the working space (the tangent
-        # space; the subtractions' rounding is not tangent) would otherwise grow
-        # into spurious zero Ritz values from the normal directions.
-        return project(_orthogonalise(project(w), deflation, Q))
-
-    q0 = orth(v0, None)
-    q0 = q0 / jnp.linalg.norm(q0)
-    # One spare row for the last step's (unused) next vector keeps every update unconditional.
-    Q = jnp.zeros((num_iter + 1,) + shape, v0.dtype).at[0].set(q0)
-    alpha = jnp.zeros((num_iter,), v0.dtype)
-    beta = jnp.zeros((num_iter,), v0.dtype)
-
-    def body(j, state):
-        Q, alpha, beta = state
-        q = Q[j]
-        Aq = matvec(q)
-        a = _inner(q, Aq)
-        w = orth(Aq, Q)
-        b = jnp.linalg.norm(w)
-        exhausted = b <= 1e3 * eps * jnp.linalg.norm(Aq)
-        w = jax.lax.cond(
-            exhausted,
-            lambda: orth(jax.random.normal(jax.random.fold_in(key, j), shape, v0.dtype), Q),
-            lambda: w,
-        )
-        nxt = w / jnp.linalg.norm(w)
-        return Q.at[j + 1].set(nxt), alpha.at[j].set(a), beta.at[j].set(jnp.where(exhausted, 0.0, b))
-
-    Q, alpha, beta = jax.lax.fori_loop(0, num_iter, body, (Q, alpha, beta))
-    return LanczosResult(alpha, beta, Q[:num_iter])
-
-
-def _tridiagonal(result: LanczosResult):
-    return jnp.diag(result.alpha) + jnp.diag(result.beta[:-1], 1) + jnp.diag(result.beta[:-1], -1)
-
-
-def ritz(result: LanczosResult):
-    """Ritz values ``(m,)`` ascending, Ritz vectors ``(m, *shape)`` and residual norms ``|beta_m s_mi|``."""
-    theta, S = jnp.linalg.eigh(_tridiagonal(result))
-    vectors = jnp.tensordot(S.T, result.basis, axes=1)
-    return theta, vectors, jnp.abs(result.beta[-1] * S[-1])
+    return hvp_operator(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
 class Extremes(NamedTuple):
@@ -414,21 +224,22 @@ class Extremes(NamedTuple):
     n_deflated: jax.Array
 
 
-def _lanczos_dim(shape, deflate: bool, num_iter: int) -> int:
+def lanczos_steps(shape, deflate: bool, num_iter: int) -> int:
+    """Lanczos steps for ``num_iter`` asked: capped at the tangent dimension left after deflation."""
     n, d = shape[-2:]
     room = n * (d - 1) - (d * (d - 1) // 2 if deflate else 0)
     return max(1, min(int(num_iter), room))
 
 
 def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
-    H = manifold.normalize_rows(H)
-    apply = _hvp(H, labels, tau)
-    Z, count = _symmetry_modes(H, rank_rtol) if deflate else (None, jnp.zeros((), jnp.int32))
+    H = oblique.normalize_rows(H)
+    apply = hvp_operator(H, labels, tau)
+    Z, count = symmetry_basis(H, rank_rtol) if deflate else (None, jnp.zeros((), jnp.int32))
     k0, k1 = jax.random.split(key)
     v0 = jax.random.normal(k0, H.shape, H.dtype)
-    project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
-    result = lanczos(apply, v0, num_iter, deflation=Z, project=project, key=k1)
-    theta, S = jnp.linalg.eigh(_tridiagonal(result))
+    project = lambda v: oblique.project_tangent(H, v)  # noqa: E731
+    result = linalg.lanczos(apply, v0, num_iter, deflation=Z, project=project, key=k1)
+    theta, S = jnp.linalg.eigh(linalg.tridiagonal(result))
     residual = jnp.abs(result.beta[-1] * S[-1])
     v = jnp.tensordot(S[:, 0], result.basis, axes=1)
     v = project(v) / jnp.linalg.norm(v)
@@ -438,11 +249,11 @@ def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "deflate"))
-def _extremes_batched(H, labels, tau, key, num_iter, deflate, rank_rtol):
+def _extremesmap_points(H, labels, tau, key, num_iter, deflate, rank_rtol):
     def one(h, labels, tau, k):
         return _extremes(h, labels, tau, k, num_iter, deflate, rank_rtol)
 
-    return _batched(one, H, labels, tau, keys=key)
+    return map_points(one, H, labels, tau, keys=key)
 
 
 def lanczos_extremes(
@@ -458,45 +269,30 @@ def lanczos_extremes(
     over runs). Residual norms bound the Ritz values' errors (``|theta -
     lambda| <= residual``).
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     key = jax.random.key(0) if key is None else key
-    m = _lanczos_dim(shape, deflate_symmetry, num_iter)
-    return _extremes_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, deflate_symmetry, rank_rtol)
-
-
-def smallest_eigenvalue(H, labels, tau, **kwargs):
-    """Smallest eigenvalue after removing the symmetry modes (``lanczos_extremes(...).lambda_min``)."""
-    return lanczos_extremes(H, labels, tau, **kwargs).lambda_min
-
-
-def largest_eigenvalue(H, labels, tau, **kwargs):
-    """Largest eigenvalue of the Riemannian Hessian (``lanczos_extremes(...).lambda_max``)."""
-    return lanczos_extremes(H, labels, tau, **kwargs).lambda_max
-
-
-def most_negative_eigenpair(H, labels, tau, **kwargs):
-    """``(lambda, V)``: the most negative eigenvalue and its unit tangent eigenvector ``(n, d)`` (Lanczos)."""
-    out = lanczos_extremes(H, labels, tau, **kwargs)
-    return out.lambda_min, out.vector_min
+    m = lanczos_steps(shape, deflate_symmetry, num_iter)
+    return _extremesmap_points(jnp.asarray(H), jnp.asarray(labels), tau, key, m, deflate_symmetry, rank_rtol)
 
 
 def _slq(H, labels, tau, key, num_iter, num_probes):
-    H = manifold.normalize_rows(H)
-    apply = _hvp(H, labels, tau)
-    project = lambda v: manifold.project_tangent(H, v)  # noqa: E731
+    H = oblique.normalize_rows(H)
+    apply = hvp_operator(H, labels, tau)
+    project = lambda v: oblique.project_tangent(H, v)  # noqa: E731
 
     def probe(k):
         k0, k1 = jax.random.split(k)
         v0 = project(jax.random.rademacher(k0, H.shape, H.dtype))
-        theta, S = jnp.linalg.eigh(_tridiagonal(lanczos(apply, v0, num_iter, project=project, key=k1)))
+        result = linalg.lanczos(apply, v0, num_iter, project=project, key=k1)
+        theta, S = jnp.linalg.eigh(linalg.tridiagonal(result))
         return theta, S[0] ** 2 / num_probes
 
     return jax.lax.map(probe, jax.random.split(key, num_probes))
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "num_probes"))
-def _slq_batched(H, labels, tau, key, num_iter, num_probes):
-    return _batched(
+def _slqmap_points(H, labels, tau, key, num_iter, num_probes):
+    return map_points(
         lambda h, labels, tau, k: _slq(h, labels, tau, k, num_iter, num_probes), H, labels, tau, keys=key
     )
 
@@ -509,12 +305,12 @@ def spectral_density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4,
     g(theta_k)``. Returns ``(nodes, weights)`` of shape ``(num_probes, m)``
     (weights sum to 1 over both axes); evaluate with ``density_on_grid``.
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     if int(num_probes) != num_probes or num_probes < 1:
         raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
     key = jax.random.key(0) if key is None else key
-    m = _lanczos_dim(shape, False, num_iter)
-    return _slq_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, int(num_probes))
+    m = lanczos_steps(shape, False, num_iter)
+    return _slqmap_points(jnp.asarray(H), jnp.asarray(labels), tau, key, m, int(num_probes))
 
 
 def density_on_grid(nodes, weights, grid, sigma):
@@ -527,76 +323,8 @@ def density_on_grid(nodes, weights, grid, sigma):
 
 
 # --------------------------------------------------------------------------
-# Symmetry zero modes
-
-
-def predicted_zero_modes(rank: int, d: int) -> int:
-    """``d(d-1)/2 - (d-r)(d-r-1)/2``: the dimension of ``{H Omega : Omega skew}`` at rank ``r``."""
-    return d * (d - 1) // 2 - (d - rank) * (d - rank - 1) // 2
-
-
-def _svd_full(H):
-    """``(U (n, d), sigma (d,), W (d, d))`` with ``H = U diag(sigma) W^T`` (zero-padded when ``n < d``)."""
-    n, d = H.shape
-    if n >= d:
-        U, sigma, Wt = jnp.linalg.svd(H, full_matrices=False)
-        return U, sigma, Wt.T
-    U, sigma, Wt = jnp.linalg.svd(H, full_matrices=True)
-    U = jnp.concatenate([U, jnp.zeros((n, d - n), H.dtype)], axis=1)
-    sigma = jnp.concatenate([sigma, jnp.zeros((d - n,), H.dtype)])
-    return U, sigma, Wt.T
-
-
-def _rank(sigma, rank_rtol):
-    return jnp.sum(sigma > rank_rtol * sigma[0]).astype(jnp.int32)
-
-
-def _symmetry_modes(H, rank_rtol):
-    U, sigma, W = _svd_full(H)
-    d = H.shape[1]
-    p, q = np.triu_indices(d, 1)
-    sp, sq = sigma[p], sigma[q]
-    norm = jnp.sqrt(sp**2 + sq**2)
-    keep = sp > rank_rtol * sigma[0]
-    scale = jnp.where(keep, 1.0 / jnp.where(keep, norm, 1.0), 0.0)
-    modes = (sp * scale)[:, None, None] * U.T[p][:, :, None] * W.T[q][:, None, :]
-    modes = modes - (sq * scale)[:, None, None] * U.T[q][:, :, None] * W.T[p][:, None, :]
-    return modes, jnp.sum(keep).astype(jnp.int32)
-
-
-def symmetry_modes(H, *, rank_rtol: float = 1e-6):
-    """Orthonormal basis of ``{H Omega : Omega skew d x d}`` in ambient coordinates.
-
-    Returns ``(modes, count)``: ``modes`` ``(d(d-1)/2, n, d)`` whose first
-    ``count = predicted_zero_modes(rank, d)`` rows are orthonormal (tangent by
-    construction, ``h_i Omega h_i^T = 0``) and the rest zero; the rank is
-    ``#{sigma_p > rank_rtol sigma_1}``. ``(runs, n, d)`` batches.
-    """
-    _check(H)
-    return _symmetry_modes_jit(manifold.normalize_rows(jnp.asarray(H)), rank_rtol)
-
-
-@jax.jit
-def _symmetry_modes_jit(H, rank_rtol):
-    return _batched(_symmetry_modes, H, rank_rtol)
-
-
-def numerical_rank(H, *, rank_rtol: float = 1e-6):
-    """``#{sigma_p(H) > rank_rtol * sigma_1(H)}`` (rows normalised first); ``(runs, n, d)`` batches."""
-    _check(H)
-    return _rank_jit(manifold.normalize_rows(jnp.asarray(H)), rank_rtol)
-
-
-@jax.jit
-def _rank_jit(H, rank_rtol):
-    sigma = jnp.linalg.svd(H, compute_uv=False)
-    return jnp.sum(sigma > rank_rtol * sigma[..., :1], axis=-1).astype(jnp.int32)
-
-
-# --------------------------------------------------------------------------
 # Classification
 
-KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
 METHODS = ("auto", "dense", "lanczos")
 
 
@@ -633,20 +361,13 @@ class ClassifySettings:
     num_iter: int = 300
 
     def __post_init__(self):
-        for name in ("gtol", "rtol", "rank_rtol", "cert_rtol", "gap_rtol"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if isinstance(self.grad_factor, bool) or not (
-            isinstance(self.grad_factor, int | float) and 0 <= self.grad_factor < math.inf
-        ):
-            raise ValueError(f"grad_factor must be a non-negative number, got {self.grad_factor!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        for name in ("dense_max_dim", "num_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        problems.check_fields(
+            self,
+            positive=("gtol", "rtol", "rank_rtol", "cert_rtol", "gap_rtol"),
+            nonnegative=("grad_factor",),
+            integers={"dense_max_dim": 1, "num_iter": 1},
+            choices={"method": METHODS},
+        )
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -656,7 +377,7 @@ class ClassifySettings:
 class Classification:
     """What ``classify`` found (fields are scalars for one point, arrays over runs for a batch).
 
-    ``kind`` in ``KINDS``; ``index`` = #eigenvalues ``< -tol`` (exact on the
+    ``kind`` in ``metrics.KINDS``; ``index`` = #eigenvalues ``< -tol`` (exact on the
     dense path; on the Lanczos path a lower bound, ``index_exact`` False);
     ``lambda_min`` the smallest eigenvalue once the ``n_zero_predicted``
     symmetry modes are removed, ``lambda_max`` the largest; ``n_zero`` the
@@ -701,28 +422,23 @@ class Classification:
 
 
 def _point_data(H, labels, tau, rank_rtol):
-    H = manifold.normalize_rows(H)
+    H = oblique.normalize_rows(H)
     sigma = jnp.linalg.svd(H, compute_uv=False)
-    if _streams(H.shape[0]):
-        from sclandscape import streaming
-
-        value, egrad = jax.value_and_grad(streaming.streaming_loss(labels, tau))(H)
-        cert = streaming._slack_extremes(H, labels, tau, jax.random.key(0), streaming.DEFAULT_BLOCK, 100)
-        cert_lambda, cert_gap = cert.lambda_min, cert.gap_bound
-    else:
-        value, egrad = jax.value_and_grad(_cost)(H, labels, tau)
-        cert_lambda, cert_gap = optimum._certificate(H, labels, tau)
-    grad_norm = jnp.linalg.norm(manifold.riemannian_gradient(H, egrad))
-    return value, grad_norm, _rank(sigma, rank_rtol), cert_lambda, cert_gap
+    stream = streaming.use_streaming(H.shape[0])
+    value, egrad = jax.value_and_grad(streaming.loss_fn(labels, tau, stream=stream))(H)
+    cert = certify.of_point(H, labels, tau, stream=stream)
+    grad_norm = jnp.linalg.norm(oblique.riemannian_gradient(H, egrad))
+    rank = oblique.rank_of_singular_values(sigma, rank_rtol)
+    return value, grad_norm, rank, cert.lambda_min, cert.gap_bound
 
 
 @jax.jit
 def _classify_dense(H, labels, tau, rank_rtol):
     def one(h, labels, tau):
-        eigs = jnp.linalg.eigvalsh(_hessian_matrix(h, labels, tau))
+        eigs = jnp.linalg.eigvalsh(hessian_matrix(h, labels, tau))
         return _point_data(h, labels, tau, rank_rtol), eigs
 
-    return _batched(one, H, labels, tau)
+    return map_points(one, H, labels, tau)
 
 
 @functools.partial(jax.jit, static_argnames="num_iter")
@@ -730,7 +446,7 @@ def _classify_lanczos(H, labels, tau, key, rank_rtol, num_iter):
     def one(h, labels, tau, k):
         return _point_data(h, labels, tau, rank_rtol), _extremes(h, labels, tau, k, num_iter, True, rank_rtol)
 
-    return _batched(one, H, labels, tau, keys=key)
+    return map_points(one, H, labels, tau, keys=key)
 
 
 def _unbatch(value, single):
@@ -741,7 +457,7 @@ def _unbatch(value, single):
 def classify(
     H, labels, tau, *, global_loss=None, settings: ClassifySettings = ClassifySettings(), key=None, x64=True
 ):
-    """Classify critical points by their Riemannian Hessian and certificate (SPEC §3).
+    """Classify critical points by their Riemannian Hessian and certificate (docs/maths.md §3).
 
     Rules, in order: ``not_converged`` if ``|grad| > gtol`` (or non-finite);
     ``saddle`` if some eigenvalue ``< -tol``; ``global_min`` if the
@@ -761,24 +477,18 @@ def classify(
         ``n(d-1)`` Hessian, the Lanczos path uses ``settings.num_iter``
         Hessian-vector products with the symmetry modes deflated.
       key: PRNG key for Lanczos start vectors.
-      x64: re-evaluate in float64 (float32 input included). Needs x64 enabled
-        (``jax.config.update("jax_enable_x64", True)``); ``x64=False``
-        classifies in ``H``'s own dtype.
+      x64: re-evaluate in float64 (float32 input included), inside
+        ``precision.float64()``; ``x64=False`` classifies in ``H``'s own dtype.
 
     Returns a ``Classification``.
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     if not isinstance(settings, ClassifySettings):
         raise ValueError(f"settings must be a ClassifySettings, got {type(settings).__name__}")
     if x64:
-        if not _x64_enabled():
-            raise ValueError(
-                "classify re-checks in float64 but x64 is disabled: call "
-                "jax.config.update('jax_enable_x64', True) (or use jax.enable_x64(True)), or pass x64=False"
-            )
-        H = jnp.asarray(H, jnp.float64)
-    else:
-        H = jnp.asarray(H)
+        with precision.float64():
+            return classify(H, labels, tau, global_loss=global_loss, settings=settings, key=key, x64=False)
+    H = jnp.asarray(H)
     tau = problems.check_tau(tau)
     if global_loss is None:
         global_loss = optimum.global_optimum(problems.counts_from_labels(labels), tau).loss
@@ -800,7 +510,7 @@ def classify(
         eigs = np.asarray(eigs).reshape(-1, N)
     else:
         key = jax.random.key(0) if key is None else key
-        m = _lanczos_dim(shape, True, settings.num_iter)
+        m = lanczos_steps(shape, True, settings.num_iter)
         data, ext = _classify_lanczos(H, labels, tau, key, settings.rank_rtol, m)
         ritz_values = np.asarray(ext.ritz_values).reshape(-1, m)
     value, grad_norm, rank, cert_lambda, cert_gap = (np.asarray(x, np.float64).reshape(-1) for x in data)
@@ -832,15 +542,7 @@ def classify(
         np.abs(value - global_loss) <= settings.gap_rtol * loss_scale
     )
     extra = n_zero > predicted
-    kind = np.where(
-        ~converged,
-        "not_converged",
-        np.where(
-            index > 0,
-            "saddle",
-            np.where(certified, "global_min", np.where(extra, "degenerate", "spurious_min")),
-        ),
-    ).astype("<U13")
+    kind = metrics.decide_kinds(converged, certified, index, extra)
 
     def out(x):
         return _unbatch(x, single)
@@ -880,9 +582,9 @@ class Escape(NamedTuple):
 
 
 def _escape_dense(H, labels, tau):
-    H = manifold.normalize_rows(H)
+    H = oblique.normalize_rows(H)
     n, d = H.shape
-    w, S = jnp.linalg.eigh(_hessian_matrix(H, labels, tau))
+    w, S = jnp.linalg.eigh(hessian_matrix(H, labels, tau))
     V = to_ambient(tangent_basis(H), S[:, 0].reshape(n, d - 1))
     return Escape(w[0], V / jnp.linalg.norm(V))
 
@@ -894,7 +596,7 @@ def escape_direction(H, labels, tau, *, method: str = "auto", num_iter: int = 30
     Lanczos with the symmetry modes deflated. Check it with ``escape_decrease``.
     ``(runs, n, d)`` batches.
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
@@ -907,7 +609,7 @@ def escape_direction(H, labels, tau, *, method: str = "auto", num_iter: int = 30
 
 @jax.jit
 def _escape_dense_jit(H, labels, tau):
-    return _batched(_escape_dense, H, labels, tau)
+    return map_points(_escape_dense, H, labels, tau)
 
 
 class EscapeCheck(NamedTuple):
@@ -921,12 +623,12 @@ class EscapeCheck(NamedTuple):
 
 @jax.jit
 def _escape_decrease(H, labels, tau, V, steps):
-    H = manifold.normalize_rows(H)
-    V = manifold.project_tangent(H, V)
+    H = oblique.normalize_rows(H)
+    V = oblique.project_tangent(H, V)
     V = V / jnp.linalg.norm(V)
-    base = _cost(H, labels, tau)
+    base = loss.sum_loss(H, labels, tau)
     signed = jnp.concatenate([steps, -steps])
-    after = jax.vmap(lambda t: _cost(manifold.retract(H, t * V), labels, tau))(signed)
+    after = jax.vmap(lambda t: loss.sum_loss(oblique.retract(H, t * V), labels, tau))(signed)
     best = jnp.argmin(after)
     return EscapeCheck(base - after[best], signed[best], base, after[best])
 
@@ -938,7 +640,7 @@ def escape_decrease(H, labels, tau, V, *, steps=None) -> EscapeCheck:
     and returns the largest decrease with its signed step; a positive
     ``decrease`` confirms ``V`` as a descent (escape) direction. One ``H``.
     """
-    shape = _check(H, labels, tau)
+    shape = problems.check_points(H, labels, tau)
     if len(shape) != 2 or np.shape(V) != shape:
         raise ValueError(f"H and V must both have shape (n, d); got {shape} and {np.shape(V)}")
     steps = 2.0 ** -np.arange(31) if steps is None else np.asarray(steps, dtype=float).reshape(-1)

@@ -1,4 +1,4 @@
-r"""The supervised contrastive (SC) loss on unconstrained features (SPEC §1).
+r"""The supervised contrastive (SC) loss on unconstrained features (docs/maths.md §1).
 
 For embeddings ``H`` of shape ``(n, d)`` (one row per sample), labels ``y`` and
 temperature ``tau``, with ``G = H H^T`` and ``P(i) = {j != i : y_j = y_i}``::
@@ -32,8 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from sclandscape import problems
-
-_REDUCTIONS = ("sum", "mean")
 
 
 def masked_logsumexp(x, mask, axis=-1):
@@ -79,32 +77,19 @@ def _reduce(terms, reduction, n):
     return total / n if reduction == "mean" else total
 
 
-def _is_traced(*xs) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in xs)
+def sum_loss(H, labels, tau):
+    """The sum-form SC loss of one ``H`` ``(n, d)``: the package's one dense cost (traced, no checks).
+
+    ``sum_i [LSE_{l != i}(h_i.h_l/tau) - mean_{j in P(i)} h_i.h_j/tau]`` on ``G = H H^T``
+    (rows are used as given; optimisers pass unit rows).
+    """
+    return jnp.sum(anchor_losses(H @ H.T, labels, tau))
 
 
-def _check_inputs(H, labels, tau, reduction, *, gram=False):
-    """Shape and value checks on concrete inputs (skipped for traced values)."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    shape = np.shape(H)
-    what = "G" if gram else "H"
-    if gram:
-        if len(shape) != 2 or shape[0] != shape[1]:
-            raise ValueError(f"G must be a square (n, n) matrix, got shape {shape}")
-    elif len(shape) != 2:
-        raise ValueError(f"H must have shape (n, d), got shape {shape}")
-    elif shape[1] < 1:
-        raise ValueError(f"embedding dimension d must be >= 1, got H of shape {shape}")
-    if np.ndim(labels) != 1 or np.shape(labels)[0] != shape[0]:
-        raise ValueError(
-            f"labels of shape {np.shape(labels)} do not match {what} of shape {shape} "
-            "(need one label per row)"
-        )
-    if not _is_traced(labels):
-        problems.check_labels(labels)
-    if not _is_traced(tau):
-        problems.check_tau(tau)
+def gram_gradient(G, labels, tau):
+    """``F = (A + A^T)/2``, ``A_il = (P_il - Y+_il)/tau``, at one Gram matrix (traced, no checks)."""
+    A = jax.grad(lambda g: jnp.sum(anchor_losses(g, labels, tau)))(G)
+    return 0.5 * (A + A.T)
 
 
 @functools.partial(jax.jit, static_argnames="reduction")
@@ -126,26 +111,25 @@ def sc_loss_gram(G, labels, tau, reduction: str = "sum"):
       tau: temperature ``> 0``.
       reduction: ``"sum"`` over anchors (the project's convention) or ``"mean"``.
     """
-    _check_inputs(G, labels, tau, reduction, gram=True)
+    problems.check_loss_inputs(G, labels, tau, reduction, gram=True)
     return _sc_loss_gram(G, jnp.asarray(labels), tau, reduction)
 
 
 def sc_loss(H, labels, tau, reduction: str = "sum"):
-    """SC loss ``L(H)`` of SPEC §1 for one configuration ``H`` ``(n, d)``.
+    """SC loss ``L(H)`` of docs/maths.md §1 for one configuration ``H`` ``(n, d)``.
 
     ``L(H) = sum_i [LSE_{l != i}(h_i.h_l/tau) - mean_{j in P(i)} h_i.h_j/tau]``;
     ``reduction="mean"`` divides by ``n``. Unit-norm rows are the feasible set
     but are not enforced here, so the function is also usable off-manifold.
     jit- and vmap-safe; dtype follows ``H``.
     """
-    _check_inputs(H, labels, tau, reduction)
+    problems.check_loss_inputs(H, labels, tau, reduction)
     return _sc_loss(H, jnp.asarray(labels), tau, reduction)
 
 
 @jax.jit
 def _sc_gram_gradient(G, labels, tau):
-    A = jax.grad(lambda g: jnp.sum(anchor_losses(g, labels, tau)))(G)
-    return 0.5 * (A + A.T)
+    return gram_gradient(G, labels, tau)
 
 
 def sc_gram_gradient(G, labels, tau):
@@ -154,7 +138,7 @@ def sc_gram_gradient(G, labels, tau):
     ``F`` has a zero diagonal (``f`` does not depend on ``G_ii``); the
     Euclidean gradient of ``L(H)`` is ``2 F H`` (sum reduction).
     """
-    _check_inputs(G, labels, tau, "sum", gram=True)
+    problems.check_loss_inputs(G, labels, tau, "sum", gram=True)
     return _sc_gram_gradient(G, jnp.asarray(labels), tau)
 
 
@@ -208,21 +192,12 @@ def make_batches(labels, batch_size: int, seed: int = 0, bind: bool = False) -> 
     return out
 
 
-def _check_batches(batches, n) -> np.ndarray:
-    arr = np.asarray(batches)
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.dtype.kind not in "iu":
-        raise ValueError(f"batches must be a 2-d integer array (n_batches, width), got shape {arr.shape}")
-    if np.any(arr < -1) or np.any(arr >= n):
-        raise ValueError(f"batch indices must lie in [0, {n}) (or -1 for padding)")
-    for b, row in enumerate(arr):
-        kept = row[row >= 0]
-        if np.unique(kept).size != kept.size:
-            raise ValueError(f"batch {b} repeats a sample index")
-    return arr
+def minibatch_sum_loss(H, labels, tau, batches, reduction: str = "sum"):
+    """``sum_b L(H_{B_b})`` for ``batches`` ``(n_batches, width)`` padded with ``-1`` (traced, no checks).
 
+    The package's one mini-batch body; ``reduction="mean"`` divides each batch's sum by its size.
+    """
 
-@functools.partial(jax.jit, static_argnames="reduction")
-def _sc_loss_minibatch(H, labels, tau, batches, reduction):
     def one_batch(index):
         valid = index >= 0
         safe = jnp.where(valid, index, 0)
@@ -232,6 +207,11 @@ def _sc_loss_minibatch(H, labels, tau, batches, reduction):
         return jnp.sum(terms) / size if reduction == "mean" else jnp.sum(terms)
 
     return jnp.sum(jax.vmap(one_batch)(batches))
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _sc_loss_minibatch(H, labels, tau, batches, reduction):
+    return minibatch_sum_loss(H, labels, tau, batches, reduction)
 
 
 def sc_loss_minibatch(H, labels, tau, batches, reduction: str = "sum"):
@@ -246,7 +226,7 @@ def sc_loss_minibatch(H, labels, tau, batches, reduction: str = "sum"):
         has no other member contributes 0.
       reduction: applied within each batch (``"mean"`` divides by its size).
     """
-    _check_inputs(H, labels, tau, reduction)
-    if not _is_traced(batches):
-        batches = _check_batches(batches, np.shape(H)[0])
+    problems.check_loss_inputs(H, labels, tau, reduction)
+    if not problems.is_traced(batches):
+        batches = problems.check_batches(batches, np.shape(H)[0])
     return _sc_loss_minibatch(H, jnp.asarray(labels), tau, jnp.asarray(batches), reduction)

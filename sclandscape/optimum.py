@@ -1,4 +1,4 @@
-r"""The global optimum (convex relaxation) and the per-point optimality certificate (SPEC §2).
+r"""The global optimum: the class-level program (CLS) of the convex relaxation, and closed forms (docs/maths.md §2).
 
 **Class-level program.** The relaxation ``min f(G)`` over the elliptope has a
 unique collapsed solution ``G* = Y^T M* Y`` where ``M*`` (``k x k``, unit
@@ -21,15 +21,10 @@ globally to second-order critical points and locally quadratically. The
 result is then verified independently through its KKT residual (below); it
 never relies on the convergence argument alone.
 
-**KKT residual / certificate.** For ``min f(G)`` over ``{G PSD, G_ii = 1}``
-with symmetric gradient ``F`` at ``G`` the dual slack is
-``S = F - Diag((F G)_ii)``; ``G`` is optimal iff ``S`` is PSD and ``S G = 0``.
-For any unit-norm ``H`` (``G = H H^T``), convexity gives
-
-    L(H) - L* <= n max(0, -lambda_min(S)) + |<S, G>|,
-
-which is ``certificate``'s ``gap_bound`` (a solver-free certificate of global
-optimality).
+**KKT residual.** ``M*`` is accepted only when the relative KKT residual of
+the class-level program (``certify.kkt_residual``: dual slack PSD and
+complementary) is below ``kkt_tol``; the per-point certificate of the SC
+loss itself lives in ``sclandscape.certify``.
 """
 
 from __future__ import annotations
@@ -37,14 +32,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from sclandscape import loss as _loss
-from sclandscape import manifold, problems, streaming
+from sclandscape import loss, metrics, oblique, optim, problems
+from sclandscape.certify import dual_slack, kkt_residual
 
 # --------------------------------------------------------------------------
 # The class-level program
@@ -74,35 +70,13 @@ def _cls_scaled_objective(M, counts, tau):
     k = M.shape[0]
     shift = k / (k - 1) / tau
     off = ~jnp.eye(k, dtype=bool)
-    lx = _loss.masked_logsumexp((M - 1.0) / tau + jnp.log(counts)[None, :] + shift, off, axis=1)
+    lx = loss.masked_logsumexp((M - 1.0) / tau + jnp.log(counts)[None, :] + shift, off, axis=1)
     lx = lx - jnp.log(counts - 1.0)
     u = lx - shift
     small = u < -20.0
     u_big = jnp.where(small, 0.0, u)
     phi = jnp.where(small, 1.0 - 0.5 * jnp.exp(u), jnp.log1p(jnp.exp(u_big)) * jnp.exp(-u_big))
     return jnp.sum(counts * jnp.exp(lx) * phi)
-
-
-def dual_slack(grad_sym, X):
-    """``S = F - Diag((F X)_ii)``: the dual slack of ``min f`` over the elliptope at ``X``."""
-    return grad_sym - jnp.diag(jnp.diagonal(grad_sym @ X))
-
-
-def kkt_residual(grad_sym, X):
-    """Relative KKT residual of ``X`` for ``min f`` over ``{X PSD, X_ii = 1}``.
-
-    The maximum of complementarity ``|S X|_F``, dual infeasibility
-    ``max(0, -lambda_min(S))`` (both divided by ``|F|_F``, so the residual is
-    invariant to scaling ``f``) and primal infeasibility
-    ``max(0, -lambda_min(X))``, ``max |X_ii - 1|``.
-    """
-    S = dual_slack(grad_sym, X)
-    scale = jnp.linalg.norm(grad_sym)
-    scale = jnp.where(scale > 0, scale, 1.0)
-    comp = jnp.linalg.norm(S @ X) / scale
-    dual = jnp.maximum(0.0, -jnp.linalg.eigvalsh(S)[0]) / scale
-    primal = jnp.maximum(jnp.maximum(0.0, -jnp.linalg.eigvalsh(X)[0]), jnp.max(jnp.abs(jnp.diagonal(X) - 1)))
-    return jnp.maximum(jnp.maximum(comp, dual), primal)
 
 
 def _cls_grad_sym(M, counts, tau):
@@ -114,8 +88,8 @@ def _cls_grad_sym(M, counts, tau):
 def _solve_cls(counts, tau, U0, gtol, settings):
     """One Burer-Monteiro solve at ``p = U0.shape[1]``: ``M``, solver result, ``S``, KKT residual."""
     cost = lambda U: _cls_scaled_objective(U @ U.T, counts, tau)  # noqa: E731
-    gtol = gtol * jnp.linalg.norm(jax.grad(cost)(manifold.normalize_rows(U0)))
-    result = manifold.trust_region(cost, U0, settings, gtol=gtol)
+    gtol = gtol * jnp.linalg.norm(jax.grad(cost)(oblique.normalize_rows(U0)))
+    result = optim.trust_region(cost, U0, settings, gtol=gtol)
     M = result.x @ result.x.T
     M = 0.5 * (M + M.T)
     F = _cls_grad_sym(M, counts, tau)
@@ -159,9 +133,11 @@ class GlobalOptimum:
         if dim < self.rank:
             raise ValueError(f"dim={dim} is below rank(M*)={self.rank}: the optimum is not attained")
         w, V = np.linalg.eigh(self.class_gram)
-        w, V = w[::-1][:dim], V[:, ::-1][:, :dim]
+        # Only the rank(M*) leading eigenpairs: the others are the solve's round-off, and their
+        # square roots (~1e-8) would put the points off the optimum in the unused coordinates.
+        w, V = w[::-1][: self.rank], V[:, ::-1][:, : self.rank]
         U = V * np.sqrt(np.maximum(w, 0.0))
-        U = np.pad(U, ((0, 0), (0, dim - U.shape[1])))  # dim > k: the extra coordinates are zero
+        U = np.pad(U, ((0, 0), (0, dim - U.shape[1])))  # the coordinates beyond the rank are zero
         return U / np.linalg.norm(U, axis=1, keepdims=True)
 
     def embedding(self, dim: int | None = None) -> np.ndarray:
@@ -181,9 +157,16 @@ class GlobalOptimum:
         }
 
 
+#: Numerical rank of ``M*``: ``oblique.rank_of_singular_values`` of its factor (``sqrt`` of the
+#: eigenvalues) at this relative threshold. ``M*`` is accepted at a KKT residual of ``1e-10``; a factored
+#: solution off by ``E`` in the factor carries spurious eigenvalues ``~|E|^2``, and ``|E| ~ 1e-5`` at that
+#: residual, so eigenvalues below ``1e-6 w_max`` (factor singular values below ``1e-3``) are not resolved.
+CLASS_RANK_RTOL = 1e-3
+
+
 def _numerical_rank(M: np.ndarray) -> int:
-    w = np.linalg.eigvalsh(M)
-    return int(np.sum(w > 1e-6 * max(1.0, w[-1])))
+    sigma = np.sqrt(np.maximum(np.linalg.eigvalsh(M)[::-1], 0.0))
+    return int(oblique.rank_of_singular_values(sigma, CLASS_RANK_RTOL))
 
 
 def _cls_start(k: int) -> np.ndarray:
@@ -218,7 +201,7 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
     k = len(counts)
     if tau < 0.002:
         raise ValueError(f"tau={tau} is below 0.002, where exp(1/tau) overflows float64")
-    settings = manifold.TrustRegionSettings(max_iter=max_iter, max_inner=1000)
+    settings = optim.TrustRegionSettings(max_iter=max_iter, max_inner=1000)
     U = _cls_start(k)
     gtol = 1e-8
     iterations = 0
@@ -348,41 +331,54 @@ def nonneg_optimum_embedding(counts, dim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# The certificate
+# STEP geometry over ratios and temperatures (data for ``plots.imbalance_geometry``)
 
 
-@jax.jit
-def _certificate(H, labels, tau):
-    H = manifold.normalize_rows(H)
-    G = H @ H.T
-    S = dual_slack(_loss._sc_gram_gradient(G, labels, tau), G)
-    lam = jnp.linalg.eigvalsh(S)[0]
-    n = H.shape[0]
-    return lam, n * jnp.maximum(0.0, -lam) + jnp.abs(jnp.sum(S * G))
+def _nonempty(values, name: str) -> list:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    return values
 
 
-def certificate(H, labels, tau):
-    """Certificate of global optimality ``(lambda_min(S), gap_bound)`` (SPEC §2).
+def step_geometry(
+    ratios: Sequence, taus: Sequence, *, k_maj: int = 2, k_min: int = 2, n_min: int = 2, method: str = "cls"
+) -> dict:
+    """``alpha, beta, gamma`` of the STEP optimum ``M*`` for every ratio ``R`` and temperature.
 
-    ``S = F - Diag((F G)_ii)`` at ``G = H H^T`` (rows normalised first) with
-    ``F`` the symmetric gradient of the sum-form loss in ``G``. ``H`` is a
-    global minimiser iff ``S H = 0`` and ``S`` is PSD, and always
-    ``L(H) - L* <= gap_bound = n max(0, -lambda_min(S)) + |<S, G>|``.
-
-    ``H`` is ``(n, d)`` or batched ``(runs, n, d)``; the outputs then have a
-    leading runs axis. Computed in ``H``'s dtype; pass float64 for decisions.
-    Above ``streaming.use_streaming`` (``runs * n^2 > 4096^2``) ``S`` is never
-    built: ``lambda_min(S)`` is then a Lanczos estimate (100 steps, an upper
-    bound that is exact once Lanczos has converged; a negative value always
-    disproves optimality), from ``streaming.certificate_streaming``.
+    ``method="cls"`` takes ``M*`` from ``global_optimum`` (the
+    class-level program, KKT-verified), ``"step"`` from the independent
+    reduced program ``step_optimum``. Returns a dict with ``ratios``
+    ``(m,)``, ``taus`` ``(t,)``, ``alpha``/``beta``/``gamma``/``loss`` ``(t, m)``
+    and the STEP parameters.
     """
-    shape = np.shape(H)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
-    _loss._check_inputs(np.empty(shape[-2:]), labels, tau, "sum")
-    if streaming.use_streaming(shape[-2], runs=shape[0] if len(shape) == 3 else 1):
-        return streaming.certificate_streaming(H, labels, tau)
-    labels = jnp.asarray(labels)
-    if len(shape) == 3:
-        return jax.vmap(_certificate, in_axes=(0, None, None))(H, labels, tau)
-    return _certificate(H, labels, tau)
+    ratios = [float(r) for r in _nonempty(ratios, "ratios")]
+    taus = [problems.check_tau(t) for t in _nonempty(taus, "taus")]
+    if method not in ("cls", "step"):
+        raise ValueError(f"method must be 'cls' or 'step', got {method!r}")
+    for R in ratios:
+        problems.step_counts(k_maj, k_min, n_min, R)
+    shape = (len(taus), len(ratios))
+    out = {name: np.full(shape, np.nan) for name in ("alpha", "beta", "gamma", "loss")}
+    for i, tau in enumerate(taus):
+        for j, R in enumerate(ratios):
+            if method == "cls":
+                opt = global_optimum(problems.step_counts(k_maj, k_min, n_min, R), tau)
+                M, value = opt.class_gram, opt.loss
+            else:
+                opt = step_optimum(k_maj, k_min, n_min, R, tau)
+                M, value = opt.class_gram, opt.loss
+            a, b, g = metrics.step_blocks(M, k_maj)
+            out["alpha"][i, j], out["beta"][i, j], out["gamma"][i, j] = a, b, g
+            out["loss"][i, j] = value
+    return {
+        "ratios": np.asarray(ratios),
+        "taus": np.asarray(taus),
+        **out,
+        "k_maj": int(k_maj),
+        "k_min": int(k_min),
+        "n_min": int(n_min),
+        "method": method,
+    }

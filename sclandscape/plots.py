@@ -3,8 +3,8 @@ r"""Figures of landscape scans: every function returns a matplotlib ``Figure`` a
 Inputs are plain data: ``records`` is a mapping of equal-length 1-d arrays,
 one entry per run, as ``results.load_runs(DIR)`` returns them (fields of
 ``scan.RECORD_FIELDS`` plus ``kind``; ``hess_lambda_min`` once the Hessian
-classification has run); losses are sum-form (SPEC §1) and ``global_loss`` is
-``L*`` from the class-level program (SPEC §2).
+classification has run); losses are sum-form (docs/maths.md §1) and ``global_loss`` is
+``L*`` from the class-level program (docs/maths.md §2).
 
 Conventions shared by all figures:
 
@@ -35,13 +35,13 @@ import matplotlib.transforms  # noqa: F401  (mpl.transforms)
 import numpy as np
 from matplotlib.figure import Figure
 
-from sclandscape import optimum, problems
+from sclandscape import metrics, problems
 
 #: Width of one paper column, inches.
 COLUMN_WIDTH = 3.4
 
-#: Kinds of point, in the order of ``scan.KINDS``.
-KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+#: Kinds of point (``metrics.KINDS``, the one list).
+KINDS = metrics.KINDS
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {
@@ -379,7 +379,7 @@ def certificate_distribution(
 ) -> Figure:
     r"""Distribution of the certificate ``lambda_min(S)`` (field ``cert_lambda``), stacked by kind.
 
-    ``S = F - Diag((F G)_ii)`` (SPEC §2): ``S \succeq 0`` at a critical point
+    ``S = F - Diag((F G)_ii)`` (docs/maths.md §2): ``S \succeq 0`` at a critical point
     certifies a global minimum; spurious minima and saddles have
     ``lambda_min(S) < 0``. Drawn as the violation ``-lambda_min(S)`` on a log
     axis: values at or below ``floor`` (every ``lambda_min(S) >= -floor``,
@@ -772,114 +772,31 @@ def _tick(value) -> str:
 # STEP imbalance geometry
 
 
-def step_blocks(M, k_maj: int) -> tuple[float, float, float]:
-    """``(alpha, beta, gamma)`` of a class-mean Gram under STEP (classes ``0..k_maj-1`` majority).
-
-    Means of the off-diagonal majority-majority entries (``alpha``),
-    minority-minority entries (``beta``) and the cross block (``gamma``); NaN
-    for a block that has no off-diagonal entries (one class of that kind).
-    For ``M*`` the blocks are constant (SPEC §2, fact 5).
-    """
-    M = _square(M, "M")
-    k = M.shape[0]
-    if isinstance(k_maj, bool) or int(k_maj) != k_maj or not 1 <= k_maj < k:
-        raise ValueError(f"k_maj must be an integer in 1..{k - 1}, got {k_maj!r}")
-    k_maj = int(k_maj)
-    off = ~np.eye(k, dtype=bool)
-    maj = np.zeros(k, bool)
-    maj[:k_maj] = True
-    a = M[np.outer(maj, maj) & off]
-    b = M[np.outer(~maj, ~maj) & off]
-    g = M[np.outer(maj, ~maj)]
-    return (
-        float(a.mean()) if a.size else math.nan,
-        float(b.mean()) if b.size else math.nan,
-        float(g.mean()),
-    )
-
-
-def step_geometry(
-    ratios: Sequence, taus: Sequence, *, k_maj: int = 2, k_min: int = 2, n_min: int = 2, method: str = "cls"
-) -> dict:
-    """``alpha, beta, gamma`` of the STEP optimum ``M*`` for every ratio ``R`` and temperature.
-
-    ``method="cls"`` takes ``M*`` from ``optimum.global_optimum`` (the
-    class-level program, KKT-verified), ``"step"`` from the independent
-    reduced program ``optimum.step_optimum``. Returns a dict with ``ratios``
-    ``(m,)``, ``taus`` ``(t,)``, ``alpha``/``beta``/``gamma``/``loss`` ``(t, m)``
-    and the STEP parameters.
-    """
-    ratios = [float(r) for r in _nonempty(ratios, "ratios")]
-    taus = [problems.check_tau(t) for t in _nonempty(taus, "taus")]
-    if method not in ("cls", "step"):
-        raise ValueError(f"method must be 'cls' or 'step', got {method!r}")
-    for R in ratios:
-        problems.step_counts(k_maj, k_min, n_min, R)
-    shape = (len(taus), len(ratios))
-    out = {name: np.full(shape, np.nan) for name in ("alpha", "beta", "gamma", "loss")}
-    for i, tau in enumerate(taus):
-        for j, R in enumerate(ratios):
-            if method == "cls":
-                opt = optimum.global_optimum(problems.step_counts(k_maj, k_min, n_min, R), tau)
-                M, value = opt.class_gram, opt.loss
-            else:
-                opt = optimum.step_optimum(k_maj, k_min, n_min, R, tau)
-                M, value = opt.class_gram, opt.loss
-            a, b, g = step_blocks(M, k_maj)
-            out["alpha"][i, j], out["beta"][i, j], out["gamma"][i, j] = a, b, g
-            out["loss"][i, j] = value
-    return {
-        "ratios": np.asarray(ratios),
-        "taus": np.asarray(taus),
-        **out,
-        "k_maj": int(k_maj),
-        "k_min": int(k_min),
-        "n_min": int(n_min),
-        "method": method,
-    }
-
-
-def _nonempty(values, name: str) -> list:
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must not be empty")
-    return values
-
-
 def imbalance_geometry(
-    ratios: Sequence,
-    taus: Sequence,
+    geometry: Mapping,
     *,
-    k_maj: int = 2,
-    k_min: int = 2,
-    n_min: int = 2,
-    method: str = "cls",
     overlay: Iterable[Mapping] | None = None,
-    geometry: Mapping | None = None,
     title: str | None = None,
     width: float = COLUMN_WIDTH,
 ) -> Figure:
     r"""The STEP optimum's block values ``alpha`` (maj-maj), ``beta`` (min-min), ``gamma`` (cross) vs ``R``.
 
-    One curve per temperature in ``taus``, computed by ``step_geometry`` (or
-    passed in as ``geometry``, its return value, to avoid recomputing). At
-    ``R = 1`` every block is the simplex ETF value ``-1/(k-1)`` (dotted);
-    as ``R`` grows the minority classes collapse towards each other (``beta -> 1``).
+    ``geometry`` is ``optimum.step_geometry``'s result: one curve per
+    temperature. At ``R = 1`` every block is the simplex ETF value
+    ``-1/(k-1)`` (dotted); as ``R`` grows the minority classes collapse
+    towards each other (``beta -> 1``).
 
     ``overlay``: scan results to compare, each a mapping with ``R``, ``tau`` and
     either ``class_gram`` (the class-mean Gram ``M(H)`` of a found minimum,
     ``(k, k)``) or ``alpha``/``beta``/``gamma``; drawn as open markers in the
     colour of their temperature.
     """
-    if geometry is None:
-        geometry = step_geometry(ratios, taus, k_maj=k_maj, k_min=k_min, n_min=n_min, method=method)
-    else:
-        for name in ("ratios", "taus", "alpha", "beta", "gamma", "k_maj", "k_min"):
-            if name not in geometry:
-                raise ValueError(f"geometry has no {name!r} (pass step_geometry's result)")
-        k_maj, k_min = int(geometry["k_maj"]), int(geometry["k_min"])
+    if not isinstance(geometry, Mapping):
+        raise ValueError("geometry must be optimum.step_geometry's result (a mapping)")
+    for name in ("ratios", "taus", "alpha", "beta", "gamma", "k_maj", "k_min"):
+        if name not in geometry:
+            raise ValueError(f"geometry has no {name!r} (pass optimum.step_geometry's result)")
+    k_maj, k_min = int(geometry["k_maj"]), int(geometry["k_min"])
     R = np.asarray(geometry["ratios"], np.float64)
     T = np.asarray(geometry["taus"], np.float64)
     k = k_maj + k_min
@@ -949,7 +866,7 @@ def _overlay_points(overlay, k_maj: int, k: int) -> list[dict]:
             M = _square(item["class_gram"], f"overlay[{i}]['class_gram']")
             if M.shape != (k, k):
                 raise ValueError(f"overlay[{i}]['class_gram'] must be ({k}, {k}), got {M.shape}")
-            a, b, g = step_blocks(M, k_maj)
+            a, b, g = metrics.step_blocks(M, k_maj)
         elif all(name in item for name in ("alpha", "beta", "gamma")):
             a, b, g = (
                 _finite_float(item[name], f"overlay[{i}][{name!r}]") for name in ("alpha", "beta", "gamma")

@@ -1,21 +1,28 @@
 """Label distributions, problem definitions and input validation.
 
-A problem is the data of SPEC §1: class counts ``n_c >= 2`` (samples sorted by
+A problem is the data of docs/maths.md §1: class counts ``n_c >= 2`` (samples sorted by
 class, so ``labels = [0]*n_0 + [1]*n_1 + ...``), the embedding dimension ``d``,
 the temperature ``tau`` and the feasible set (unit sphere per row, or the
 non-negative part of it for UFM+). Problems are frozen dataclasses so they can
 be static ``jit`` arguments and are written as JSON beside every result.
 
-Every check raises ``ValueError`` with a one-line message naming the problem.
+Every input check of the package lives here (array inputs of the loss and
+the Hessian, labels, batchings, and the validators the frozen settings
+dataclasses call); each raises ``ValueError`` with a one-line message naming
+the problem. NumPy only: importing this module does not import JAX.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
+
+#: Reductions of the SC loss over anchors (the ``"sum"`` form is the project's convention).
+REDUCTIONS = ("sum", "mean")
 
 
 def check_tau(tau) -> float:
@@ -161,3 +168,120 @@ class Problem:
     @classmethod
     def from_json(cls, data: dict) -> Problem:
         return cls(tuple(data["counts"]), data["dim"], data["tau"], data.get("nonneg", False))
+
+
+# --------------------------------------------------------------------------
+# Array inputs
+
+
+def is_traced(*xs) -> bool:
+    """Whether any of ``xs`` is a JAX tracer (its value is unknown: value checks are skipped)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def check_loss_inputs(H, labels, tau, reduction: str = "sum", *, gram: bool = False) -> None:
+    """Shapes of ``H`` ``(n, d)`` (or ``G`` ``(n, n)``) and ``labels`` ``(n,)``; label and ``tau`` values.
+
+    Values are checked only when concrete (a traced label vector or ``tau`` passes).
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    shape = np.shape(H)
+    what = "G" if gram else "H"
+    if gram:
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"G must be a square (n, n) matrix, got shape {shape}")
+    elif len(shape) != 2:
+        raise ValueError(f"H must have shape (n, d), got shape {shape}")
+    elif shape[1] < 1:
+        raise ValueError(f"embedding dimension d must be >= 1, got H of shape {shape}")
+    if np.ndim(labels) != 1 or np.shape(labels)[0] != shape[0]:
+        raise ValueError(
+            f"labels of shape {np.shape(labels)} do not match {what} of shape {shape} "
+            "(need one label per row)"
+        )
+    if not is_traced(labels):
+        check_labels(labels)
+    if not is_traced(tau):
+        check_tau(tau)
+
+
+def check_points(H, labels=None, tau=None, *, min_dim: int = 2) -> tuple[int, ...]:
+    """Validate points ``H`` ``(n, d)`` or ``(runs, n, d)`` (and labels, tau); return its shape.
+
+    ``d >= min_dim`` (2: the tangent space of ``OB(n, 1)`` is empty); concrete
+    values must be finite floats with no zero row.
+    """
+    shape = tuple(np.shape(H))
+    if len(shape) not in (2, 3):
+        raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
+    if shape[-1] < min_dim:
+        raise ValueError(f"the tangent space of OB(n, d) is empty for d = {shape[-1]}; need d >= {min_dim}")
+    if len(shape) == 3 and shape[0] < 1:
+        raise ValueError(f"H has an empty runs axis, shape {shape}")
+    if not is_traced(H):
+        arr = np.asarray(H)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"H must be a floating-point array, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("H contains non-finite values")
+        if np.any(np.linalg.norm(arr, axis=-1) == 0):
+            raise ValueError("H has a zero row (not a point of OB(n, d))")
+    if labels is not None:
+        check_loss_inputs(np.empty(shape[-2:]), labels, tau, "sum")
+    return shape
+
+
+def check_batches(batches, n: int) -> np.ndarray:
+    """A batching ``(n_batches, width)`` of sample indices in ``[0, n)``, padded with ``-1``."""
+    arr = np.asarray(batches)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.dtype.kind not in "iu":
+        raise ValueError(f"batches must be a 2-d integer array (n_batches, width), got shape {arr.shape}")
+    if np.any(arr < -1) or np.any(arr >= n):
+        raise ValueError(f"batch indices must lie in [0, {n}) (or -1 for padding)")
+    for b, row in enumerate(arr):
+        kept = row[row >= 0]
+        if np.unique(kept).size != kept.size:
+            raise ValueError(f"batch {b} repeats a sample index")
+    return arr
+
+
+# --------------------------------------------------------------------------
+# Settings fields (called from the ``__post_init__`` of the frozen settings dataclasses)
+
+
+def check_positive(name: str, value) -> None:
+    """``value`` is a finite number ``> 0`` (not a bool)."""
+    if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_nonnegative(name: str, value) -> None:
+    """``value`` is a finite number ``>= 0`` (not a bool)."""
+    if isinstance(value, bool) or not (isinstance(value, int | float) and 0 <= value < math.inf):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def check_integer(name: str, value, minimum: int = 1) -> None:
+    """``value`` is an ``int`` (or NumPy integer) ``>= minimum``; a bool or a float is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_fields(settings, *, positive=(), nonnegative=(), integers=(), choices=None) -> None:
+    """Validate the named fields of a settings dataclass (``integers``: ``{name: minimum}``)."""
+    for name in positive:
+        check_positive(name, getattr(settings, name))
+    for name in nonnegative:
+        check_nonnegative(name, getattr(settings, name))
+    for name, minimum in dict(integers).items():
+        check_integer(name, getattr(settings, name), minimum)
+    for name, options in (choices or {}).items():
+        check_choice(name, getattr(settings, name), options)

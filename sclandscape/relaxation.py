@@ -1,7 +1,7 @@
 """The full ``n x n`` convex relaxation solved with CVXPY: an independent cross-check of CLS.
 
 ``min f(G)`` over ``{G PSD, G_ii = 1}`` with ``f`` the sum-form SC loss of
-SPEC §1 written as exponential-cone-representable log-sum-exps. Only for
+docs/maths.md §1 written as exponential-cone-representable log-sum-exps. Only for
 small ``n`` (it is the slow, general-purpose reference the class-level
 program is compared against); needs the optional ``cvxpy`` dependency
 (``pip install sclandscape[bench]``).

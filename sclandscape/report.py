@@ -30,8 +30,7 @@ import os
 
 import numpy as np
 
-from sclandscape import plots, problems, results
-from sclandscape import scan as _scan
+from sclandscape import metrics, plots, problems, results
 
 MINIMA = ("global_min", "spurious_min", "degenerate")
 
@@ -46,58 +45,6 @@ CAPTIONS = {
 }
 
 
-def load_scan(out: str) -> dict:
-    """The pieces of a finished scan folder: ``config``, ``summary``, ``runs``, ``class_gram`` (M*).
-
-    Raises ``ResultsError`` (one line) when ``out`` is not a finished scan.
-    """
-    if not os.path.isdir(out):
-        raise results.ResultsError(f"{out} is not a folder")
-    if not os.path.exists(os.path.join(out, "config.json")):
-        raise results.ResultsError(f"{out} is not a scan results folder (no config.json)")
-    for name in ("summary.json", "runs.npz"):
-        if not os.path.exists(os.path.join(out, name)):
-            raise results.ResultsError(
-                f"{out} holds an unfinished scan (no {name}); finish it with `sclandscape scan ... --resume`"
-            )
-    config = results.read_json(os.path.join(out, "config.json"))
-    summary = results.read_json(os.path.join(out, "summary.json"))
-    runs = results.read_npz(os.path.join(out, "runs.npz"))
-    for key in ("problem", "settings", "seed", "n_inits"):
-        if key not in config:
-            raise results.ResultsError(f"{out}/config.json has no {key!r}")
-    for key in ("global_loss", "counts", "distinct_minima"):
-        if key not in summary:
-            raise results.ResultsError(f"{out}/summary.json has no {key!r}")
-    missing = [
-        f for f in ("run", "loss", "status", "grad_norm", "cert_lambda", "cert_gap_bound") if f not in runs
-    ]
-    if missing:
-        raise results.ResultsError(f"{out}/runs.npz has no {missing[0]!r}")
-    try:
-        problem = problems.Problem.from_json(config["problem"])
-        settings = _scan.ScanSettings(**config["settings"])
-    except (TypeError, ValueError, KeyError) as err:
-        raise results.ResultsError(f"{out}/config.json does not describe a scan: {err}") from None
-    if "kind" not in runs:
-        runs["kind"] = _scan.classify_records(runs, summary["global_loss"], settings)
-    opt_path = os.path.join(out, "optimum.json")
-    if os.path.exists(opt_path):
-        class_gram = np.asarray(results.read_json(opt_path)["class_gram"], np.float64)
-    else:
-        from sclandscape import optimum
-
-        class_gram = optimum.global_optimum(problem.counts, problem.tau).class_gram
-    return {
-        "config": config,
-        "summary": summary,
-        "runs": runs,
-        "problem": problem,
-        "settings": settings,
-        "class_gram": class_gram,
-    }
-
-
 def _check_formats(formats) -> tuple[str, ...]:
     if isinstance(formats, str):
         formats = (formats,)
@@ -105,17 +52,6 @@ def _check_formats(formats) -> tuple[str, ...]:
     if not formats or any(f not in plots.FORMATS for f in formats) or len(set(formats)) != len(formats):
         raise ValueError(f"formats must be distinct values from {plots.FORMATS}, got {formats!r}")
     return formats
-
-
-def class_mean_gram(H: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``M(H)``: the Gram matrix ``(k, k)`` of the normalised class means of ``H`` ``(n, d)``."""
-    H = np.asarray(H, np.float64)
-    k = int(labels.max()) + 1
-    onehot = np.eye(k)[labels]
-    means = onehot.T @ H / onehot.sum(axis=0)[:, None]
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    unit = means / np.where(norms > 0, norms, 1.0)
-    return unit @ unit.T
 
 
 def _representatives(runs: dict, summary: dict, limit: int) -> list[tuple[int, dict]]:
@@ -131,123 +67,6 @@ def _representatives(runs: dict, summary: dict, limit: int) -> list[tuple[int, d
         near = rows[dist <= max(tol, float(dist.min()))]
         out.append((int(near[0]), m))
     return out
-
-
-def _embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
-    """``{row: H}`` for the given rows: saved, or recomputed from the seed; plus notes."""
-    runs = scan_data["runs"]
-    if "H" in runs:
-        return {r: np.asarray(runs["H"][r]) for r in rows}, []
-    if not rows:
-        return {}, []
-    import jax
-
-    problem, settings = scan_data["problem"], scan_data["settings"]
-    # Same seed and settings, fewer slots: the same runs (to rounding), checked below.
-    settings = dataclasses.replace(settings, slots=max(1, len(rows)))
-    indices = [int(runs["run"][r]) for r in rows]
-    with jax.enable_x64(True):
-        key = jax.random.key(int(scan_data["config"]["seed"]))
-        scanner = _scan.Scanner(problem, key, settings, keep_embeddings=True)
-        parts = list(scanner.results(indices))
-    got = {int(i): (h, loss) for p in parts for i, h, loss in zip(p["run"], p["H"], p["loss"], strict=True)}
-    tol = max(float(scan_data["summary"].get("grouping_tolerance", 0.0)), 1e-9)
-    found, notes = {}, []
-    for r, i in zip(rows, indices, strict=True):
-        H, loss = got[i]
-        if abs(loss - runs["loss"][r]) <= tol:
-            found[r] = H
-        else:
-            notes.append(f"run {i} recomputed to L = {loss:.6f}, not the recorded {runs['loss'][r]:.6f}")
-    return found, notes
-
-
-def _critical_representatives(runs: dict, tol: float) -> list[int]:
-    """Rows of one run per distinct converged critical point: grouped by kind, then loss within ``tol``."""
-    kind = np.asarray(runs["kind"]).astype(str)
-    loss = np.asarray(runs["loss"])
-    rows = []
-    for k in plots.KINDS:
-        if k == "not_converged":
-            continue
-        sel = np.flatnonzero(kind == k)
-        sel = sel[np.argsort(loss[sel], kind="stable")]
-        last = None
-        for r in sel:
-            if last is None or loss[r] - last > tol:
-                rows.append(int(r))
-            last = loss[r]
-    return rows
-
-
-def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> str:
-    """Full Riemannian Hessian spectra of chosen runs of a finished scan, into ``out/hessian/spectra.npz``.
-
-    ``run_indices`` default: one run per distinct converged critical point
-    (per kind, losses grouped by the scan's grouping tolerance). Embeddings
-    come from the scan (``--save-embeddings``) or are recomputed from the seed
-    (checked against the recorded loss). Each point is classified again
-    (``hessian.classify``, float64, dense). The file holds ``runs``,
-    ``eigenvalues`` ``(r, n(d-1))`` ascending, ``n_zero_predicted``, ``kind``,
-    ``index``, ``lambda_min``, ``tol`` and ``loss``; it is written atomically.
-    Returns its path. Raises ``ValueError`` (one line) on bad input.
-    """
-    import jax
-
-    from sclandscape import hessian
-
-    data = load_scan(out)
-    runs, problem, settings = data["runs"], data["problem"], data["settings"]
-    N = problem.n * (problem.dim - 1)
-    if N > hessian.DENSE_MAX_DIM:
-        raise ValueError(
-            f"full spectra need n(d-1) <= {hessian.DENSE_MAX_DIM}, this scan has {N} "
-            "(use sclandscape.hessian.lanczos_extremes / spectral_density)"
-        )
-    index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
-    if run_indices is None:
-        rows = _critical_representatives(runs, float(data["summary"].get("grouping_tolerance", 0.0)))
-        if not rows:
-            raise ValueError(f"{out}: no converged run to take a spectrum of")
-    else:
-        run_indices = [int(i) for i in run_indices]
-        bad = [i for i in run_indices if i not in index_of]
-        if not run_indices or bad:
-            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
-        rows = [index_of[i] for i in dict.fromkeys(run_indices)]
-    if "H" not in runs and not recompute:
-        raise ValueError(f"{out}: the scan saved no embeddings (--save-embeddings) and recompute is off")
-    found, notes = _embeddings(data, rows)
-    if notes:
-        raise ValueError(f"{out}: {notes[0]}")
-    H = np.stack([found[r] for r in rows])
-    with jax.enable_x64(True):
-        c = hessian.classify(
-            H,
-            problem.labels,
-            problem.tau,
-            global_loss=data["summary"]["global_loss"],
-            settings=hessian.ClassifySettings(
-                gtol=10 * settings.tol,
-                cert_rtol=settings.cert_rtol,
-                gap_rtol=settings.gap_rtol,
-                method="dense",
-            ),
-        )
-        eigs = np.asarray(hessian.riemannian_hessian_eigs(H, problem.labels, problem.tau))
-    arrays = {
-        "runs": np.asarray(runs["run"])[rows].astype(np.int64),
-        "eigenvalues": eigs.reshape(len(rows), N),
-        "n_zero_predicted": np.atleast_1d(np.asarray(c.n_zero_predicted, np.int64)),
-        "kind": np.atleast_1d(np.asarray(c.kind)).astype("<U13"),
-        "index": np.atleast_1d(np.asarray(c.index, np.int64)),
-        "lambda_min": np.atleast_1d(np.asarray(c.lambda_min, np.float64)),
-        "tol": np.atleast_1d(np.asarray(c.tol, np.float64)),
-        "loss": np.atleast_1d(np.asarray(c.loss, np.float64)),
-    }
-    path = os.path.join(out, "hessian", "spectra.npz")
-    results.write_npz(path, arrays)
-    return path
 
 
 def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list[str]]:
@@ -269,7 +88,7 @@ def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list
     loss_of = dict(zip(np.asarray(runs["run"]).tolist(), np.asarray(runs["loss"]).tolist(), strict=True))
     loss = np.array([loss_of.get(int(i), np.inf) for i in r])
     items = []
-    for kind in plots.KINDS:
+    for kind in metrics.KINDS:
         sel = np.flatnonzero(kinds == kind)
         if sel.size:
             j = sel[np.argmin(loss[sel])]
@@ -340,13 +159,13 @@ def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
     elif "H" not in runs and not recompute:
         skipped.append("gram_minimum: the scan saved no embeddings (--save-embeddings) and recompute is off")
     else:
-        H_of, notes = _embeddings(scan_data, [row for row, _ in reps])
+        H_of, notes = results.embeddings(scan_data, [row for row, _ in reps])
         skipped += [f"gram_minimum: {note}" for note in notes]
         labels = problem.labels
         for i, (row, m) in enumerate(reps, start=1):
             if row not in H_of:
                 continue
-            M = class_mean_gram(H_of[row], labels)
+            M = np.asarray(metrics.class_mean_gram(H_of[row], np.eye(problem.k)[labels]), np.float64)
             status = "certified global" if m["certified_global"] else "spurious"
             run = int(runs["run"][row])
             figures.append(
@@ -386,7 +205,7 @@ def plot_results(
     formats = _check_formats(formats)
     if isinstance(max_minima, bool) or not isinstance(max_minima, int) or max_minima < 0:
         raise ValueError(f"max_minima must be an integer >= 0, got {max_minima!r}")
-    scan_data = load_scan(out)
+    scan_data = results.load_scan(out)
     figures, skipped = _figures(out, scan_data, recompute, max_minima)
     written, drawn = [], []
     for name, build, caption in figures:
@@ -482,7 +301,7 @@ def markdown_report(scan_data: dict, drawn: list, skipped: list[str]) -> str:
     lines += ["", "## Runs per kind", ""]
     lines += _table(
         ["kind", "runs", "fraction"],
-        [[k, summary["counts"].get(k, 0), f"{summary['counts'].get(k, 0) / n:.3f}"] for k in _scan.KINDS],
+        [[k, summary["counts"].get(k, 0), f"{summary['counts'].get(k, 0) / n:.3f}"] for k in metrics.KINDS],
     )
     status = summary.get("status_counts")
     if status:

@@ -1,4 +1,4 @@
-"""Results folders: atomic chunk files, resume, and the summary (SPEC §5).
+"""Results folders: atomic chunk files, resume, and the summary (docs/results.md).
 
 Layout of ``DIR``::
 
@@ -6,7 +6,7 @@ Layout of ``DIR``::
     chunks/part-00000.npz  per-run records of a batch of finished runs
                            (``part-p001-00000.npz``: written by process 1 of several)
     runs.npz               all per-run records sorted by run index (at the end)
-    summary.json           SPEC §5 summary (at the end)
+    summary.json           The summary (at the end)
 
 Every file is written to a temporary name in the same folder and renamed, so
 a killed scan leaves only complete files. ``.npz`` members carry CRC-32
@@ -24,6 +24,7 @@ run is on disk, process 0 writes ``runs.npz`` and ``summary.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -36,8 +37,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from sclandscape import problems
-from sclandscape import scan as _scan
+from sclandscape import hessian, metrics, optim, optimum, precision, problems, scanner
 
 
 class ResultsError(ValueError):
@@ -219,7 +219,7 @@ def run_scan(
     problem: problems.Problem,
     n_inits: int,
     seed: int,
-    settings: _scan.ScanSettings,
+    settings: scanner.ScanSettings,
     out: str,
     *,
     resume: bool = False,
@@ -255,12 +255,12 @@ def run_scan(
     if error:
         raise ResultsError(error)
     key = jax.random.key(seed)
-    scanner = _scan.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
+    runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
     config_path = os.path.join(out, "config.json")
     if p == 0:
         os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
-        write_json(config_path, {**config, "global_loss": scanner.optimum.loss})
-        write_json(os.path.join(out, "optimum.json"), scanner.optimum.to_json())
+        write_json(config_path, {**config, "global_loss": runner.optimum.loss})
+        write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
     elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
         _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
         try:
@@ -279,7 +279,7 @@ def run_scan(
     finished = len(share) - len(todo)
     if progress:
         progress(finished, len(share))
-    for part in scanner.results(todo):
+    for part in runner.results(todo):
         write_npz(os.path.join(out, "chunks", f"{prefix}{seq:05d}.npz"), part)
         seq += 1
         finished += part["run"].size
@@ -291,11 +291,249 @@ def run_scan(
     runs = load_runs(out)
     if not np.array_equal(runs["run"], np.arange(n_inits)):
         raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
-    runs["kind"] = _scan.classify_records(runs, scanner.optimum.loss, settings)
-    summary = _scan.summarize(runs, scanner.optimum.loss, settings)
-    summary["global_rank"] = scanner.optimum.rank
+    runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
+    summary = summarize(runs, runner.optimum.loss, settings)
+    summary["global_rank"] = runner.optimum.rank
     summary["problem"] = problem.to_json()
     if p == 0:
         write_npz(os.path.join(out, "runs.npz"), runs)
         write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+# --------------------------------------------------------------------------
+# Summaries
+
+
+def classify_records(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> np.ndarray:
+    """Each run's kind: the scan's own (Hessian and certificate) when recorded, else ``certificate_kinds``."""
+    if "kind" in rec:
+        return np.asarray(rec["kind"]).astype("<U13")
+    return scanner.certificate_kinds(rec, global_loss, settings)
+
+
+def _classification_note(rec: dict, settings: scanner.ScanSettings) -> str:
+    checked = int(np.sum(np.asarray(rec.get("hess_index", np.array([-1]))) >= 0))
+    if settings.hessian == "none" or "hess_index" not in rec:
+        return "certificate only (saddles and degenerate points not separated from spurious minima)"
+    return (
+        f"certificate, and the Riemannian Hessian spectrum for {checked} runs "
+        f"(hessian={settings.hessian!r}; certified runs without a spectrum are global minima)"
+    )
+
+
+def summarize(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> dict:
+    """The summary: counts per kind and the distinct minima grouped by loss."""
+    kind = classify_records(rec, global_loss, settings)
+    scale = max(1.0, abs(global_loss))
+    minima = np.isin(kind, ("global_min", "spurious_min", "degenerate"))
+    losses = rec["loss"][minima]
+    cert = kind[minima] == "global_min"
+    order = np.argsort(losses)
+    groups = []
+    tol = settings.group_rtol * scale
+    for i in order:
+        if groups and losses[i] - groups[-1]["_last"] <= tol:
+            g = groups[-1]
+        else:
+            g = {"_members": [], "_cert": [], "_last": losses[i]}
+            groups.append(g)
+        g["_members"].append(losses[i])
+        g["_cert"].append(cert[i])
+        g["_last"] = losses[i]
+    distinct = [
+        {
+            "loss": float(np.min(g["_members"])),
+            "gap": float(np.min(g["_members"]) - global_loss),
+            "count": len(g["_members"]),
+            "certified_global": bool(np.all(g["_cert"])),
+            "n_certified": int(np.sum(g["_cert"])),
+        }
+        for g in groups
+    ]
+    status_names = {int(s): s.name.lower() for s in optim.Status}
+    return {
+        "n_inits": int(rec["run"].size),
+        "global_loss": float(global_loss),
+        "counts": {k: int(np.sum(kind == k)) for k in metrics.KINDS},
+        "distinct_minima": distinct,
+        "grouping_tolerance": tol,
+        "best_loss": float(np.min(rec["loss"])) if rec["loss"].size else None,
+        "status_counts": {
+            status_names.get(int(s), str(s)): int(np.sum(rec["status"] == s))
+            for s in np.unique(rec["status"])
+        },
+        "classification": _classification_note(rec, settings),
+        "tolerances": {
+            "tol": settings.tol,
+            "cert_rtol": settings.cert_rtol,
+            "gap_rtol": settings.gap_rtol,
+            "group_rtol": settings.group_rtol,
+            "scale": scale,
+        },
+    }
+
+
+# --------------------------------------------------------------------------
+# Loading a finished scan; embeddings and spectra of its points
+
+
+def load_scan(out: str) -> dict:
+    """The pieces of a finished scan folder: ``config``, ``summary``, ``runs``, ``class_gram`` (M*).
+
+    Raises ``ResultsError`` (one line) when ``out`` is not a finished scan.
+    """
+    if not os.path.isdir(out):
+        raise ResultsError(f"{out} is not a folder")
+    if not os.path.exists(os.path.join(out, "config.json")):
+        raise ResultsError(f"{out} is not a scan results folder (no config.json)")
+    for name in ("summary.json", "runs.npz"):
+        if not os.path.exists(os.path.join(out, name)):
+            raise ResultsError(
+                f"{out} holds an unfinished scan (no {name}); finish it with `sclandscape scan ... --resume`"
+            )
+    config = read_json(os.path.join(out, "config.json"))
+    summary = read_json(os.path.join(out, "summary.json"))
+    runs = read_npz(os.path.join(out, "runs.npz"))
+    for key in ("problem", "settings", "seed", "n_inits"):
+        if key not in config:
+            raise ResultsError(f"{out}/config.json has no {key!r}")
+    for key in ("global_loss", "counts", "distinct_minima"):
+        if key not in summary:
+            raise ResultsError(f"{out}/summary.json has no {key!r}")
+    missing = [
+        f for f in ("run", "loss", "status", "grad_norm", "cert_lambda", "cert_gap_bound") if f not in runs
+    ]
+    if missing:
+        raise ResultsError(f"{out}/runs.npz has no {missing[0]!r}")
+    try:
+        problem = problems.Problem.from_json(config["problem"])
+        settings = scanner.ScanSettings.from_json(config["settings"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise ResultsError(f"{out}/config.json does not describe a scan: {err}") from None
+    if "kind" not in runs:
+        runs["kind"] = classify_records(runs, summary["global_loss"], settings)
+    opt_path = os.path.join(out, "optimum.json")
+    if os.path.exists(opt_path):
+        class_gram = np.asarray(read_json(opt_path)["class_gram"], np.float64)
+    else:
+        class_gram = optimum.global_optimum(problem.counts, problem.tau).class_gram
+    return {
+        "config": config,
+        "summary": summary,
+        "runs": runs,
+        "problem": problem,
+        "settings": settings,
+        "class_gram": class_gram,
+    }
+
+
+def embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
+    """``{row: H}`` for the given rows: saved, or recomputed from the seed; plus notes."""
+    runs = scan_data["runs"]
+    if "H" in runs:
+        return {r: np.asarray(runs["H"][r]) for r in rows}, []
+    if not rows:
+        return {}, []
+    problem, settings = scan_data["problem"], scan_data["settings"]
+    # Same seed and settings, fewer slots: the same runs (to rounding), checked below.
+    settings = dataclasses.replace(settings, slots=max(1, len(rows)))
+    indices = [int(runs["run"][r]) for r in rows]
+    with precision.float64():
+        key = jax.random.key(int(scan_data["config"]["seed"]))
+        runner = scanner.Scanner(problem, key, settings, keep_embeddings=True)
+        parts = list(runner.results(indices))
+    got = {int(i): (h, loss) for p in parts for i, h, loss in zip(p["run"], p["H"], p["loss"], strict=True)}
+    tol = max(float(scan_data["summary"].get("grouping_tolerance", 0.0)), 1e-9)
+    found, notes = {}, []
+    for r, i in zip(rows, indices, strict=True):
+        H, loss = got[i]
+        if abs(loss - runs["loss"][r]) <= tol:
+            found[r] = H
+        else:
+            notes.append(f"run {i} recomputed to L = {loss:.6f}, not the recorded {runs['loss'][r]:.6f}")
+    return found, notes
+
+
+def critical_representatives(runs: dict, tol: float) -> list[int]:
+    """Rows of one run per distinct converged critical point: grouped by kind, then loss within ``tol``."""
+    kind = np.asarray(runs["kind"]).astype(str)
+    loss = np.asarray(runs["loss"])
+    rows = []
+    for k in metrics.KINDS:
+        if k == "not_converged":
+            continue
+        sel = np.flatnonzero(kind == k)
+        sel = sel[np.argsort(loss[sel], kind="stable")]
+        last = None
+        for r in sel:
+            if last is None or loss[r] - last > tol:
+                rows.append(int(r))
+            last = loss[r]
+    return rows
+
+
+def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> str:
+    """Full Riemannian Hessian spectra of chosen runs of a finished scan, into ``out/hessian/spectra.npz``.
+
+    ``run_indices`` default: one run per distinct converged critical point
+    (per kind, losses grouped by the scan's grouping tolerance). Embeddings
+    come from the scan (``--save-embeddings``) or are recomputed from the seed
+    (checked against the recorded loss). Each point is classified again
+    (``hessian.classify``, float64, dense). The file holds ``runs``,
+    ``eigenvalues`` ``(r, n(d-1))`` ascending, ``n_zero_predicted``, ``kind``,
+    ``index``, ``lambda_min``, ``tol`` and ``loss``; it is written atomically.
+    Returns its path. Raises ``ValueError`` (one line) on bad input.
+    """
+    data = load_scan(out)
+    runs, problem, settings = data["runs"], data["problem"], data["settings"]
+    N = problem.n * (problem.dim - 1)
+    if N > hessian.DENSE_MAX_DIM:
+        raise ValueError(
+            f"full spectra need n(d-1) <= {hessian.DENSE_MAX_DIM}, this scan has {N} "
+            "(use sclandscape.hessian.lanczos_extremes / spectral_density)"
+        )
+    index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
+    if run_indices is None:
+        rows = critical_representatives(runs, float(data["summary"].get("grouping_tolerance", 0.0)))
+        if not rows:
+            raise ValueError(f"{out}: no converged run to take a spectrum of")
+    else:
+        run_indices = [int(i) for i in run_indices]
+        bad = [i for i in run_indices if i not in index_of]
+        if not run_indices or bad:
+            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
+        rows = [index_of[i] for i in dict.fromkeys(run_indices)]
+    if "H" not in runs and not recompute:
+        raise ValueError(f"{out}: the scan saved no embeddings (--save-embeddings) and recompute is off")
+    found, notes = embeddings(data, rows)
+    if notes:
+        raise ValueError(f"{out}: {notes[0]}")
+    H = np.stack([found[r] for r in rows])
+    with precision.float64():
+        c = hessian.classify(
+            H,
+            problem.labels,
+            problem.tau,
+            global_loss=data["summary"]["global_loss"],
+            settings=hessian.ClassifySettings(
+                gtol=10 * settings.tol,
+                cert_rtol=settings.cert_rtol,
+                gap_rtol=settings.gap_rtol,
+                method="dense",
+            ),
+        )
+        eigs = np.asarray(hessian.riemannian_hessian_eigs(H, problem.labels, problem.tau))
+    arrays = {
+        "runs": np.asarray(runs["run"])[rows].astype(np.int64),
+        "eigenvalues": eigs.reshape(len(rows), N),
+        "n_zero_predicted": np.atleast_1d(np.asarray(c.n_zero_predicted, np.int64)),
+        "kind": np.atleast_1d(np.asarray(c.kind)).astype("<U13"),
+        "index": np.atleast_1d(np.asarray(c.index, np.int64)),
+        "lambda_min": np.atleast_1d(np.asarray(c.lambda_min, np.float64)),
+        "tol": np.atleast_1d(np.asarray(c.tol, np.float64)),
+        "loss": np.atleast_1d(np.asarray(c.loss, np.float64)),
+    }
+    path = os.path.join(out, "hessian", "spectra.npz")
+    write_npz(path, arrays)
+    return path

@@ -1,4 +1,4 @@
-r"""Symmetric constructions of critical points, their classification, deduplication and escape (SPEC §3).
+r"""Symmetric constructions of critical points, their classification, deduplication and escape (docs/maths.md §3).
 
 **Symmetric criticality** (Palais 1979): if a group ``K`` acts isometrically
 on ``OB(n, d)`` and leaves ``L`` invariant, a critical point of ``L``
@@ -43,7 +43,7 @@ equal size (exhaustive over such permutations when there are at most
 
 **Escape.** From every saddle, ``hessian.escape_direction`` gives the unit
 eigenvector ``v`` of the most negative eigenvalue; the scan's optimiser
-(``scan.solve_one``, float64, trust-region polish) runs from ``R_H(+t v)`` and
+(``scanner.solve_one``, float64, trust-region polish) runs from ``R_H(+t v)`` and
 ``R_H(-t v)`` (``t`` the step of a grid that lowers the loss most on that
 side), and the endpoint is classified: which minimum the saddle leads to.
 """
@@ -60,9 +60,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import critical, hessian, manifold, optimum, plots, problems
-from sclandscape import scan as _scan
-from sclandscape.manifold import Status
+from sclandscape import (
+    critical,
+    hessian,
+    loss,
+    metrics,
+    oblique,
+    optim,
+    optimum,
+    plots,
+    precision,
+    problems,
+    scanner,
+)
+from sclandscape.optim import Status
 
 #: Largest number of count-preserving class permutations tried exhaustively by ``same_point``.
 MAX_PERMUTATIONS = 40320
@@ -209,7 +220,7 @@ def tie_pattern(construction: Construction, counts, dim: int):
 
 def expand(X, assign, mirror, mask):
     """``H`` ``(n, d)`` from the free points ``X`` ``(p, d)`` of a tie pattern."""
-    Xn = manifold.normalize_rows(X * mask)
+    Xn = oblique.normalize_rows(X * mask)
     H = Xn[assign]
     return H.at[:, 0].multiply(jnp.where(mirror, -1.0, 1.0).astype(H.dtype))
 
@@ -227,25 +238,10 @@ class ReducedSettings:
 
 
 def _reduced_minimise(X0, assign, mirror, mask, labels, tau, settings: ReducedSettings):
-    cost = lambda X: hessian._cost(expand(X, assign, mirror, mask), labels, tau)  # noqa: E731
-    opt = manifold.lbfgs_armijo(memory_size=10)
-    X0 = manifold.normalize_rows(X0 * mask)
-
-    def step(s):
-        X, state, _, evals = s
-        value, grad = jax.value_and_grad(cost)(X)
-        updates, state = opt.update(grad, state, X, value=value)
-        gnorm = jnp.linalg.norm(state.grad)
-        done = (gnorm <= settings.tol) | state.stalled | ~jnp.isfinite(gnorm)
-        X = jnp.where(done, state.x, manifold.normalize_rows(X + updates))
-        return X, state, done, evals + 1
-
-    def more(s):
-        return (~s[2]) & (s[3] < settings.max_steps)
-
-    X, state, _, evals = jax.lax.while_loop(more, step, (X0, opt.init(X0), jnp.zeros((), bool), 0))
-    X = jnp.where(jnp.isfinite(state.value), state.x, X)
-    return X, jnp.linalg.norm(state.grad), evals
+    """``min_X L(expand(X))`` by ``optim``'s L-BFGS driver: ``(X, |grad|, evaluations)``."""
+    cost = lambda X: loss.sum_loss(expand(X, assign, mirror, mask), labels, tau)  # noqa: E731
+    run = optim.lbfgs_minimise(cost, X0 * mask, tol=settings.tol, max_steps=settings.max_steps)
+    return run.x, run.grad_norm, run.steps
 
 
 def _construct_one(key, assign, mirror, mask, use_tie, labels, tau, reduced, crit):
@@ -254,7 +250,7 @@ def _construct_one(key, assign, mirror, mask, use_tie, labels, tau, reduced, cri
     X0 = jax.random.normal(k1, mask.shape, mask.dtype)
     X, red_grad, red_steps = _reduced_minimise(X0, assign, mirror, mask, labels, tau, reduced)
     H_tied = expand(X, assign, mirror, mask)
-    H_rand = manifold.normalize_rows(jax.random.normal(k1, (n, d), mask.dtype))
+    H_rand = oblique.normalize_rows(jax.random.normal(k1, (n, d), mask.dtype))
     H0 = jnp.where(use_tie, H_tied, H_rand)
     out = critical.find_critical_one(H0, labels, tau, crit, key=k2)
     return H0, jnp.where(use_tie, red_grad, jnp.nan), red_steps, out
@@ -288,21 +284,27 @@ class CatalogueSettings:
     loss_rtol: float = 1e-8
     gram_atol: float = 1e-5
     escape: bool = True
-    descent: _scan.ScanSettings = _scan.ScanSettings(tol=1e-9, x64=True, max_steps=5000)
+    descent: scanner.ScanSettings = scanner.ScanSettings(tol=1e-9, x64=True, max_steps=5000)
     splits: bool = True
     escape_noise: float = 1e-6
 
     def __post_init__(self):
-        for name in ("restarts", "random"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        problems.check_fields(
+            self,
+            positive=("loss_rtol", "gram_atol"),
+            nonnegative=("escape_noise",),
+            integers={"restarts": 0, "random": 0},
+        )
 
     def to_json(self) -> dict:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            if hasattr(value, "to_json"):
+                value = value.to_json()
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            out[f.name] = value
         return out
 
 
@@ -343,17 +345,15 @@ def invariants(H, labels) -> dict:
     """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
 
     ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``;
-    ``class_gram``: ``M_ab = <mean_a, mean_b>`` of the (unnormalised) class means.
+    ``class_mean_products``: ``<mu_a, mu_b>`` of the raw class means (``metrics``).
     """
     H = np.asarray(H, np.float64)
     H = H / np.linalg.norm(H, axis=1, keepdims=True)
     labels = np.asarray(labels)
-    k = int(labels.max()) + 1
-    onehot = np.eye(k)[labels]
-    means = onehot.T @ H / onehot.sum(axis=0)[:, None]
+    onehot = np.eye(int(labels.max()) + 1)[labels]
     # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
     spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
-    return {"spectrum": spectrum, "class_gram": means @ means.T}
+    return {"spectrum": spectrum, "class_mean_products": metrics.class_mean_products(H, onehot)}
 
 
 def class_permutations(counts) -> np.ndarray | None:
@@ -406,7 +406,7 @@ def same_point(
         return False
     if np.max(np.abs(inv_a["spectrum"] - inv_b["spectrum"])) > gram_atol * max(1.0, inv_a["spectrum"][0]):
         return False
-    return _gram_match(inv_a["class_gram"], inv_b["class_gram"], counts, perms) <= gram_atol
+    return _gram_match(inv_a["class_mean_products"], inv_b["class_mean_products"], counts, perms) <= gram_atol
 
 
 def deduplicate(H, losses, labels, counts, *, loss_rtol=1e-8, gram_atol=1e-5) -> np.ndarray:
@@ -446,11 +446,11 @@ def _escape_starts(H, V, labels, tau, steps, key, noise):
     side, ``noise`` a random tangent vector of norm ``noise``."""
 
     def side(h, v, sign, k):
-        pts = jax.vmap(lambda t: manifold.retract(h, sign * t * v))(steps)
-        losses = jax.vmap(lambda x: hessian._cost(x, labels, tau))(pts)
+        pts = jax.vmap(lambda t: oblique.retract(h, sign * t * v))(steps)
+        losses = jax.vmap(lambda x: loss.sum_loss(x, labels, tau))(pts)
         x = pts[jnp.argmin(losses)]
-        z = manifold.project_tangent(x, jax.random.normal(k, x.shape, x.dtype))
-        return manifold.retract(x, noise * z / jnp.linalg.norm(z))
+        z = oblique.project_tangent(x, jax.random.normal(k, x.shape, x.dtype))
+        return oblique.retract(x, noise * z / jnp.linalg.norm(z))
 
     def one(h, v, k):
         k1, k2 = jax.random.split(k)
@@ -461,7 +461,7 @@ def _escape_starts(H, V, labels, tau, steps, key, noise):
 
 @functools.partial(jax.jit, static_argnames="settings")
 def _descend(H0, labels, tau, settings):
-    return jax.vmap(lambda h: _scan.solve_one(h, labels, tau, settings))(H0)
+    return jax.vmap(lambda h: scanner.solve_one(h, labels, tau, settings))(H0)
 
 
 def descend_from_saddles(
@@ -523,7 +523,7 @@ def find_critical_points(
     if not items:
         raise ValueError("nothing to run: no constructions and no random starts")
     opt = optimum.global_optimum(problem.counts, problem.tau)
-    with jax.enable_x64(True):
+    with precision.float64():
         H0, red_grad, red_steps, res = _run_constructions(problem, items, jax.random.key(seed), settings)
         H = np.asarray(res.x)
         c = hessian.classify(H, problem.labels, problem.tau, global_loss=opt.loss, settings=settings.classify)
@@ -575,7 +575,7 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
     critical point in ascending loss: ``loss``, ``gap``, ``kind``, ``index``, ``lambda_min``,
     ``n_zero`` / ``n_zero_predicted``, ``rank``, ``grad_norm``, ``construction`` (the symmetric
     construction that reached it, else the first attempt), ``symmetric``, ``constructions`` (all
-    attempts that reached it), ``count``, ``moved``, ``class_gram`` and, for saddles, ``escape``:
+    attempts that reached it), ``count``, ``moved``, ``class_mean_products`` and, for saddles, ``escape``:
     the eigenvalue and the endpoint of a descent from each side (``plus``, ``minus``: loss, gap,
     kind, index and the matching ``entry`` id when the endpoint is in the catalogue)); ``H`` is
     ``(entries, n, d)`` in catalogue order.
@@ -629,13 +629,15 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
                 "constructions": sorted({items[j].name for j in who}),
                 "count": len(who),
                 "moved": float(found["moved"][i]),
-                "class_gram": np.round(invariants(found["H"][i], labels)["class_gram"], 10).tolist(),
+                "class_mean_products": np.round(
+                    invariants(found["H"][i], labels)["class_mean_products"], 10
+                ).tolist(),
                 "escape": None,
             }
         )
     saddles = [e for e, entry in enumerate(entries) if entry["kind"] == "saddle"]
     if settings.escape and saddles:
-        with jax.enable_x64(True):
+        with precision.float64():
             desc = descend_from_saddles(
                 H[saddles], labels, problem.tau, settings, L_star, key=jax.random.key(seed + 1)
             )
@@ -682,7 +684,7 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
         "n_attempts": len(items),
         "n_converged": int(ok.size),
         "attempt_status": status_counts,
-        "kinds": {k: sum(e["kind"] == k for e in entries) for k in hessian.KINDS},
+        "kinds": {k: sum(e["kind"] == k for e in entries) for k in metrics.KINDS},
         "entries": entries,
     }
     return summary, H
@@ -716,7 +718,7 @@ def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
                         linewidth=0.5,
                         zorder=1,
                     )
-        for kind in plots.KINDS:
+        for kind in metrics.KINDS:
             pts = [e for e in entries if e["kind"] == kind]
             if not pts:
                 continue

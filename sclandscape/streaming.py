@@ -1,6 +1,6 @@
 r"""The SC loss, its gradient, Hessian-vector products and the certificate without the ``n x n`` matrix.
 
-Same loss as ``sclandscape.loss.sc_loss`` (SPEC §1; diagonal excluded,
+Same loss as ``sclandscape.loss.sc_loss`` (docs/maths.md §1; diagonal excluded,
 positives averaged outside the log, ``"sum"`` or ``"mean"`` reduction, an
 anchor with no positive contributes 0), for one ``H`` ``(n, d)``, in
 ``O(n d + block^2)`` memory. With ``X = H / sqrt(tau)`` (so that
@@ -41,22 +41,22 @@ not assumed) and costs ``O(n d)``; plain autodiff handles it. Only
   tangent is ``<grad Phi, dX>`` (so reverse mode only transposes a dot
   product), ``lse`` and the gradient are ``custom_jvp`` s with the rules
   above: ``jax.grad``, ``jax.jvp``, ``jax.jvp(jax.grad(.))`` (the
-  Riemannian HVP of ``manifold.riemannian_hvp``), ``jax.vmap`` and ``jit``
+  Riemannian HVP of ``oblique.riemannian_hvp``), ``jax.vmap`` and ``jit``
   all compose, and none of them ever forms an ``n x n`` array (the scan
   bodies are ``jax.checkpoint``-ed, so ``jax.linearize`` recomputes tiles
   instead of storing them).
 
-**Certificate** (SPEC §2). With ``F = (A + A^T)/2``, ``A = diag(has_pos)(P - Y+)/tau``
+**Certificate** (docs/maths.md §2). With ``F = (A + A^T)/2``, ``A = diag(has_pos)(P - Y+)/tau``
 (``Y+`` is symmetric: ``(Y+ v)_i = (t_{y_i} - v_i)/(n_{y_i} - 1)`` with ``t``
 the class sums of ``v``) and unit rows::
 
     S v = ((W + W^T) v - 2 Y+ v) / (2 tau) - delta * v,    delta_i = (F G)_ii = h_i . (F H)_i,
 
 one sweep per product; ``F H`` is half the gradient. ``lambda_min(S)`` is the
-smallest Ritz value of ``num_iter`` Lanczos steps (``hessian.lanczos``, full
+smallest Ritz value of ``num_iter`` Lanczos steps (``linalg.lanczos``, full
 reorthogonalisation): a Rayleigh quotient, so ``>= lambda_min(S)``; a value
 ``< 0`` proves ``S`` is not PSD, and ``S >= 0`` is a converged-Ritz estimate,
-not a proof (the residual is returned by ``dual_slack_extremes``).
+not a proof (the residual is returned by ``certify.dual_slack_extremes``).
 ``<S, G> = <F, G> - sum_i (F G)_ii G_ii = sum_i delta_i (1 - |h_i|^2)``
 vanishes on the sphere up to rounding.
 
@@ -81,8 +81,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import loss as _loss
-from sclandscape import manifold
+from sclandscape import loss, oblique, problems
 
 #: Default block size (rows and columns of one logits tile).
 DEFAULT_BLOCK = 512
@@ -451,7 +450,7 @@ def _pallas_works(backend: str) -> bool:
     """Compile and run the Pallas kernels on a small float32 problem against pure JAX (once per process)."""
     try:
         with jax.ensure_compile_time_eval():
-            H = manifold.normalize_rows(jax.random.normal(jax.random.key(0), (200, 8), jnp.float32))
+            H = oblique.normalize_rows(jax.random.normal(jax.random.key(0), (200, 8), jnp.float32))
             labels = jnp.arange(200) % 7
 
             def run(impl):
@@ -497,7 +496,7 @@ def use_streaming(
 
 
 def _check(H, labels, tau, reduction, block):
-    _loss._check_inputs(H, labels, tau, reduction)
+    problems.check_loss_inputs(H, labels, tau, reduction)
     if int(block) != block or block < 1:
         raise ValueError(f"block must be a positive integer, got {block!r}")
 
@@ -538,8 +537,7 @@ def streaming_loss(labels, tau, *, block: int = DEFAULT_BLOCK, reduction: str = 
 
     ``impl="auto"`` is resolved here, once (call it outside traced code).
     """
-    if reduction not in _loss._REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_loss._REDUCTIONS}, got {reduction!r}")
+    problems.check_choice("reduction", reduction, problems.REDUCTIONS)
     impl = _resolve_impl(impl)
     return lambda H: _loss_one(H, labels, tau, int(block), reduction, impl)
 
@@ -552,7 +550,7 @@ def _value_and_grad_jit(H, labels, tau, block, reduction, impl):
 def value_and_grad(H, labels, tau, *, block: int = DEFAULT_BLOCK, reduction: str = "sum", impl: str = "auto"):
     """``(L(H), grad_H L)`` by streaming: two sweeps (log-sum-exp, gradient), ``O(n d + block^2)`` memory.
 
-    ``grad_H L = 2 F H`` (sum reduction) as in SPEC §1. jit/vmap-safe.
+    ``grad_H L = 2 F H`` (sum reduction) as in docs/maths.md §1. jit/vmap-safe.
     """
     _check(H, labels, tau, reduction, block)
     impl = _resolve_impl(impl)
@@ -578,10 +576,10 @@ def hvp(H, labels, tau, V, *, block: int = DEFAULT_BLOCK, reduction: str = "sum"
 
 
 def _riemannian_hvp_one(H, labels, tau, V, block):
-    H = manifold.normalize_rows(H)
-    V = manifold.project_tangent(H, V)
+    H = oblique.normalize_rows(H)
+    V = oblique.project_tangent(H, V)
     egrad = jax.grad(lambda h: _loss_one(h, labels, tau, block, "sum", "jax"))
-    return manifold.riemannian_hvp(egrad, H, V)
+    return oblique.riemannian_hvp(egrad, H, V)
 
 
 @functools.partial(jax.jit, static_argnames=("block",))
@@ -590,7 +588,7 @@ def _riemannian_hvp_jit(H, labels, tau, V, block):
 
 
 def riemannian_hvp(H, labels, tau, V, *, block: int = DEFAULT_BLOCK):
-    """``Hess L(H)[V] = Proj_H(nabla^2 L[V]) - diag(<egrad_i, h_i>) V`` on ``OB(n, d)`` (SPEC §3), streaming.
+    """``Hess L(H)[V] = Proj_H(nabla^2 L[V]) - diag(<egrad_i, h_i>) V`` on ``OB(n, d)`` (docs/maths.md §3), streaming.
 
     Rows of ``H`` are normalised and ``V`` is projected on the tangent space
     first (the symmetric operator ``Proj Hess Proj``, as ``hessian.hvp``).
@@ -600,16 +598,6 @@ def riemannian_hvp(H, labels, tau, V, *, block: int = DEFAULT_BLOCK):
     if np.shape(V) != np.shape(H):
         raise ValueError(f"V must have the shape of H {np.shape(H)}, got {np.shape(V)}")
     return _riemannian_hvp_jit(jnp.asarray(H), jnp.asarray(labels), tau, jnp.asarray(V), int(block))
-
-
-def riemannian_hvp_fn(H, labels, tau, *, block: int = DEFAULT_BLOCK):
-    """``V -> Hess L(H)[V]`` for one ``H`` (no checks; build it inside a transformed function).
-
-    A drop-in for ``hessian._hvp``: rows normalised, ``V`` projected first.
-    """
-    H = manifold.normalize_rows(H)
-    egrad = jax.grad(lambda h: _loss_one(h, labels, tau, int(block), "sum", "jax"))
-    return lambda V: manifold.riemannian_hvp(egrad, H, manifold.project_tangent(H, V))
 
 
 # --------------------------------------------------------------------------
@@ -669,10 +657,11 @@ class SlackOperator(NamedTuple):
     inner_SG: jax.Array  # <S, G>
 
 
-def _slack_operator(H, labels, tau, block: int) -> SlackOperator:
-    """Rows normalised; one value sweep and one gradient sweep."""
-    H = manifold.normalize_rows(H)
+def slack_operator(H, labels, tau, block: int = DEFAULT_BLOCK) -> SlackOperator:
+    """What ``slack_matvec`` needs at one ``H`` (rows normalised): one value and one gradient sweep."""
+    H = oblique.normalize_rows(H)
     n = H.shape[0]
+    block = _effective_block(n, block)
     value_grad = jax.grad(lambda h: _loss_one(h, labels, tau, block, "sum", "jax"))
     FH = 0.5 * value_grad(H)  # grad L = 2 F H
     t = _terms(H, labels, tau, "sum")
@@ -685,8 +674,9 @@ def _slack_operator(H, labels, tau, block: int) -> SlackOperator:
     return SlackOperator(X, lse, _pad_vec(t.weight, n_pad), t.cid, t.n_pos, delta, inner)
 
 
-def _slack_matvec(op: SlackOperator, v, tau, n: int, block: int):
+def slack_matvec(op: SlackOperator, v, tau, n: int, block: int = DEFAULT_BLOCK):
     """``S v`` for ``v`` ``(n,)``: one sweep (``(W + W^T) v``) plus ``O(n)`` class sums."""
+    block = _effective_block(n, block)
     n_pad = op.X.shape[0]
     Wv = _sym_sweep(op.X, op.lse, op.weight, _pad_rows(v[:, None], n_pad), n, block)[:n, 0]
     class_sums = jax.ops.segment_sum(v, op.cid, num_segments=n)
@@ -694,81 +684,47 @@ def _slack_matvec(op: SlackOperator, v, tau, n: int, block: int):
     return (Wv - 2 * Yv) / (2 * tau) - op.delta * v
 
 
-class SlackExtremes(NamedTuple):
-    """Smallest Ritz pair of ``S`` from ``num_iter`` Lanczos steps and the certificate's gap bound."""
+# --------------------------------------------------------------------------
+# The dense/streaming dispatch (the one place that chooses; callers record the choice)
 
-    lambda_min: jax.Array  # smallest Ritz value (>= lambda_min(S))
-    residual: jax.Array  # |S u - theta u| of its Ritz vector u
-    vector: jax.Array  # (n,) the Ritz vector
-    gap_bound: jax.Array  # n max(0, -lambda_min) + |<S, G>|
+#: How a caller asks for the path: ``"auto"`` (``use_streaming``), ``"always"`` or ``"never"``.
+MODES = ("auto", "always", "never")
 
 
-def _slack_extremes(H, labels, tau, key, block: int, num_iter: int):
-    from sclandscape import hessian  # the Lanczos iteration (imported late: hessian imports optimum)
-
-    n = H.shape[0]
-    num_iter = min(num_iter, n)  # S is n x n: more steps exhaust the Krylov space
-    block = _effective_block(n, block)
-    op = _slack_operator(H, labels, tau, block)
-    v0 = jax.random.normal(key, (n,), H.dtype)
-    result = hessian.lanczos(lambda v: _slack_matvec(op, v, tau, n, block), v0, num_iter, key=key)
-    theta, vectors, residual = hessian.ritz(result)
-    lam = theta[0]
-    return SlackExtremes(lam, residual[0], vectors[0], n * jnp.maximum(0.0, -lam) + jnp.abs(op.inner_SG))
+def choose(mode: str, n: int, runs: int = 1) -> bool:
+    """Whether to stream: ``"always"``, ``"never"``, or ``use_streaming(n, runs=runs)`` for ``"auto"``."""
+    problems.check_choice("streaming", mode, MODES)
+    if mode == "auto":
+        return use_streaming(n, runs=runs)
+    return mode == "always"
 
 
-@functools.partial(jax.jit, static_argnames=("block", "num_iter"))
-def _slack_extremes_jit(H, labels, tau, key, block, num_iter):
-    if H.ndim == 2:
-        return _slack_extremes(H, labels, tau, key, block, num_iter)
-    keys = jax.random.split(key, H.shape[0])
-    return jax.vmap(_slack_extremes, in_axes=(0, None, None, 0, None, None))(
-        H, labels, tau, keys, block, num_iter
-    )
+def loss_fn(labels, tau, *, stream: bool, block: int = DEFAULT_BLOCK):
+    """``H -> L(H)`` (sum form, rows as given): ``loss.sum_loss``, or the streaming loss."""
+    if stream:
+        return streaming_loss(labels, tau, block=block)
+    return lambda H: loss.sum_loss(H, labels, tau)
 
 
-def dual_slack_extremes(
-    H, labels, tau, *, block: int = DEFAULT_BLOCK, num_iter: int = 100, key=None
-) -> SlackExtremes:
-    """Smallest eigenvalue of the dual slack ``S`` by matrix-free Lanczos, with residual and gap bound.
-
-    ``num_iter`` products ``S v`` (capped at ``n``), each one streaming sweep.
-    ``H`` ``(n, d)`` or ``(runs, n, d)`` (one key split over runs); rows are
-    normalised first. Pass float64 for decisions.
-    """
-    shape = np.shape(H)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"H must have shape (n, d) or (runs, n, d), got {shape}")
-    _check(np.empty(shape[-2:]), labels, tau, "sum", block)
-    if int(num_iter) != num_iter or num_iter < 1:
-        raise ValueError(f"num_iter must be a positive integer, got {num_iter!r}")
-    key = jax.random.key(0) if key is None else key
-    m = min(int(num_iter), shape[-2])  # (also capped inside; capping here keeps one jit key per n)
-    return _slack_extremes_jit(jnp.asarray(H), jnp.asarray(labels), tau, key, int(block), m)
-
-
-def certificate_streaming(H, labels, tau, *, block: int = DEFAULT_BLOCK, num_iter: int = 100, key=None):
-    """Matrix-free ``certificate``: ``(lambda_min(S), gap_bound)`` (SPEC §2), ``O(n d + block^2)`` memory.
-
-    ``lambda_min`` is Lanczos' smallest Ritz value (exact when ``num_iter >=
-    n``; otherwise an upper bound that converges from above, see
-    ``dual_slack_extremes`` for its residual). ``gap_bound = n max(0,
-    -lambda_min) + |<S, G>|``. ``H`` ``(n, d)`` or ``(runs, n, d)``.
-    """
-    out = dual_slack_extremes(H, labels, tau, block=block, num_iter=num_iter, key=key)
-    return out.lambda_min, out.gap_bound
+def row_blocks_fn(tau, *, stream: bool, block: int = DEFAULT_BLOCK):
+    """``H -> (n, d, d)`` diagonal blocks of the Euclidean Hessian (``loss.row_hessian_blocks``)."""
+    if stream:
+        return lambda H: row_hessian_blocks_streaming(H, tau, block=block)
+    return lambda H: loss.row_hessian_blocks(H, tau)
 
 
 __all__ = [
     "DEFAULT_BLOCK",
-    "SlackExtremes",
-    "certificate_streaming",
-    "dual_slack_extremes",
+    "MODES",
+    "choose",
     "hvp",
+    "loss_fn",
     "riemannian_hvp",
-    "riemannian_hvp_fn",
+    "row_blocks_fn",
     "row_hessian_blocks_streaming",
     "sc_loss_streaming",
+    "slack_matvec",
+    "slack_operator",
     "streaming_loss",
     "use_streaming",
     "value_and_grad",

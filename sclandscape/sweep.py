@@ -17,7 +17,7 @@ its chunks. Rerunning with a different grid or settings into the same
 ``out`` is refused.
 
 For each cell, "reaching the global optimum" means ending as ``global_min``
-(certificate or loss within tolerance of the relaxation's ``L*``, SPEC §2);
+(certificate or loss within tolerance of the relaxation's ``L*``, docs/maths.md §2);
 below ``d = rank(M*)`` that is impossible by construction, and the fraction
 is 0 whatever the landscape.
 """
@@ -31,8 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from sclandscape import plots, problems, results
-from sclandscape import scan as _scan
+from sclandscape import plots, problems, results, scanner
 
 AXES = ("dim", "tau", "R")
 AXIS_LABELS = {"dim": "embedding dimension $d$", "tau": r"temperature $\tau$", "R": "imbalance ratio $R$"}
@@ -152,7 +151,7 @@ def run_sweep(
     out: str,
     *,
     seed: int = 0,
-    settings: _scan.ScanSettings | None = None,
+    settings: scanner.ScanSettings | None = None,
     step: Sequence[int] | None = None,
     formats=("png", "pdf"),
     progress: Callable | None = None,
@@ -187,8 +186,8 @@ def run_sweep(
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     if isinstance(seed, bool) or int(seed) != seed:
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    settings = _scan.ScanSettings() if settings is None else settings
-    if not isinstance(settings, _scan.ScanSettings):
+    settings = scanner.ScanSettings() if settings is None else settings
+    if not isinstance(settings, scanner.ScanSettings):
         raise ValueError(f"settings must be a ScanSettings, got {type(settings).__name__}")
     formats = tuple([formats] if isinstance(formats, str) else formats)
     if not formats or any(f not in plots.FORMATS for f in formats):

@@ -1,10 +1,10 @@
-r"""Batched scans of the SPEC §1.1 variants: mini-batch SC and non-negative features (UFM+).
+r"""Batched scans of the docs/maths.md §1.1 variants: mini-batch SC and non-negative features (UFM+).
 
 **Mini-batch SC.** For a batching ``B = {B_1, ...}`` (``loss.make_batches``,
 optionally with batch binding) the loss is ``L_B(H) = sum_b L(H_{B_b})``, the
-SC loss of SPEC §1 restricted to each batch (within a batch an anchor whose
+SC loss of docs/maths.md §1 restricted to each batch (within a batch an anchor whose
 class has no other member contributes 0). Every run minimises ``L_B`` on
-``OB(n, d)``: Riemannian L-BFGS (``manifold.lbfgs_armijo``, float64) to
+``OB(n, d)``: Riemannian L-BFGS (``optim.lbfgs_minimise``, float64) to
 ``|grad L_B| <= tol``, then Riemannian trust regions with the exact Hessian of
 ``L_B`` where the L-BFGS budget ran out. The question is which point the
 mini-batch objective selects: each run records the **full-batch** loss, its
@@ -29,7 +29,7 @@ value.
 
 Runs are a ``vmap`` of one pure solve with bounded ``lax.while_loop``s and a
 ``Status`` per run, one jit per problem shape; records are float64. Starting
-points are the scan's (``scan.initial_point(fold_in(key, i))``), so a run
+points are the scan's (``scanner.initial_point(fold_in(key, i))``), so a run
 ``i`` of a variant starts where run ``i`` of an x64 scan with the same seed
 does.
 """
@@ -45,10 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import loss as _loss
-from sclandscape import manifold, optimum, problems
-from sclandscape import scan as _scan
-from sclandscape.manifold import Status
+from sclandscape import certify, loss, metrics, oblique, optim, optimum, precision, problems, scanner
+from sclandscape.optim import Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +70,11 @@ class VariantSettings:
     support_tol: float = 1e-6
 
     def __post_init__(self):
-        for name in ("tol", "gap_rtol", "cert_rtol", "support_tol"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"max_steps must be an integer >= 1, got {self.max_steps!r}")
-        if (
-            isinstance(self.polish_iters, bool)
-            or not isinstance(self.polish_iters, int)
-            or self.polish_iters < 0
-        ):
-            raise ValueError(f"polish_iters must be an integer >= 0, got {self.polish_iters!r}")
+        problems.check_fields(
+            self,
+            positive=("tol", "gap_rtol", "cert_rtol", "support_tol"),
+            integers={"max_steps": 1, "polish_iters": 0},
+        )
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,25 +84,9 @@ class VariantSettings:
 # Objectives (one configuration)
 
 
-def minibatch_cost(H, labels, tau, batches):
-    """``sum_b L(H_{B_b})`` for ``batches`` ``(n_batches, width)`` padded with ``-1`` (sum form)."""
-
-    def one(index):
-        valid = index >= 0
-        safe = jnp.where(valid, index, 0)
-        h = H[safe]
-        return jnp.sum(_loss.anchor_losses(h @ h.T, labels[safe], tau, valid))
-
-    return jnp.sum(jax.vmap(one)(batches))
-
-
-def full_cost(H, labels, tau):
-    return jnp.sum(_loss.anchor_losses(H @ H.T, labels, tau))
-
-
 def nonneg_point(X):
     """``H = rownormalise(X * X)``: a point of the non-negative part of ``OB(n, d)``."""
-    return manifold.normalize_rows(X * X)
+    return oblique.normalize_rows(X * X)
 
 
 class Solve(NamedTuple):
@@ -123,39 +98,19 @@ class Solve(NamedTuple):
 
 
 def _lbfgs(cost, X0, settings: VariantSettings) -> Solve:
-    """Riemannian L-BFGS on ``cost(rownormalise(X))`` to ``|grad| <= tol`` (one run)."""
-    f = lambda X: cost(manifold.normalize_rows(X))  # noqa: E731
-    opt = manifold.lbfgs_armijo(memory_size=10)
-    X0 = manifold.normalize_rows(X0)
-
-    def status_of(state, evals):
-        gnorm = jnp.linalg.norm(state.grad)
-        finite = (jnp.isfinite(state.value) & jnp.isfinite(gnorm)) | (evals == 0)
-        return manifold.run_status(
-            finite, (gnorm <= settings.tol) & (evals > 0), state.stalled, evals >= settings.max_steps
-        )
-
-    def step(s):
-        X, state, _ = s
-        value, grad = jax.value_and_grad(f)(X)
-        updates, state = opt.update(grad, state, X, value=value)
-        status = status_of(state, state.evals)
-        X = jnp.where(status < 0, manifold.normalize_rows(X + updates), state.x)
-        return X, state, status
-
-    init = (X0, opt.init(X0), -jnp.ones((), jnp.int32))
-    X, state, status = jax.lax.while_loop(lambda s: s[2] < 0, step, init)
+    """Riemannian L-BFGS on ``cost(rownormalise(X))`` to ``|grad| <= tol`` (one run, ``optim``'s driver)."""
+    run = optim.lbfgs_minimise(cost, X0, tol=settings.tol, max_steps=settings.max_steps)
     zero = jnp.zeros((), jnp.int32)
-    return Solve(state.x, jnp.linalg.norm(state.grad), state.evals, zero, status)
+    return Solve(run.x, run.grad_norm, run.steps, zero, run.status)
 
 
 def _solve_minibatch(H0, labels, tau, batches, settings: VariantSettings) -> Solve:
-    cost = lambda H: minibatch_cost(H, labels, tau, batches)  # noqa: E731
+    cost = lambda H: loss.minibatch_sum_loss(H, labels, tau, batches)  # noqa: E731
     out = _lbfgs(cost, H0, settings)
     if settings.polish_iters == 0:
         return out
-    tr = manifold.TrustRegionSettings(gtol=settings.tol, max_iter=settings.polish_iters, max_inner=2000)
-    pol = manifold.trust_region(cost, out.x, tr)
+    tr = optim.TrustRegionSettings(gtol=settings.tol, max_iter=settings.polish_iters, max_inner=2000)
+    pol = optim.trust_region(cost, out.x, tr)
     todo = out.status == Status.MAX_STEPS
     return Solve(
         jnp.where(todo, pol.x, out.x),
@@ -167,7 +122,7 @@ def _solve_minibatch(H0, labels, tau, batches, settings: VariantSettings) -> Sol
 
 
 def _solve_nonneg(X0, labels, tau, settings: VariantSettings) -> Solve:
-    return _lbfgs(lambda X: full_cost(nonneg_point(X), labels, tau), X0, settings)
+    return _lbfgs(lambda X: loss.sum_loss(nonneg_point(X), labels, tau), X0, settings)
 
 
 # --------------------------------------------------------------------------
@@ -175,21 +130,21 @@ def _solve_nonneg(X0, labels, tau, settings: VariantSettings) -> Solve:
 
 
 def _record(H, labels, tau, batches, onehot, M_star, support_tol):
-    value, egrad = jax.value_and_grad(full_cost)(H, labels, tau)
-    r = manifold.riemannian_gradient(H, egrad)
+    value, egrad = jax.value_and_grad(loss.sum_loss)(H, labels, tau)
+    r = oblique.riemannian_gradient(H, egrad)
     kkt = jnp.linalg.norm(jnp.where(H > support_tol, r, jnp.minimum(r, 0.0)))
-    lam, gap = optimum._certificate(H, labels, tau)
-    M, nc1 = _scan.class_mean_gram(H, onehot)
+    cert = certify.dense(H, labels, tau)
+    M = metrics.class_mean_gram(H, onehot)
     k = M.shape[0]
     return {
         "loss": value,
         "grad_norm": jnp.linalg.norm(r),
-        "minibatch_loss": minibatch_cost(H, labels, tau, batches),
-        "cert_lambda": lam,
-        "cert_gap_bound": gap,
-        "gram_dist": jnp.linalg.norm(M - M_star) / jnp.linalg.norm(M_star),
+        "minibatch_loss": loss.minibatch_sum_loss(H, labels, tau, batches),
+        "cert_lambda": cert.lambda_min,
+        "cert_gap_bound": cert.gap_bound,
+        "gram_dist": metrics.gram_distance(M, M_star),
         "frame_dist": jnp.linalg.norm(M - jnp.eye(k, dtype=H.dtype)) / math.sqrt(k),
-        "nc1": nc1,
+        "nc1": metrics.within_class_spread(H, onehot),
         "kkt_nonneg": kkt,
         "min_entry": jnp.min(H),
         "row_norm_error": jnp.max(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0)),
@@ -204,15 +159,14 @@ def _run_batch(X0, labels, tau, batches, onehot, M_star, settings, nonneg):
             H = nonneg_point(out.x)
         else:
             out = _solve_minibatch(x0, labels, tau, batches, settings)
-            H = manifold.normalize_rows(out.x)
+            H = oblique.normalize_rows(out.x)
         return H, out, _record(H, labels, tau, batches, onehot, M_star, settings.support_tol)
 
     return jax.vmap(one)(X0)
 
 
 def _check_runs(n_inits) -> int:
-    if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
-        raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
+    problems.check_integer("n_inits", n_inits)
     return int(n_inits)
 
 
@@ -220,7 +174,7 @@ def _starts(problem: problems.Problem, n_inits: int, seed: int):
     key = jax.random.key(seed)
     return jnp.stack(
         [
-            _scan.initial_point(_scan.run_key(key, i), problem.n, problem.dim, jnp.float64)
+            scanner.initial_point(scanner.run_key(key, i), problem.n, problem.dim, jnp.float64)
             for i in range(n_inits)
         ]
     )
@@ -235,7 +189,7 @@ def _run(problem, batches, n_inits, seed, settings, nonneg) -> dict:
     opt = optimum.global_optimum(problem.counts, problem.tau)
     labels = problem.labels
     onehot = np.eye(problem.k)[labels]
-    with jax.enable_x64(True):
+    with precision.float64():
         X0 = _starts(problem, n_inits, seed)
         H, out, rec = _run_batch(
             X0,
@@ -277,7 +231,7 @@ def minibatch_scan(
     Args:
       problem: counts, ``d``, ``tau`` (``nonneg`` must be False).
       batches: ``(n_batches, width)`` sample indices padded with ``-1`` (``loss.make_batches``).
-      n_inits, seed: run ``i`` starts at ``scan.initial_point(fold_in(key(seed), i))``.
+      n_inits, seed: run ``i`` starts at ``scanner.initial_point(fold_in(key(seed), i))``.
       settings: ``VariantSettings``.
 
     Returns per-run arrays ``(n_inits,)``: ``loss`` (full batch), ``minibatch_loss``, ``gap`` to
@@ -287,7 +241,7 @@ def minibatch_scan(
     """
     if problem.nonneg:
         raise ValueError("minibatch_scan optimises on the sphere; use nonneg_scan for UFM+")
-    batches = _loss._check_batches(batches, problem.n)
+    batches = problems.check_batches(batches, problem.n)
     return _run(problem, batches, n_inits, seed, settings, nonneg=False)
 
 

@@ -1,6 +1,6 @@
 """Slow, obviously correct NumPy references (loops over anchors, float64).
 
-These are written straight from the formulas of SPEC §1-§2 and share no code
+These are written straight from the formulas of docs/maths.md §1-§2 and share no code
 with the library.
 """
 

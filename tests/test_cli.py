@@ -55,12 +55,12 @@ def test_hessian_command_stores_spectra_of_one_run_per_critical_point(tmp_path, 
     import numpy as np
 
     import sclandscape as sc
-    from sclandscape import hessian, results, scan
+    from sclandscape import oblique, results, scanner
 
     out = str(tmp_path / "s")
     problem = sc.Problem((4, 4, 2, 2), 2, 1.0)  # d < k - 1: spurious minima at several losses
     with jax.enable_x64(True):
-        results.run_scan(problem, 6, 0, scan.ScanSettings(tol=1e-9, x64=True, slots=6), out)
+        results.run_scan(problem, 6, 0, scanner.ScanSettings(tol=1e-9, x64=True, slots=6), out)
     assert cli.main(["hessian", out]) == 0
     data = results.read_npz(f"{out}/hessian/spectra.npz")
     runs = results.load_runs(out)
@@ -75,7 +75,7 @@ def test_hessian_command_stores_spectra_of_one_run_per_critical_point(tmp_path, 
     assert cli.main(["hessian", out, "--runs", "1,3"]) == 0
     data = results.read_npz(f"{out}/hessian/spectra.npz")
     np.testing.assert_array_equal(data["runs"], [1, 3])
-    assert np.all(data["n_zero_predicted"] == hessian.predicted_zero_modes(2, 2))
+    assert np.all(data["n_zero_predicted"] == oblique.predicted_zero_modes(2, 2))
     capsys.readouterr()
     assert cli.main(["hessian", out, "--runs", "99"]) == 2
     assert "runs must be indices of this scan" in capsys.readouterr().err

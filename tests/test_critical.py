@@ -1,15 +1,17 @@
-"""Critical points beyond minima: the finder, symmetric constructions, the saddle catalogue and its CLI,
-and the mini-batch / UFM+ variant scans."""
-
-import json
+"""The critical-point finder: Levenberg-Marquardt on the gradient equation, to saddles and minima."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import sclandscape as sc
-from sclandscape import cli, critical, hessian, manifold, optimum, problems, results, saddles, scan, variants
+from sclandscape import (
+    critical,
+    hessian,
+    oblique,
+    optimum,
+    problems,
+)
 
 COUNTS = (3, 3, 3)  # k = 3 classes of 3: d = 2 = k - 1 is the benign regime
 TAU = 1.0
@@ -36,8 +38,8 @@ def test_finder_converges_to_a_known_saddle_and_to_a_minimum_compiling_once():
     opt = optimum.global_optimum(COUNTS, TAU)
     starts = np.stack(
         [
-            manifold.normalize_rows(S + 0.03 * rng.standard_normal(S.shape)),
-            manifold.normalize_rows(opt.embedding(2) + 0.05 * rng.standard_normal(S.shape)),
+            oblique.normalize_rows(S + 0.03 * rng.standard_normal(S.shape)),
+            oblique.normalize_rows(opt.embedding(2) + 0.05 * rng.standard_normal(S.shape)),
         ]
     )
     out = critical.find_critical(starts, labels, TAU)
@@ -58,7 +60,7 @@ def test_finder_converges_to_a_known_saddle_and_to_a_minimum_compiling_once():
 @pytest.mark.slow
 def test_lanczos_model_agrees_with_dense():
     labels = _labels()
-    H0 = manifold.normalize_rows(_merged_saddle() + 0.03 * np.random.default_rng(1).standard_normal((9, 2)))
+    H0 = oblique.normalize_rows(_merged_saddle() + 0.03 * np.random.default_rng(1).standard_normal((9, 2)))
     dense = critical.find_critical(H0, labels, TAU, critical.CriticalSettings(method="dense"))
     krylov = critical.find_critical(
         H0, labels, TAU, critical.CriticalSettings(method="lanczos", krylov_dim=9)
@@ -79,143 +81,3 @@ def test_finder_reports_failures_as_status():
 
 # --------------------------------------------------------------------------
 # Constructions, deduplication, the CLI
-
-
-def test_constructions_enumerate_partitions_up_to_relabelling():
-    assert len(list(saddles.set_partitions(range(4)))) == 15  # Bell(4)
-    merges = [c for c in saddles.constructions((5, 5, 5, 5), 3) if c.kind == "merge"]
-    # Integer partitions of 4 with d' = 1 .. min(d, groups - 1): 1 + 1 + 1 + 2 + 3.
-    assert len(merges) == 8 and all(c.symmetric for c in merges)
-    step = saddles.constructions((10, 10, 2, 2), 3, splits=False)
-    assert any(not c.symmetric for c in step)  # a majority merged with a minority class
-    assign, mirror, mask = saddles.tie_pattern(saddles.Construction("split", split=0, subdim=2), COUNTS, 2)
-    H = np.asarray(
-        saddles.expand(jnp.asarray(np.random.default_rng(0).standard_normal((4, 2))), assign, mirror, mask)
-    )
-    np.testing.assert_allclose(H[1] * [-1, 1], H[0])  # the mirrored half
-    np.testing.assert_allclose(H[3:, 0], 0.0)  # the other classes in the mirror
-
-
-def test_dedup_identifies_rotated_and_relabelled_copies():
-    labels = _labels()
-    rng = np.random.default_rng(3)
-    # Two starts: the finder's compiled shape from the first test.
-    out = critical.find_critical(manifold.normalize_rows(rng.standard_normal((2, 9, 2))), labels, TAU)
-    H = np.asarray(out.x)[0]
-    theta = 0.7
-    Q = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1.0, -1.0])
-    rows = np.concatenate([np.arange(3, 6), np.arange(0, 3)[::-1], np.arange(6, 9)])  # swap classes 0 and 1
-    relabelled = H[rows]
-    other = _merged_saddle()
-    points = np.stack([H, H @ Q, relabelled @ Q.T, other])
-    losses = [float(sc.sc_loss(p, labels, TAU)) for p in points]
-    group = saddles.deduplicate(points, losses, labels, COUNTS)
-    np.testing.assert_array_equal(group, [0, 0, 0, 3])
-
-
-@pytest.fixture(scope="module")
-def catalogue_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("saddles") / "cat"
-    args = ["saddles", "--counts", "3,3,3", "--dim", "2", "--tau", "1", "--random", "2", "--no-escape"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    return out
-
-
-def test_cli_catalogue_files_and_order(catalogue_dir):
-    summary = json.loads((catalogue_dir / "catalogue.json").read_text())
-    data = results.read_npz(str(catalogue_dir / "critical_points.npz"))
-    entries = summary["entries"]
-    labels = _labels()
-    assert data["H"].shape == (len(entries), 9, 2) and len(entries) >= 3
-    assert (catalogue_dir / "saddles.png").stat().st_size > 0 and (catalogue_dir / "saddles.pdf").exists()
-    losses = [e["loss"] for e in entries]
-    assert losses == sorted(losses)
-    for e, H in zip(entries, data["H"], strict=True):
-        assert float(sc.sc_loss(H, labels, TAU)) == pytest.approx(e["loss"], abs=1e-9)
-        assert e["grad_norm"] <= 1e-8
-    assert entries[0]["kind"] == "global_min" and entries[0]["loss"] == pytest.approx(summary["global_loss"])
-    # d >= k - 1: every other critical point is a strict saddle, and no two entries are the same point.
-    assert all(e["kind"] == "saddle" and e["index"] >= 1 for e in entries[1:])
-    group = saddles.deduplicate(data["H"], losses, labels, COUNTS)
-    np.testing.assert_array_equal(group, np.arange(len(entries)))
-
-
-def test_symmetric_construction_is_critical_and_its_escape_lowers_the_loss(catalogue_dir):
-    summary = json.loads((catalogue_dir / "catalogue.json").read_text())
-    H = results.read_npz(str(catalogue_dir / "critical_points.npz"))["H"]
-    labels = _labels()
-    symmetric = [i for i, e in enumerate(summary["entries"]) if e["symmetric"] and e["kind"] == "saddle"]
-    assert symmetric, "no symmetric construction gave a saddle"
-    for i in symmetric:
-        entry = summary["entries"][i]
-        assert entry["grad_norm"] <= 1e-8 and entry["index"] >= 1
-        esc = hessian.escape_direction(H[i], labels, TAU)
-        check = hessian.escape_decrease(H[i], labels, TAU, esc.direction)
-        assert float(esc.eigenvalue) < 0 and float(check.decrease) > 0
-        assert entry["escape"] is None  # --no-escape
-
-
-@pytest.mark.slow
-def test_descents_from_both_sides_of_every_saddle_reach_the_global_minimum():
-    problem = sc.Problem(COUNTS, 2, TAU)
-    summary, H = saddles.catalogue(problem, settings=saddles.CatalogueSettings(random=2))
-    assert H.shape == (len(summary["entries"]), 9, 2)
-    for entry in summary["entries"][1:]:
-        assert entry["kind"] == "saddle"
-        for side in ("plus", "minus"):  # d >= k - 1: the escape leads to the global minimum
-            assert entry["escape"][side]["kind"] == "global_min"
-            assert entry["escape"][side]["entry"] == 0
-
-
-def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, catalogue_dir):
-    out = tmp_path / "x"
-    for args in (
-        ["--counts", "3,3,3", "--dim", "1"],
-        ["--counts", "3,1", "--dim", "2"],
-        ["--counts", "3,3,3", "--dim", "2", "--random", "-1"],
-        ["--counts", "3,3,3", "--dim", "2", "--tau", "0"],
-    ):
-        assert cli.main(["saddles", *args, "--out", str(out)]) == 2
-        assert not out.exists()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("sclandscape: error:") for line in err)
-    before = sorted(p.name for p in catalogue_dir.iterdir())
-    assert cli.main(["saddles", "--counts", "3,3,3", "--dim", "2", "--out", str(catalogue_dir)]) == 2
-    assert sorted(p.name for p in catalogue_dir.iterdir()) == before
-
-
-# --------------------------------------------------------------------------
-# Variants
-
-
-def test_minibatch_with_one_full_batch_equals_the_full_batch_scan():
-    problem = sc.Problem((4, 4, 2, 2), 2, TAU)  # d < k - 1: several distinct minima
-    full = np.arange(problem.n)[None, :]
-    # Plain float64 L-BFGS on both sides (no trust-region polish): the scan's single-run solve from the
-    # scan's starting points, vmapped (the batched driver runs the same steps; tests/test_scan.py).
-    rec = variants.minibatch_scan(problem, full, 6, seed=0, settings=variants.VariantSettings(polish_iters=0))
-    settings = scan.ScanSettings(tol=1e-9, x64=True, polish=False)
-    key, labels = jax.random.key(0), jnp.asarray(problem.labels)
-    H0 = jnp.stack([scan.initial_point(scan.run_key(key, i), problem.n, 2, jnp.float64) for i in range(6)])
-    H, _, status, _, _ = jax.jit(jax.vmap(lambda h: scan.solve_one(h, labels, TAU, settings)))(H0)
-    ref = np.array([float(sc.sc_loss(h, problem.labels, TAU)) for h in np.asarray(H)])
-    assert np.all(rec["status"] == sc.Status.CONVERGED) and np.all(np.asarray(status) == sc.Status.CONVERGED)
-    np.testing.assert_allclose(rec["minibatch_loss"], rec["loss"], atol=1e-12)
-    np.testing.assert_allclose(rec["loss"], ref, atol=1e-8)
-    assert len(np.unique(np.round(ref, 6))) >= 2  # the comparison covers more than one minimum
-    L_star = optimum.global_optimum(problem.counts, TAU).loss
-    np.testing.assert_array_equal(rec["reaches_global"], np.abs(ref - L_star) <= 1e-6 * L_star)
-
-
-def test_nonneg_runs_stay_feasible_and_reach_the_orthogonal_frame():
-    problem = sc.Problem(COUNTS, 3, TAU)
-    rec = variants.nonneg_scan(problem, 4, seed=0)
-    assert np.all(rec["min_entry"] >= 0) and np.all(rec["row_norm_error"] <= 1e-12)
-    assert np.all(rec["H"] >= 0)
-    assert rec["nonneg_loss"] == pytest.approx(optimum.nonneg_optimum_loss(COUNTS, TAU))
-    assert np.all(rec["reaches_nonneg"]) and np.all(rec["kkt_nonneg"] <= 1e-6)
-    assert np.all(rec["frame_dist"] <= 1e-4)
-    # The UFM+ optimum sits above the unconstrained one.
-    assert np.all(rec["gap"] > 0)
-    rates = variants.outcome_rates(rec)
-    assert rates["reaches_nonneg"] == 1.0 and rates["reaches_global"] == 0.0

@@ -8,7 +8,7 @@ import pytest
 from reference import random_sphere, sc_loss_loop
 
 from sclandscape import hessian as hs
-from sclandscape import manifold, optimum, problems
+from sclandscape import linalg, loss, oblique, optim, optimum, problems
 
 
 def _problem(counts, d, seed=0):
@@ -18,24 +18,24 @@ def _problem(counts, d, seed=0):
 
 
 def _loss(H, labels, tau):
-    return hs._cost(jnp.asarray(H), jnp.asarray(labels), tau)
+    return loss.sum_loss(jnp.asarray(H), jnp.asarray(labels), tau)
 
 
 def _rgrad(H, labels, tau):
     H = jnp.asarray(H)
-    return manifold.riemannian_gradient(H, jax.grad(hs._cost)(H, jnp.asarray(labels), tau))
+    return oblique.riemannian_gradient(H, jax.grad(loss.sum_loss)(H, jnp.asarray(labels), tau))
 
 
 def _random_tangent(H, seed):
-    V = manifold.project_tangent(jnp.asarray(H), np.random.default_rng(seed).standard_normal(H.shape))
+    V = oblique.project_tangent(jnp.asarray(H), np.random.default_rng(seed).standard_normal(H.shape))
     return V / jnp.linalg.norm(V)
 
 
 def _hess_apply(M, H, V):
     """Dense ``B^T Hess B`` applied to an ambient tangent ``V``, back in ambient coordinates."""
-    U = hs.tangent_basis(jnp.asarray(H))
+    U = oblique.tangent_basis(jnp.asarray(H))
     n, d = H.shape
-    return hs.to_ambient(U, (M @ hs.to_coordinates(U, V).reshape(-1)).reshape(n, d - 1))
+    return oblique.to_ambient(U, (M @ oblique.to_coordinates(U, V).reshape(-1)).reshape(n, d - 1))
 
 
 def _etf_point(k, m, d, tau):
@@ -51,7 +51,7 @@ def _etf_point(k, m, d, tau):
 def test_tangent_basis_is_orthonormal_and_tangent():
     H, _ = _problem((3, 4), 5)
     H[0] = -np.eye(5)[0]  # a row on the Householder sign switch
-    U = np.asarray(hs.tangent_basis(jnp.asarray(H)))
+    U = np.asarray(oblique.tangent_basis(jnp.asarray(H)))
     assert U.shape == (7, 5, 4)
     np.testing.assert_allclose(
         np.einsum("ndk,ndl->nkl", U, U), np.broadcast_to(np.eye(4), (7, 4, 4)), atol=1e-14
@@ -64,7 +64,7 @@ def test_closed_form_matches_autodiff(counts, d, tau):
     """The closed-form assembly equals forward-over-reverse HVPs of sclandscape.loss on every basis vector."""
     H, labels = _problem(counts, d)
     M = np.asarray(hs.riemannian_hessian(H, labels, tau))
-    M_ad = np.asarray(hs._hessian_autodiff(jnp.asarray(H), jnp.asarray(labels), tau))
+    M_ad = np.asarray(hs.hessian_matrix_autodiff(jnp.asarray(H), jnp.asarray(labels), tau))
     assert M.shape == (len(labels) * (d - 1),) * 2
     np.testing.assert_allclose(M, M.T, atol=0)
     np.testing.assert_allclose(M, M_ad, atol=1e-12 * np.abs(M).max())
@@ -79,8 +79,8 @@ def test_hessian_matches_finite_differences_of_gradient():
     exact = np.asarray(_hess_apply(M, H, V))
     errors = []
     for t in (1e-2, 1e-3):
-        plus = manifold.project_tangent(H, _rgrad(manifold.retract(H, t * V), labels, tau))
-        minus = manifold.project_tangent(H, _rgrad(manifold.retract(H, -t * V), labels, tau))
+        plus = oblique.project_tangent(H, _rgrad(oblique.retract(H, t * V), labels, tau))
+        minus = oblique.project_tangent(H, _rgrad(oblique.retract(H, -t * V), labels, tau))
         errors.append(np.linalg.norm((plus - minus) / (2 * t) - exact))
     assert errors[1] <= 1e-6 * np.linalg.norm(exact)
     assert errors[0] / errors[1] == pytest.approx(100, rel=0.1)  # second-order accurate
@@ -100,7 +100,7 @@ def test_taylor_remainder_slope_is_three():
     errors = np.array(
         [
             abs(
-                float(_loss(manifold.retract(H, t * V), labels, tau))
+                float(_loss(oblique.retract(H, t * V), labels, tau))
                 - f0
                 - t * np.sum(g * V)
                 - t**2 / 2 * curvature
@@ -112,7 +112,7 @@ def test_taylor_remainder_slope_is_three():
     assert slope == pytest.approx(3.0, abs=0.1)
     # And dropping the Hessian term leaves a slope of 2: the curvature term is what the model needs.
     first = np.array(
-        [abs(float(_loss(manifold.retract(H, t * V), labels, tau)) - f0 - t * np.sum(g * V)) for t in ts[:5]]
+        [abs(float(_loss(oblique.retract(H, t * V), labels, tau)) - f0 - t * np.sum(g * V)) for t in ts[:5]]
     )
     assert np.polyfit(np.log10(ts[:5]), np.log10(first), 1)[0] == pytest.approx(2.0, abs=0.1)
 
@@ -132,7 +132,7 @@ def test_against_numpy_finite_difference_hessian():
             ehess[a, b] = ehess[b, a] = (
                 f(x0 + E[a] + E[b]) - f(x0 + E[a] - E[b]) - f(x0 - E[a] + E[b]) + f(x0 - E[a] - E[b])
             ) / (4 * h * h)
-    U = np.asarray(hs.tangent_basis(jnp.asarray(H)))
+    U = np.asarray(oblique.tangent_basis(jnp.asarray(H)))
     B = np.zeros((n * d, n * (d - 1)))
     for i in range(n):
         B[i * d : (i + 1) * d, i * (d - 1) : (i + 1) * (d - 1)] = U[i]
@@ -175,11 +175,11 @@ def test_lanczos_extremes_match_dense(critical):
     # The Ritz vector is a unit tangent eigenvector.
     v = out.vector_min
     assert float(jnp.linalg.norm(v)) == pytest.approx(1.0, abs=1e-12)
-    np.testing.assert_allclose(manifold.project_tangent(jnp.asarray(H), v), v, atol=1e-12)
+    np.testing.assert_allclose(oblique.project_tangent(jnp.asarray(H), v), v, atol=1e-12)
     if critical:
         # Deflating the symmetry modes leaves the smallest non-symmetry eigenvalue.
-        rank = int(hs.numerical_rank(H))
-        predicted = hs.predicted_zero_modes(rank, 5)
+        rank = int(oblique.numerical_rank(H))
+        predicted = oblique.predicted_zero_modes(rank, 5)
         deflated = hs.lanczos_extremes(H, labels, tau, num_iter=80)
         assert int(deflated.n_deflated) == predicted
         assert float(deflated.lambda_min) == pytest.approx(eigs[predicted], abs=1e-8 * scale)
@@ -218,10 +218,10 @@ def test_spectral_density_moments():
 
 
 def test_predicted_zero_modes():
-    assert hs.predicted_zero_modes(2, 4) == 5
-    assert hs.predicted_zero_modes(4, 4) == 6
-    assert hs.predicted_zero_modes(1, 3) == 2
-    assert hs.predicted_zero_modes(9, 32) == 496 - 253
+    assert oblique.predicted_zero_modes(2, 4) == 5
+    assert oblique.predicted_zero_modes(4, 4) == 6
+    assert oblique.predicted_zero_modes(1, 3) == 2
+    assert oblique.predicted_zero_modes(9, 32) == 496 - 253
 
 
 def test_etf_has_exactly_the_symmetry_zero_modes():
@@ -231,17 +231,17 @@ def test_etf_has_exactly_the_symmetry_zero_modes():
     labels = opt.labels
     eigs = np.asarray(hs.riemannian_hessian_eigs(H, labels, tau))
     scale = np.abs(eigs).max()
-    assert int(hs.numerical_rank(H)) == 2
-    assert np.sum(np.abs(eigs) <= 1e-10 * scale) == hs.predicted_zero_modes(2, 4) == 5
+    assert int(oblique.numerical_rank(H)) == 2
+    assert np.sum(np.abs(eigs) <= 1e-10 * scale) == oblique.predicted_zero_modes(2, 4) == 5
     assert eigs[5] >= 0.1 * scale
     # The zero eigenspace is exactly {H Omega}: orthonormal, tangent, annihilated by the Hessian.
-    modes, count = hs.symmetry_modes(H)
+    modes, count = oblique.symmetry_modes(H)
     assert int(count) == 5
     Z = np.asarray(modes).reshape(modes.shape[0], -1)
     np.testing.assert_allclose(Z @ Z.T, np.diag([1.0] * 5 + [0.0]), atol=1e-14)
     M = np.asarray(hs.riemannian_hessian(H, labels, tau))
     for z in np.asarray(modes)[:5]:
-        np.testing.assert_allclose(manifold.project_tangent(H, z), z, atol=1e-15)
+        np.testing.assert_allclose(oblique.project_tangent(H, z), z, atol=1e-15)
         assert float(jnp.linalg.norm(_hess_apply(M, H, z))) <= 1e-12 * scale
     # Ordinary rank-r ETFs are strictly complementary: the classification says so.
     result = hs.classify(H, labels, tau, global_loss=opt.loss)
@@ -252,11 +252,11 @@ def test_etf_has_exactly_the_symmetry_zero_modes():
 
 def test_symmetry_modes_full_rank_and_wide():
     H, _ = _problem((3, 3), 3)
-    modes, count = hs.symmetry_modes(H)
+    modes, count = oblique.symmetry_modes(H)
     assert int(count) == 3
     Hw, _ = _problem((2, 2), 6)  # n < d: rank 4, 15 - 1 modes
-    modes, count = hs.symmetry_modes(Hw)
-    assert int(count) == hs.predicted_zero_modes(4, 6) == 14
+    modes, count = oblique.symmetry_modes(Hw)
+    assert int(count) == oblique.predicted_zero_modes(4, 6) == 14
     Z = np.asarray(modes).reshape(15, -1)
     np.testing.assert_allclose(Z @ Z.T, np.diag([1.0] * 14 + [0.0]), atol=1e-13)
 
@@ -270,13 +270,13 @@ def _merged_saddle(m, d, tau):
     loss minimised over that subspace (the 3-point problem ``X -> L(X[index])`` on ``OB(3m, d)``)."""
     labels = problems.labels_from_counts((m,) * 4)
     index = np.concatenate([np.arange(3 * m), np.arange(2 * m, 3 * m)])
-    cost = lambda X: hs._cost(X[index], jnp.asarray(labels), tau)  # noqa: E731
+    cost = lambda X: loss.sum_loss(X[index], jnp.asarray(labels), tau)  # noqa: E731
     angles = np.array([0.3, 2.2, 4.0])  # collapsed classes in a plane, otherwise generic
     X0 = np.pad(
         np.stack([np.cos(angles), np.sin(angles)], 1)[np.repeat(np.arange(3), m)], ((0, 0), (0, d - 2))
     )
-    result = manifold.trust_region(cost, jnp.asarray(X0), manifold.TrustRegionSettings(gtol=1e-12))
-    assert int(result.status) == manifold.Status.CONVERGED
+    result = optim.trust_region(cost, jnp.asarray(X0), optim.TrustRegionSettings(gtol=1e-12))
+    assert int(result.status) == optim.Status.CONVERGED
     return np.asarray(result.x)[index], labels, cost, np.asarray(result.x)
 
 
@@ -300,14 +300,14 @@ def test_merged_classes_saddle_index():
     x, y = G[0, 2 * m], G[0, m]
     # The point: collapsed classes, planar, mu_0 and mu_1 symmetric about mu = mu_2 = mu_3.
     np.testing.assert_allclose(G[2 * m : 3 * m, 3 * m :], 1.0, atol=1e-12)
-    assert G[m, 2 * m] == pytest.approx(x, abs=1e-10) and int(hs.numerical_rank(H)) == 2
+    assert G[m, 2 * m] == pytest.approx(x, abs=1e-10) and int(oblique.numerical_rank(H)) == 2
     # Critical for the full problem; the tied problem's Hessian is PSD (a second-order point there).
     assert float(jnp.linalg.norm(_rgrad(H, labels, tau))) <= 1e-10
     egrad = jax.grad(cost)
     Xj = jnp.asarray(X)
-    U = hs.tangent_basis(Xj)
-    column = lambda e: hs.to_coordinates(  # noqa: E731
-        U, manifold.riemannian_hvp(egrad, Xj, hs.to_ambient(U, e.reshape(3 * m, d - 1)))
+    U = oblique.tangent_basis(Xj)
+    column = lambda e: oblique.to_coordinates(  # noqa: E731
+        U, oblique.riemannian_hvp(egrad, Xj, oblique.to_ambient(U, e.reshape(3 * m, d - 1)))
     ).reshape(-1)
     reduced = np.asarray(jax.jit(jax.vmap(column))(jnp.eye(3 * m * (d - 1))))
     assert np.linalg.eigvalsh(0.5 * (reduced + reduced.T))[0] >= -1e-9
@@ -335,7 +335,7 @@ def test_merged_classes_saddle_index():
         return V / np.linalg.norm(V)
 
     def second_difference(V, e=1e-3):
-        f = lambda t: sc_loss_loop(np.asarray(manifold.retract(H, t * V)), labels, tau)  # noqa: E731
+        f = lambda t: sc_loss_loop(np.asarray(oblique.retract(H, t * V)), labels, tau)  # noqa: E731
         return (f(e) + f(-e) - 2 * f(0.0)) / e**2
 
     spread = np.array([1.0, -1.0] + [0.0] * (m - 2))
@@ -360,7 +360,7 @@ def test_merged_classes_saddle_index():
     assert result.kind == "saddle"
     assert result.index == expected_index == np.sum(eigs < -1e-8)
     assert result.lambda_min == pytest.approx(min(rigid_in, rigid_out), rel=1e-10)
-    assert result.n_zero == result.n_zero_predicted == hs.predicted_zero_modes(2, d)
+    assert result.n_zero == result.n_zero_predicted == oblique.predicted_zero_modes(2, d)
     assert not result.certified and result.cert_lambda < 0
 
     # Lanczos sees the saddle too (its index is a lower bound).
@@ -414,8 +414,9 @@ def test_batched_equals_loop():
 
     # The single-instance pieces are vmap-safe: Lanczos on the HVP closure, vmapped over runs.
     def alphas(h, k):
-        project = lambda v: manifold.project_tangent(h, v)  # noqa: E731
-        return hs.lanczos(hs.hvp(h, labels, tau), project(jnp.ones_like(h)), 10, project=project, key=k).alpha
+        project = lambda v: oblique.project_tangent(h, v)  # noqa: E731
+        start = project(jnp.ones_like(h))
+        return linalg.lanczos(hs.hvp(h, labels, tau), start, 10, project=project, key=k).alpha
 
     vmapped = jax.vmap(alphas)(jnp.asarray(Hs), keys)
     for r in range(3):
@@ -456,7 +457,8 @@ def test_classify_global_min_and_not_converged():
         result = hs.classify(H, labels, tau, settings=hs.ClassifySettings(method=method, num_iter=30))
         assert result.kind == "global_min" and result.method == method
         assert result.global_loss == pytest.approx(opt.loss, rel=1e-12)
-        assert result.index == 0 and result.n_zero == result.n_zero_predicted == hs.predicted_zero_modes(3, 5)
+        predicted = oblique.predicted_zero_modes(3, 5)
+        assert result.index == 0 and result.n_zero == result.n_zero_predicted == predicted
         assert result.cert_gap_bound <= 1e-8 and result.grad_norm <= 1e-10
         assert result.tol == pytest.approx(1e-6 * result.lambda_max, rel=1e-12)
         assert result.to_json()["settings"]["method"] == method
@@ -479,8 +481,9 @@ def test_classify_rechecks_float32_in_float64():
     assert r32.kind == r64.kind == "global_min"
     assert r32.n_zero == r64.n_zero  # float32 rounding of H is below the tolerances
     with jax.enable_x64(False):
-        with pytest.raises(ValueError, match="x64"):
-            hs.classify(H.astype(np.float32), opt.labels, tau, global_loss=opt.loss)
+        # The precision policy: classify enters float64 itself, whatever the global flag says.
+        off = hs.classify(H.astype(np.float32), opt.labels, tau, global_loss=opt.loss)
+        assert off.kind == "global_min" and off.loss == pytest.approx(r32.loss, rel=1e-15)
         r = hs.classify(H.astype(np.float32), opt.labels, tau, global_loss=opt.loss, x64=False)
         assert r.kind == "global_min"
 
@@ -569,9 +572,9 @@ def test_large_n_path_streams_and_agrees_with_dense(monkeypatch):
     from sclandscape import streaming
 
     built = []
-    real = streaming.riemannian_hvp_fn
-    monkeypatch.setattr(hs, "_streams", lambda n: True)
-    monkeypatch.setattr(streaming, "riemannian_hvp_fn", lambda *a, **k: built.append(1) or real(*a, **k))
+    real = streaming.streaming_loss
+    monkeypatch.setattr(streaming, "use_streaming", lambda n, *a, **k: True)
+    monkeypatch.setattr(streaming, "streaming_loss", lambda *a, **k: built.append(1) or real(*a, **k))
     jax.clear_caches()
     streamed = hs.classify(H, opt.labels, tau, settings=settings)
     jax.clear_caches()

@@ -1,7 +1,4 @@
-"""Figures, the scan report and sweeps: each figure draws exactly the data it is given (Agg backend)."""
-
-import json
-import os
+"""Figures: each draws exactly the data it is given (Agg backend)."""
 
 import matplotlib
 
@@ -14,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 import sclandscape as sc
-from sclandscape import cli, plots, report, results, scan, sweep
+from sclandscape import optimum, plots
 
 L_STAR = 57.508222
 KIND_CYCLE = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
@@ -171,17 +168,17 @@ def test_phase_map_draws_the_fractions_with_annotations():
 
 
 def test_imbalance_geometry_matches_the_step_optimum():
-    geo = plots.step_geometry([1, 5], [1.0], method="cls")
-    step = plots.step_geometry([1, 5], [1.0], method="step")
+    geo = optimum.step_geometry([1, 5], [1.0], method="cls")
+    step = optimum.step_geometry([1, 5], [1.0], method="step")
     for name in ("alpha", "beta", "gamma", "loss"):
         assert np.allclose(geo[name], step[name], atol=1e-5)
-    # SPEC §2 fact 5: 2 + 2 classes, n_min = 2, R = 5, tau = 1
+    # docs/maths.md §2 fact 5: 2 + 2 classes, n_min = 2, R = 5, tau = 1
     assert geo["alpha"][0, 1] == pytest.approx(-0.77169, abs=2e-5)
     assert geo["beta"][0, 1] == pytest.approx(0.27989, abs=2e-5)
     assert geo["gamma"][0, 1] == pytest.approx(-0.27028, abs=2e-5)
     assert np.allclose(geo["alpha"][0, 0], -1 / 3) and np.allclose(geo["gamma"][0, 0], -1 / 3)
     overlay = [{"R": 5, "tau": 1.0, "class_gram": sc.step_optimum(2, 2, 2, 5, 1.0).class_gram}]
-    fig = plots.imbalance_geometry([1, 5], [1.0], geometry=geo, overlay=overlay)
+    fig = plots.imbalance_geometry(geo, overlay=overlay)
     assert len(fig.axes) == 3
     for ax, name in zip(fig.axes, ("alpha", "beta", "gamma"), strict=True):
         assert ax.get_ylabel()
@@ -208,9 +205,13 @@ def test_imbalance_geometry_matches_the_step_optimum():
         (lambda: plots.gram_heatmaps(np.ones(3), np.eye(3)), "M_found"),
         (lambda: plots.phase_map([1, 2], None, [0.5], xlabel="d"), "shape"),
         (lambda: plots.phase_map([1, 2], None, [0.5, 2.0], xlabel="d"), r"\[0, 1\]"),
-        (lambda: plots.step_geometry([1.3], [1.0]), "R"),
-        (lambda: plots.step_geometry([1], [1.0], method="x"), "method"),
-        (lambda: plots.imbalance_geometry([1], [1.0], overlay=[{"R": 1}]), "overlay"),
+        (lambda: optimum.step_geometry([1.3], [1.0]), "R"),
+        (lambda: optimum.step_geometry([1], [1.0], method="x"), "method"),
+        (
+            lambda: plots.imbalance_geometry(optimum.step_geometry([1], [1.0]), overlay=[{"R": 1}]),
+            "overlay",
+        ),
+        (lambda: plots.imbalance_geometry({"ratios": [1]}), "geometry"),
     ],
 )
 def test_bad_input_is_a_one_line_value_error(call, match):
@@ -220,9 +221,9 @@ def test_bad_input_is_a_one_line_value_error(call, match):
 
 
 def test_one_style_per_kind_of_the_scan_and_the_hessian():
-    from sclandscape import hessian
+    from sclandscape import metrics
 
-    assert plots.KINDS == scan.KINDS == hessian.KINDS
+    assert plots.KINDS == metrics.KINDS
     assert set(plots.KIND_STYLE) == set(plots.KINDS)
     assert len({s["color"] for s in plots.KIND_STYLE.values()}) == len(plots.KINDS)
 
@@ -238,194 +239,3 @@ def test_figure_bytes_of_the_same_figure_are_the_same_pdf():
 
 # --------------------------------------------------------------------------
 # Report on a tiny real scan
-
-SETTINGS = scan.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
-
-
-@pytest.fixture(scope="module")
-def scan_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("scan") / "tiny")
-    results.run_scan(sc.Problem((3, 3, 3), 2, 1.0), 4, 0, SETTINGS, out)
-    return out
-
-
-def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path):
-    import shutil
-
-    out = str(tmp_path / "copy")
-    shutil.copytree(scan_dir, out)
-    written = report.plot_results(out)
-    names = {os.path.relpath(p, out) for p in written}
-    for name in ("gap_histogram", "certificate", "eigenvalue_vs_gap", "gram_minimum_1"):
-        assert {f"figures/{name}.png", f"figures/{name}.pdf"} <= names
-    assert "report.md" in names
-    assert all(os.path.getsize(p) > 0 for p in written)
-    text = open(os.path.join(out, "report.md")).read()
-    assert "| global_min | 4 | 1.000 |" in text
-    assert "Every minimum found (4 of 4 runs) is certified global" in text
-    assert "## Distinct minima" in text and "| 1 |" in text
-    for link in ("figures/gap_histogram.png", "figures/gram_minimum_1.pdf"):
-        assert f"]({link})" in text
-    assert "hessian_spectrum: no hessian/spectra.npz" in text  # until `sclandscape hessian DIR` runs
-    assert not [f for f in os.listdir(os.path.join(out, "figures")) if f.startswith(".tmp")]
-
-
-def test_plot_results_draws_hessian_figures_when_present(scan_dir, tmp_path):
-    import shutil
-
-    out = str(tmp_path / "copy")
-    shutil.copytree(scan_dir, out)
-    runs = results.read_npz(os.path.join(out, "runs.npz"))
-    r = runs["run"].size
-    runs["hess_lambda_min"] = np.array([0.5, np.nan, 0.4, 0.3])
-    runs["hess_index"] = np.array([0, -1, 0, 0])
-    results.write_npz(os.path.join(out, "runs.npz"), runs)
-    N = 9 * (2 - 1)
-    eigs = np.sort(np.random.default_rng(0).uniform(0.1, 2, (r, N)), axis=1)
-    eigs[:, 0] = 1e-14
-    results.write_npz(
-        os.path.join(out, "hessian", "spectra.npz"),
-        {
-            "runs": runs["run"],
-            "eigenvalues": eigs,
-            "n_zero_predicted": np.ones(r, np.int64),
-            "kind": runs["kind"],
-        },
-    )
-    names = {os.path.relpath(p, out) for p in report.plot_results(out, formats=("png",), recompute=False)}
-    assert {"figures/eigenvalue_vs_gap.png", "figures/hessian_spectrum_global_min.png"} <= names
-    assert "figures/gram_minimum_1.png" not in names  # no embeddings saved and recompute off
-    text = open(os.path.join(out, "report.md")).read()
-    assert "recompute is off" in text
-
-
-def test_plot_results_refuses_what_is_not_a_finished_scan(tmp_path, scan_dir):
-    with pytest.raises(results.ResultsError, match="not a folder"):
-        report.plot_results(str(tmp_path / "nowhere"))
-    with pytest.raises(results.ResultsError, match="no config.json"):
-        report.plot_results(str(tmp_path))
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
-    (unfinished / "config.json").write_text(open(os.path.join(scan_dir, "config.json")).read())
-    with pytest.raises(results.ResultsError, match="unfinished scan"):
-        report.plot_results(str(unfinished))
-    with pytest.raises(ValueError, match="formats"):
-        report.plot_results(scan_dir, formats=("gif",))
-
-
-def test_cli_plot_and_its_errors(scan_dir, tmp_path, capsys):
-    import shutil
-
-    out = str(tmp_path / "copy")
-    shutil.copytree(scan_dir, out)
-    assert cli.main(["plot", out, "--formats", "png", "--no-recompute"]) == 0
-    printed = capsys.readouterr().out.split()
-    assert os.path.join(out, "figures", "gap_histogram.png") in printed
-    assert cli.main(["plot", str(tmp_path / "nowhere")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("sclandscape: error:") and err.count("\n") == 1
-    assert cli.main(["plot", out, "--formats", "gif"]) == 2
-    assert "--formats" in capsys.readouterr().err
-
-
-# --------------------------------------------------------------------------
-# Sweeps
-
-
-def test_sweep_writes_sweep_json_and_phase_map_and_skips_finished_cells(tmp_path, monkeypatch):
-    out = str(tmp_path / "sweep")
-    base = sc.Problem((3, 3, 3), 2, 1.0)
-    state = sweep.run_sweep(base, {"dim": [1, 2]}, 3, out, settings=SETTINGS)
-    with open(os.path.join(out, "sweep.json")) as f:
-        on_disk = json.load(f)
-    assert on_disk == json.loads(json.dumps(state))
-    assert [c["name"] for c in state["cells"]] == ["dim=1", "dim=2"]
-    assert all(c["status"] == "done" for c in state["cells"])
-    # d = 1 < rank M* = 2: L* unattainable; d = 2 = k - 1: every minimum global
-    assert state["fraction"] == [[0.0, 1.0]]
-    assert state["n_spurious_minima"][0][0] >= 1 and state["n_spurious_minima"][0][1] == 0
-    assert state["unattainable"] == [[True, False]]
-    for fmt in ("png", "pdf"):
-        assert os.path.getsize(os.path.join(out, "figures", f"phase_map.{fmt}")) > 0
-    assert os.path.exists(os.path.join(out, "cells", "dim=1", "summary.json"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a finished cell was run again")
-
-    monkeypatch.setattr(results, "run_scan", refuse)
-    again = sweep.run_sweep(base, {"dim": [1, 2]}, 3, out, settings=SETTINGS)
-    assert again["fraction"] == state["fraction"]
-    monkeypatch.undo()
-
-    # an interrupted cell (chunks only) is resumed, the other skipped
-    cell = os.path.join(out, "cells", "dim=2")
-    os.remove(os.path.join(cell, "summary.json"))
-    os.remove(os.path.join(cell, "runs.npz"))
-    calls = []
-    real = results.run_scan
-    monkeypatch.setattr(results, "run_scan", lambda *a, **k: calls.append(k["resume"]) or real(*a, **k))
-    resumed = sweep.run_sweep(base, {"dim": [1, 2]}, 3, out, settings=SETTINGS)
-    assert calls == [True]
-    assert resumed["fraction"] == state["fraction"]
-    with pytest.raises(results.ResultsError, match="different sweep"):
-        sweep.run_sweep(base, {"dim": [1, 3]}, 3, out, settings=SETTINGS)
-
-
-@pytest.mark.parametrize(
-    "grid, step, match",
-    [
-        ({}, None, "one or two"),
-        ({"dim": [1], "tau": [1.0], "R": [1]}, (1, 1, 2), "one or two"),
-        ({"depth": [1]}, None, "unknown sweep axis"),
-        ({"dim": []}, None, "empty"),
-        ({"dim": [1, 1]}, None, "repeated"),
-        ({"dim": [0]}, None, "dimension"),
-        ({"tau": [-1.0]}, None, "tau"),
-        ({"R": [2]}, None, "needs step"),
-        ({"R": [1.5]}, (1, 1, 3), "R"),
-        ({"dim": [1]}, (1, 1, 2), "only with an R axis"),
-        ({"dim": "12"}, None, "sequence"),
-    ],
-)
-def test_sweep_bad_grid_is_a_one_line_value_error(tmp_path, grid, step, match):
-    with pytest.raises(ValueError, match=match) as err:
-        sweep.run_sweep(sc.Problem((3, 3), 1, 1.0), grid, 2, str(tmp_path / "s"), step=step)
-    assert "\n" not in str(err.value)
-    assert not os.path.exists(tmp_path / "s")
-
-
-def test_sweep_refuses_a_folder_holding_something_else(tmp_path):
-    (tmp_path / "other.txt").write_text("x")
-    with pytest.raises(results.ResultsError, match="no sweep.json"):
-        sweep.run_sweep(sc.Problem((3, 3), 1, 1.0), {"dim": [1]}, 2, str(tmp_path))
-
-
-def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
-    out = str(tmp_path / "s")
-    argv = ["sweep", "--counts", "3,3", "--dims", "1", "--inits", "2", "--x64", "--slots", "2", "--out", out]
-    assert cli.main([*argv, "--quiet", "--formats", "png"]) == 0
-    printed = capsys.readouterr().out
-    assert "[1/1] dim=1: done;" in printed and os.path.join(out, "figures", "phase_map.png") in printed
-    assert cli.main([*argv, "--quiet", "--formats", "png"]) == 0
-    assert "done earlier, skipped" in capsys.readouterr().out
-    assert cli.main(["plot", out, "--formats", "pdf"]) == 0  # plot on a sweep folder: the phase map
-    assert os.path.exists(os.path.join(out, "figures", "phase_map.pdf"))
-
-
-@pytest.mark.parametrize(
-    "argv, match",
-    [
-        (["--counts", "3,3", "--dim", "1"], "one or two of --dims"),
-        (["--counts", "3,3", "--dims", "1,2", "--dim", "1"], "not both"),
-        (["--counts", "3,3", "--taus", "1"], "--dim"),
-        (["--counts", "3,3", "--dim", "1", "--ratios", "1,2"], "needs --step"),
-        (["--counts", "3,3", "--dims", "1,x"], "comma-separated"),
-        (["--dims", "1,2"], "exactly one of"),
-    ],
-)
-def test_cli_sweep_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, match):
-    out = str(tmp_path / "s")
-    assert cli.main(["sweep", *argv, "--inits", "2", "--out", out]) == 2
-    err = capsys.readouterr().err
-    assert match in err and err.count("\n") == 1
-    assert not os.path.exists(out)

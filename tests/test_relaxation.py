@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import sclandscape as sc
-from sclandscape import optimum
+from sclandscape import certify
 
 cvxpy = pytest.importorskip("cvxpy")
 from sclandscape.relaxation import solve_full_relaxation  # noqa: E402
@@ -16,12 +16,12 @@ def _check(counts, tau, solver="CLARABEL"):
     value, G, _ = solve_full_relaxation(labels, tau, solver=solver)
     opt = sc.global_optimum(counts, tau)
     assert value == pytest.approx(opt.loss, abs=1e-4 * max(1.0, abs(opt.loss)) / 10)
-    # Fact 1 of SPEC §2: the relaxation's optimum is collapsed, G*_ij = 1 within a class.
+    # Fact 1 of docs/maths.md §2: the relaxation's optimum is collapsed, G*_ij = 1 within a class.
     same = labels[:, None] == labels[None, :]
     assert np.min(G[same]) >= 1 - 1e-4
     np.testing.assert_allclose(G, opt.gram(), atol=1e-4)
     F = sc.sc_gram_gradient(jnp.asarray(G), labels, tau)
-    return float(optimum.kkt_residual(F, jnp.asarray(G)))
+    return float(certify.kkt_residual(F, jnp.asarray(G)))
 
 
 def test_small_imbalanced_case_agrees():

@@ -9,7 +9,7 @@ import pytest
 from reference import certificate_numpy, random_sphere, sc_loss_loop
 
 import sclandscape as sc
-from sclandscape import hessian, streaming
+from sclandscape import certify, hessian, streaming
 
 # (counts, d, tau, block): a block that divides n, one that does not, one larger than n.
 CASES = [
@@ -57,7 +57,7 @@ def test_riemannian_hvp_matches_dense():
     V = jnp.asarray(rng.standard_normal(H.shape))
     dense = jax.jit(lambda h, v: hessian.hvp(h, labels, 0.2)(v))(H, V)
     assert relerr(streaming.riemannian_hvp(H, labels, 0.2, V, block=4), dense) <= 1e-12
-    apply = jax.jit(lambda h, v: streaming.riemannian_hvp_fn(h, labels, 0.2, block=4)(v))
+    apply = jax.jit(lambda h, v: hessian.hvp_operator(h, labels, 0.2, stream=True)(v))
     assert relerr(apply(H, V), dense) <= 1e-12
 
 
@@ -156,7 +156,7 @@ def test_vmap_over_runs_and_jvp_of_the_loss():
 
 
 def _etf_point(k=4, m=5):
-    """Collapsed simplex ETF (the global optimum for balanced classes, SPEC §2.4) in ``d = k``."""
+    """Collapsed simplex ETF (the global optimum for balanced classes, docs/maths.md §2.4) in ``d = k``."""
     labels = np.repeat(np.arange(k), m)
     H = np.eye(k)[labels] - 1.0 / k
     return jnp.asarray(H / np.linalg.norm(H, axis=1, keepdims=True)), labels
@@ -168,7 +168,7 @@ def test_certificate_matches_dense():
     rng = np.random.default_rng(7)
     H_opt, labels = _etf_point()
     H = jnp.asarray(random_sphere(rng, 20, 4))
-    out = streaming.dual_slack_extremes(jnp.stack([H_opt, H]), labels, 0.5, block=8, num_iter=20)
+    out = certify.dual_slack_extremes(jnp.stack([H_opt, H]), labels, 0.5, block=8, num_iter=20)
     lam_d, gap_d = sc.certificate(jnp.stack([H_opt, H]), labels, 0.5)
     assert abs(float(out.lambda_min[0])) <= 1e-10 and float(out.gap_bound[0]) <= 1e-8
     assert float(out.lambda_min[1]) == pytest.approx(float(lam_d[1]), rel=1e-10)
@@ -176,7 +176,7 @@ def test_certificate_matches_dense():
     assert float(out.lambda_min[1]) == pytest.approx(certificate_numpy(H, labels, 0.5)[0], rel=1e-10)
     assert float(out.lambda_min[1]) < 0 and float(out.residual[1]) <= 1e-8
     # Fewer Lanczos steps than n: a Rayleigh quotient, never below lambda_min(S).
-    lam, gap = streaming.certificate_streaming(H, labels, 0.5, block=8, num_iter=8)
+    lam, gap = certify.certificate_streaming(H, labels, 0.5, block=8, num_iter=8)
     assert float(lam_d[1]) - 1e-10 <= float(lam) < 0
     assert float(gap) == pytest.approx(20 * -float(lam), rel=1e-6)
 
@@ -205,9 +205,9 @@ def test_no_n_by_n_buffer_is_materialised():
     compiled = dense.lower(H).compile()
     assert compiled.memory_analysis().temp_size_in_bytes > square and _hlo_has_square(compiled, n)
     # The certificate's S v, too.
-    op = jax.eval_shape(lambda h: streaming._slack_operator(h, labels, 0.1, block), H)
+    op = jax.eval_shape(lambda h: streaming.slack_operator(h, labels, 0.1, block), H)
     v = jax.ShapeDtypeStruct((n,), jnp.float32)
-    matvec = jax.jit(lambda o, x: streaming._slack_matvec(o, x, 0.1, n, block)).lower(op, v).compile()
+    matvec = jax.jit(lambda o, x: streaming.slack_matvec(o, x, 0.1, n, block)).lower(op, v).compile()
     assert matvec.memory_analysis().temp_size_in_bytes < square / 8
     assert not _hlo_has_square(matvec, n)
 
@@ -267,7 +267,7 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="V must"):
         streaming.hvp(np.ones((4, 2)), [0, 0, 1, 1], 0.5, np.ones((4, 3)))
     with pytest.raises(ValueError, match="num_iter"):
-        streaming.certificate_streaming(np.ones((4, 2)), [0, 0, 1, 1], 0.5, num_iter=0)
+        certify.certificate_streaming(np.ones((4, 2)), [0, 0, 1, 1], 0.5, num_iter=0)
 
 
 @pytest.mark.slow
@@ -281,7 +281,7 @@ def test_large_n_matches_dense_and_certifies():
     assert float(value) == pytest.approx(float(dense_value), rel=1e-12)
     assert relerr(grad, dense_grad) <= 1e-12
     H_opt, labels_opt = _etf_point(k=8, m=300)
-    lam, gap = streaming.certificate_streaming(H_opt, labels_opt, 0.1, num_iter=60)
+    lam, gap = certify.certificate_streaming(H_opt, labels_opt, 0.1, num_iter=60)
     assert abs(float(lam)) <= 1e-8 and float(gap) <= 1e-6
     assert float(sc.sc_loss(H_opt, labels_opt, 0.1)) == pytest.approx(
         sc.balanced_optimum_loss(8, 300, 0.1), rel=1e-12

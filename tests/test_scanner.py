@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 
 import sclandscape as sc
-from sclandscape import results, scan
-from sclandscape.manifold import Status
+from sclandscape import results, scanner
+from sclandscape.optim import Status
 
-SETTINGS = scan.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
+SETTINGS = scanner.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
 FIELDS = ("loss", "grad_norm", "cert_lambda", "gap")
 
 
 def test_batched_equals_loop_of_single_runs():
     problem = sc.Problem((4, 3, 3), 2, 0.5)
-    got = scan.scan(problem, 6, jax.random.key(3), SETTINGS)
+    got = scanner.scan(problem, 6, jax.random.key(3), SETTINGS)
     labels = jnp.asarray(problem.labels)
-    one = jax.jit(lambda H: scan.solve_one(H, labels, problem.tau, SETTINGS))
+    one = jax.jit(lambda H: scanner.solve_one(H, labels, problem.tau, SETTINGS))
     for i in range(6):
-        H0 = scan.initial_point(scan.run_key(jax.random.key(3), i), problem.n, problem.dim, jnp.float64)
+        H0 = scanner.initial_point(scanner.run_key(jax.random.key(3), i), problem.n, problem.dim, jnp.float64)
         H, steps, status, _, _ = one(H0)
         assert int(steps) == got["steps"][i]
         assert int(status) == got["status"][i]
@@ -34,19 +34,20 @@ def test_batched_equals_loop_of_single_runs():
 
 def test_one_compilation_serves_new_batches():
     problem = sc.Problem((3, 3), 2, 1.0)
-    scanner = scan.Scanner(problem, jax.random.key(0), SETTINGS)
-    first = list(scanner.results(range(4)))
-    second = list(scanner.results(range(10, 17)))
-    assert scanner._advance._cache_size() == 1
-    assert scanner._finish._cache_size() == 1
-    assert scanner._records._cache_size() == 1
+    runner = scanner.Scanner(problem, jax.random.key(0), SETTINGS)
+    first = list(runner.results(range(4)))
+    second = list(runner.results(range(10, 17)))
+    programs = runner._programs
+    assert programs.advance._cache_size() == 1
+    assert programs.finish._cache_size() == 1
+    assert programs.records._cache_size() == 1
     assert sorted(np.concatenate([p["run"] for p in second]).tolist()) == list(range(10, 17))
     assert len(first) >= 1
 
 
 def test_balanced_benign_landscape_all_global_and_certified():
     counts, d, tau = (3, 3, 3), 2, 0.5  # d = k - 1
-    summary_runs = scan.scan(sc.Problem(counts, d, tau), 8, jax.random.key(1), SETTINGS)
+    summary_runs = scanner.scan(sc.Problem(counts, d, tau), 8, jax.random.key(1), SETTINGS)
     L_star = sc.global_optimum(counts, tau).loss
     assert np.all(summary_runs["status"] == Status.CONVERGED)
     assert np.all(summary_runs["grad_norm"] <= 1e-9)
@@ -57,14 +58,14 @@ def test_balanced_benign_landscape_all_global_and_certified():
     assert np.all(summary_runs["hess_index"] == 0)
     assert np.all(summary_runs["hess_lambda_min"] > 0)
     np.testing.assert_array_equal(summary_runs["hess_n_zero"], summary_runs["hess_n_zero_predicted"])
-    summary = scan.summarize(summary_runs, L_star, SETTINGS)
+    summary = results.summarize(summary_runs, L_star, SETTINGS)
     assert summary["counts"]["global_min"] == 8
     assert [m["certified_global"] for m in summary["distinct_minima"]] == [True]
 
 
 def test_spurious_minima_found_and_flagged_below_k_minus_1():
     counts, d, tau = (10, 10, 2, 2), 2, 1.0
-    runs = scan.scan(sc.Problem(counts, d, tau), 8, jax.random.key(0), SETTINGS)
+    runs = scanner.scan(sc.Problem(counts, d, tau), 8, jax.random.key(0), SETTINGS)
     L_star = sc.global_optimum(counts, tau).loss
     converged = runs["status"] == Status.CONVERGED
     assert converged.sum() >= 6
@@ -73,7 +74,7 @@ def test_spurious_minima_found_and_flagged_below_k_minus_1():
     # The Hessian confirms they are strict local minima (index 0, positive beyond the symmetry modes).
     assert np.all(runs["hess_index"][converged] == 0)
     assert np.all(runs["hess_lambda_min"][converged] > 0)
-    summary = scan.summarize(runs, L_star, SETTINGS)
+    summary = results.summarize(runs, L_star, SETTINGS)
     assert summary["counts"]["spurious_min"] == converged.sum()
     assert all(not m["certified_global"] for m in summary["distinct_minima"])
 
@@ -82,23 +83,23 @@ def test_hessian_modes_choose_which_runs_get_a_spectrum():
     problem = sc.Problem((3, 3, 3), 2, 0.5)
     for mode, expect in (("none", False), ("uncertified", False), ("all", True)):
         settings = dataclasses.replace(SETTINGS, hessian=mode)
-        runs = scan.scan(problem, 3, jax.random.key(1), settings)
+        runs = scanner.scan(problem, 3, jax.random.key(1), settings)
         assert set(runs["kind"]) == {"global_min"}  # certified, whatever the mode
         assert np.all(np.isfinite(runs["hess_lambda_min"]) == expect), mode
         assert np.all((runs["hess_index"] >= 0) == expect), mode
     with pytest.raises(ValueError, match="hessian must be one of"):
-        scan.ScanSettings(hessian="sometimes")
+        scanner.ScanSettings(hessian="sometimes")
 
 
 def test_non_finite_run_is_recorded_not_raised():
     problem = sc.Problem((3, 3), 2, 1.0)
 
     def initial(key, i):
-        H = scan.initial_point(scan.run_key(key, i), problem.n, problem.dim, jnp.float64)
+        H = scanner.initial_point(scanner.run_key(key, i), problem.n, problem.dim, jnp.float64)
         return jnp.where(i == 1, jnp.nan, H)
 
-    scanner = scan.Scanner(problem, jax.random.key(0), SETTINGS, initial=initial)
-    parts = list(scanner.results(range(4)))
+    runner = scanner.Scanner(problem, jax.random.key(0), SETTINGS, initial=initial)
+    parts = list(runner.results(range(4)))
     status = np.concatenate([p["status"] for p in parts])[
         np.argsort(np.concatenate([p["run"] for p in parts]))
     ]
@@ -193,14 +194,15 @@ def test_corrupted_chunk_is_reported(tmp_path):
 def test_streaming_path_gives_the_dense_results():
     """``streaming="always"`` (what large n selects) agrees with the dense path run for run."""
     problem = sc.Problem((4, 3, 3), 2, 0.5)
-    dense = scan.scan(problem, 4, jax.random.key(2), dataclasses.replace(SETTINGS, streaming="never"))
-    streamed = scan.scan(problem, 4, jax.random.key(2), dataclasses.replace(SETTINGS, streaming="always"))
+    dense = scanner.scan(problem, 4, jax.random.key(2), dataclasses.replace(SETTINGS, streaming="never"))
+    streamed = scanner.scan(problem, 4, jax.random.key(2), dataclasses.replace(SETTINGS, streaming="always"))
     np.testing.assert_array_equal(streamed["status"], dense["status"])
     assert np.all(streamed["grad_norm"] <= SETTINGS.tol)
     np.testing.assert_allclose(streamed["loss"], dense["loss"], rtol=1e-12)
     # The streaming certificate is a Lanczos estimate: it agrees at these sizes.
     np.testing.assert_allclose(streamed["cert_lambda"], dense["cert_lambda"], atol=1e-8)
     np.testing.assert_array_equal(streamed["kind"], dense["kind"])
-    assert scan.streams(5000, scan.ScanSettings()) and not scan.streams(100, scan.ScanSettings())
+    default = scanner.ScanSettings()
+    assert scanner.streams(5000, default) and not scanner.streams(100, default)
     with pytest.raises(ValueError, match="streaming must be one of"):
-        scan.ScanSettings(streaming="maybe")
+        scanner.ScanSettings(streaming="maybe")

@@ -1,21 +1,25 @@
-r"""The oblique manifold ``OB(n, d) = (S^{d-1})^n`` and a Riemannian trust-region solver.
+r"""Optimisers on ``OB(n, d)``: run status codes, Riemannian L-BFGS (one driver) and trust regions.
 
-Points are ``(n, d)`` arrays with unit-norm rows; tangent vectors ``V`` satisfy
-``<v_i, h_i> = 0`` row by row. With ``egrad`` the Euclidean gradient of a cost
-and ``ehess[V]`` its Euclidean Hessian-vector product (SPEC §3)::
+**Status.** Every run ends with a ``Status`` carried as data (converged,
+max steps, non-finite, stalled), never an exception, so one failure cannot
+abort a vmapped batch (optimistix's ``RESULTS`` with ``throw=False``).
 
-    grad f(H)    = egrad - diag(<egrad_i, h_i>) H
-    Hess f(H)[V] = Proj_H(ehess[V]) - diag(<egrad_i, h_i>) V
-    R_H(V)       = rownormalise(H + V)
+**L-BFGS.** ``lbfgs_armijo`` is Riemannian L-BFGS as an optax
+``GradientTransformationExtraArgs`` whose every update judges one evaluation
+as the trial of an Armijo backtracking search; ``lbfgs_init`` /
+``lbfgs_steps`` / ``lbfgs_minimise`` are the one driver loop around it (the
+scan, its polish, the variants and the saddle catalogue all use it), with
+the stopping rules and status of every run.
 
-``trust_region`` is the Riemannian trust-region method with a truncated
-conjugate-gradient (Steihaug-Toint) inner solver (Absil, Baker & Gallivan,
-"Trust-region methods on Riemannian manifolds", FoCM 2007; the Manopt
-``trustregions`` defaults). It is a pure function with bounded
-``lax.while_loop``s, so it jit-compiles once and vmaps over runs; failures are
-returned as a status code, never raised. With the exact Hessian it converges
-globally to second-order critical points and locally quadratically (the tCG
-stopping rule ``|r_j| <= |r_0| min(|r_0|, kappa)`` gives superlinear steps).
+**Trust regions.** ``trust_region`` is the Riemannian trust-region method
+with a truncated conjugate-gradient (Steihaug-Toint) inner solver (Absil,
+Baker & Gallivan, "Trust-region methods on Riemannian manifolds", FoCM 2007;
+the Manopt ``trustregions`` defaults). It is a pure function with bounded
+``lax.while_loop``s, so it jit-compiles once and vmaps over runs. With the
+exact Hessian it converges globally to second-order critical points and
+locally quadratically (the tCG stopping rule ``|r_j| <= |r_0| min(|r_0|,
+kappa)`` gives superlinear steps). ``block_preconditioner`` measures the
+trust region in a block-Jacobi metric.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from sclandscape import problems
+from sclandscape.linalg import inner as _inner
+from sclandscape.oblique import normalize_rows, project_tangent, retract, riemannian_gradient, riemannian_hvp
 
 
 class Status(enum.IntEnum):
@@ -49,38 +57,6 @@ def run_status(finite, converged, stalled, out_of_steps):
             jnp.where(stalled, Status.STALLED, jnp.where(out_of_steps, Status.MAX_STEPS, -1)),
         ),
     ).astype(jnp.int32)
-
-
-def normalize_rows(X):
-    """Scale every row to unit norm (a zero row becomes ``e_1``)."""
-    norm = jnp.linalg.norm(X, axis=-1, keepdims=True)
-    e1 = jnp.zeros_like(X).at[..., 0].set(1.0)
-    return jnp.where(norm > 0, X / jnp.where(norm > 0, norm, 1.0), e1)
-
-
-def project_tangent(H, Z):
-    """Row-wise projection of ``Z`` onto the tangent space at ``H``."""
-    return Z - jnp.sum(Z * H, axis=-1, keepdims=True) * H
-
-
-def retract(H, V):
-    """Metric-projection retraction ``R_H(V) = rownormalise(H + V)``."""
-    return normalize_rows(H + V)
-
-
-def riemannian_gradient(H, egrad):
-    """``egrad - diag(<egrad_i, h_i>) H``."""
-    return project_tangent(H, egrad)
-
-
-def riemannian_hvp(egrad_fn, H, V):
-    """``Hess f(H)[V]`` from the Euclidean gradient function (forward-over-reverse)."""
-    egrad, ehvp = jax.jvp(egrad_fn, (H,), (V,))
-    return project_tangent(H, ehvp) - jnp.sum(egrad * H, axis=-1, keepdims=True) * V
-
-
-def _inner(a, b):
-    return jnp.sum(a * b)
 
 
 # --------------------------------------------------------------------------
@@ -213,12 +189,110 @@ def lbfgs_armijo(memory_size: int = 10, c1: float = 1e-4, shrink: float = 0.5, m
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+class LBFGSRun(NamedTuple):
+    """One L-BFGS run on ``f(rownormalise(x))`` (a leading runs axis when vmapped)."""
+
+    x: jax.Array  # the point evaluated next (a line-search trial); the last accepted one when finished
+    opt_state: LBFGSArmijoState
+    value: jax.Array  # at the last accepted point
+    grad_norm: jax.Array  # Riemannian gradient norm there
+    steps: jax.Array  # loss-and-gradient evaluations
+    status: jax.Array  # -1 while running, else a Status
+    mark: jax.Array  # gradient norm at the last halving
+    since: jax.Array  # evaluations since then
+
+
+def lbfgs_init(x, memory: int = 10) -> LBFGSRun:
+    """A fresh run from ``x`` (unit rows)."""
+    inf = jnp.asarray(jnp.inf, x.dtype)
+    zero = jnp.zeros((), jnp.int32)
+    state = lbfgs_armijo(memory_size=memory).init(x)
+    return LBFGSRun(x, state, inf, inf, zero, -jnp.ones((), jnp.int32), inf, zero)
+
+
+def lbfgs_steps(
+    f,
+    run: LBFGSRun,
+    num_steps: int,
+    *,
+    tol,
+    max_steps: int,
+    memory: int = 10,
+    patience: int = 0,
+    patience_zone: float = 10.0,
+) -> LBFGSRun:
+    """Advance a run by ``num_steps`` evaluations of ``f(rownormalise(x))`` (frozen once finished).
+
+    At a unit-norm ``x`` the Euclidean gradient of ``f(rownormalise(x))`` *is*
+    the Riemannian gradient (the Jacobian of row normalisation is the tangent
+    projection) and ``rownormalise(x + u)`` *is* the retraction. Every step
+    costs one loss-and-gradient evaluation, in every run alike. A run ends
+    ``CONVERGED`` when its gradient norm is ``<= tol``, or (``patience > 0``)
+    when it is within ``patience_zone * tol`` and has not halved for
+    ``patience`` evaluations (float32 rounding has stopped its progress);
+    ``STALLED`` when the step collapses with no memory to reset; ``MAX_STEPS``
+    after ``max_steps`` evaluations; ``NON_FINITE`` on a NaN or infinity.
+    """
+    cost = lambda x: f(normalize_rows(x))  # noqa: E731
+    opt = lbfgs_armijo(memory_size=memory)
+
+    def step(_, s: LBFGSRun):
+        value, grad = jax.value_and_grad(cost)(s.x)
+        updates, opt_state = opt.update(grad, s.opt_state, s.x, value=value)
+        gnorm = jnp.linalg.norm(opt_state.grad)
+        finite = jnp.isfinite(opt_state.value) & jnp.isfinite(gnorm)
+        evals = s.steps + 1
+        halved = gnorm <= s.mark / 2
+        mark = jnp.where(halved, gnorm, s.mark)
+        since = jnp.where(halved, 0, s.since + 1)
+        stuck = (patience > 0) & (gnorm <= patience_zone * tol) & (since >= patience)
+        status = run_status(finite, (gnorm <= tol) | stuck, opt_state.stalled, evals >= max_steps)
+        x = jnp.where(status == -1, normalize_rows(s.x + updates), opt_state.x)
+        # A finished run is frozen; its optimiser state may run on (never read again), so
+        # the large L-BFGS memory is not copied by a select every step.
+        running = s.status == -1
+        keep = lambda new, old: jnp.where(running, new, old)  # noqa: E731
+        return LBFGSRun(
+            keep(x, s.x),
+            opt_state,
+            keep(opt_state.value, s.value),
+            keep(gnorm, s.grad_norm),
+            keep(evals, s.steps),
+            keep(status, s.status),
+            keep(mark, s.mark),
+            keep(since, s.since),
+        )
+
+    return jax.lax.fori_loop(0, num_steps, step, run)
+
+
+def lbfgs_minimise(f, x0, *, tol, max_steps: int, memory: int = 10, patience: int = 0) -> LBFGSRun:
+    """Run ``lbfgs_steps`` from ``x0`` until the run ends (one evaluation per loop iteration)."""
+    run = lbfgs_init(normalize_rows(x0), memory)
+    return jax.lax.while_loop(
+        lambda s: s.status < 0,
+        lambda s: lbfgs_steps(f, s, 1, tol=tol, max_steps=max_steps, memory=memory, patience=patience),
+        run,
+    )
+
+
+# --------------------------------------------------------------------------
+# Second order: Riemannian trust regions
+
+
 @dataclasses.dataclass(frozen=True)
 class TrustRegionSettings:
     """Tolerances and limits of ``trust_region`` (all explicit, recorded with results).
 
-    ``gtol`` is an absolute bound on the Riemannian gradient's Frobenius norm.
-    ``delta_bar`` defaults to ``sqrt(n) * pi/2``-ish scale chosen by the caller.
+    Attributes:
+      gtol: absolute bound on the Riemannian gradient's Frobenius norm (``trust_region``'s
+        ``gtol`` argument overrides it, e.g. with a traced value).
+      max_iter: outer iterations; max_inner: tCG steps per iteration (also capped at ``n(d-1)``).
+      kappa, theta: tCG stopping rule ``|r_j| <= |r_0| min(|r_0|^theta, kappa)``.
+      min_reduction: never ask tCG for a relative reduction below this (rounding noise).
+      rho_prime: accept a step when actual/predicted decrease exceeds this.
+      min_delta: ``STALLED`` when the radius falls below this.
+      precondition: row-scaling preconditioner when no other is given.
     """
 
     gtol: float = 1e-10
@@ -230,6 +304,14 @@ class TrustRegionSettings:
     rho_prime: float = 0.1
     min_delta: float = 1e-14
     precondition: bool = True
+
+    def __post_init__(self):
+        problems.check_fields(
+            self,
+            positive=("gtol", "kappa", "theta", "min_reduction", "min_delta"),
+            nonnegative=("rho_prime",),
+            integers={"max_iter": 1, "max_inner": 1},
+        )
 
 
 class TrustRegionResult(NamedTuple):

@@ -1,0 +1,84 @@
+"""The package's layout rules, checked on its source: layers import downward only, privacy is kept.
+
+- no import cycle among ``sclandscape`` modules, counting imports inside functions;
+- no module reads another module's private (``_name``) attributes;
+- ``plots`` and ``report`` import neither JAX nor a module that computes;
+- ``__all__`` lists exactly the names ``__init__`` re-exports.
+"""
+
+import ast
+import pathlib
+
+import sclandscape
+
+PACKAGE = pathlib.Path(sclandscape.__file__).parent
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _tree(name):
+    return ast.parse((PACKAGE / f"{name}.py").read_text())
+
+
+def _imports(name) -> set[str]:
+    """``sclandscape`` modules imported by ``name`` anywhere in its source (functions included)."""
+    found = set()
+    for node in ast.walk(_tree(name)):
+        if isinstance(node, ast.ImportFrom) and node.module == "sclandscape":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sclandscape."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("sclandscape.")}
+    return found & set(MODULES)
+
+
+def test_no_import_cycle():
+    graph = {m: _imports(m) for m in MODULES}
+    state = {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import cycle: {' -> '.join(path + [m])}"
+        state[m] = "open"
+        for dep in sorted(graph[m]):
+            visit(dep, path + [m])
+        state[m] = "done"
+
+    for m in MODULES:
+        visit(m, [])
+
+
+def test_no_module_reads_another_modules_private_names():
+    offences = []
+    for name in MODULES:
+        aliases = {}
+        for node in ast.walk(_tree(name)):
+            if isinstance(node, ast.ImportFrom) and node.module == "sclandscape":
+                aliases |= {(a.asname or a.name): a.name for a in node.names}
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sclandscape."):
+                offences += [f"{name} imports {node.module}.{a.name}" for a in node.names if a.name[0] == "_"]
+        for node in ast.walk(_tree(name)):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+            ):
+                offences.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+    assert not offences, offences
+
+
+def test_plots_and_report_do_not_compute():
+    for name in ("plots", "report"):
+        modules = _imports(name)
+        computing = {"scanner", "hessian", "optimum", "critical", "saddles", "variants"}
+        assert not modules & computing, (name, modules)
+        source = (PACKAGE / f"{name}.py").read_text()
+        assert "import jax" not in source, name
+
+
+def test_public_surface_is_all():
+    exported = {n for n in dir(sclandscape) if not n.startswith("_")} - set(MODULES)
+    assert set(sclandscape.__all__) == exported
+    assert sclandscape.__version__
