@@ -1,4 +1,4 @@
-r"""A critical-point finder on ``OB(n, d)`` that converges to saddles as readily as to minima (docs/maths.md §3).
+r"""A critical-point finder on ``OB(n, d)`` that converges to saddles as readily as to minima.
 
 Minimisation (``scan``) is drawn to minima; to find *every* kind of critical
 point we solve the gradient equation ``grad L(H) = 0`` instead, i.e. minimise

@@ -1,4 +1,4 @@
-r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification (docs/maths.md §3).
+r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification.
 
 For the sum-form SC loss ``L(H)`` of a single configuration ``H`` ``(n, d)``
 (unit rows), with Euclidean gradient ``egrad = 2 F H`` and row multipliers

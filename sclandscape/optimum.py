@@ -1,4 +1,4 @@
-r"""The global optimum: the class-level program (CLS) of the convex relaxation, and closed forms (docs/maths.md §2).
+r"""The global optimum: the class-level program (CLS) of the convex relaxation, and closed forms.
 
 **Class-level program.** The relaxation ``min f(G)`` over the elliptope has a
 unique collapsed solution ``G* = Y^T M* Y`` where ``M*`` (``k x k``, unit

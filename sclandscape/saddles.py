@@ -1,4 +1,4 @@
-r"""Symmetric constructions of critical points, their classification, deduplication and escape (docs/maths.md §3).
+r"""Symmetric constructions of critical points, their classification, deduplication and escape.
 
 **Symmetric criticality** (Palais 1979): if a group ``K`` acts isometrically
 on ``OB(n, d)`` and leaves ``L`` invariant, a critical point of ``L``

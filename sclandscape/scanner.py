@@ -333,19 +333,21 @@ class RunRecord(NamedTuple):
     grad_norm: jax.Array
     cert_lambda: jax.Array
     cert_gap_bound: jax.Array
-    nc1: jax.Array
+    spread: jax.Array  # within-class spread 1 - mean |mu_c| (metrics)
+    nc1: jax.Array  # Papyan et al.'s NC1 tr(Sigma_W Sigma_B^+)/k (metrics)
     gram_dist: jax.Array
 
 
 def record(H, labels, tau, onehot, M_star, stream: bool = False) -> RunRecord:
-    """Loss, Riemannian gradient norm, certificate, within-class spread and ``|M(H) - M*|_F / |M*|_F``."""
+    """Loss, Riemannian gradient norm, certificate, within-class spread, NC1 and ``|M(H) - M*|_F/|M*|_F``."""
     H = oblique.normalize_rows(H)
     value, egrad = jax.value_and_grad(_loss_fn(labels, tau, stream))(H)
     gnorm = jnp.linalg.norm(oblique.riemannian_gradient(H, egrad))
     cert = certify.of_point(H, labels, tau, stream=stream, block=STREAM_BLOCK)
     dist = metrics.gram_distance(metrics.class_mean_gram(H, onehot), M_star)
     spread = metrics.within_class_spread(H, onehot)
-    return RunRecord(value, gnorm, cert.lambda_min, cert.gap_bound, spread, dist)
+    nc1 = metrics.nc1(H, onehot)
+    return RunRecord(value, gnorm, cert.lambda_min, cert.gap_bound, spread, nc1, dist)
 
 
 # --------------------------------------------------------------------------
@@ -363,6 +365,7 @@ RECORD_FIELDS = (
     "gap",
     "cert_lambda",
     "cert_gap_bound",
+    "spread",
     "nc1",
     "gram_dist",
     "kind",

@@ -588,7 +588,7 @@ def _riemannian_hvp_jit(H, labels, tau, V, block):
 
 
 def riemannian_hvp(H, labels, tau, V, *, block: int = DEFAULT_BLOCK):
-    """``Hess L(H)[V] = Proj_H(nabla^2 L[V]) - diag(<egrad_i, h_i>) V`` on ``OB(n, d)`` (docs/maths.md §3), streaming.
+    """``Hess L(H)[V] = Proj_H(nabla^2 L[V]) - diag(<egrad_i, h_i>) V`` on ``OB(n, d)``, streaming.
 
     Rows of ``H`` are normalised and ``V`` is projected on the tangent space
     first (the symmetric operator ``Proj Hess Proj``, as ``hessian.hvp``).

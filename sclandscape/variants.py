@@ -144,7 +144,8 @@ def _record(H, labels, tau, batches, onehot, M_star, support_tol):
         "cert_gap_bound": cert.gap_bound,
         "gram_dist": metrics.gram_distance(M, M_star),
         "frame_dist": jnp.linalg.norm(M - jnp.eye(k, dtype=H.dtype)) / math.sqrt(k),
-        "nc1": metrics.within_class_spread(H, onehot),
+        "spread": metrics.within_class_spread(H, onehot),
+        "nc1": metrics.nc1(H, onehot),
         "kkt_nonneg": kkt,
         "min_entry": jnp.min(H),
         "row_norm_error": jnp.max(jnp.abs(jnp.linalg.norm(H, axis=1) - 1.0)),
@@ -236,7 +237,8 @@ def minibatch_scan(
 
     Returns per-run arrays ``(n_inits,)``: ``loss`` (full batch), ``minibatch_loss``, ``gap`` to
     ``L*``, ``grad_norm`` (full batch), ``objective_grad_norm`` (mini-batch), ``cert_lambda``,
-    ``cert_gap_bound``, ``gram_dist`` (to ``M*``), ``frame_dist``, ``nc1``, ``status``, ``steps``,
+    ``cert_gap_bound``, ``gram_dist`` (to ``M*``), ``frame_dist``, ``spread`` and ``nc1``
+    (``metrics``), ``status``, ``steps``,
     ``polish_iters``, ``reaches_global`` (bool), and ``H`` ``(n_inits, n, d)``; ``global_loss``.
     """
     if problem.nonneg:
