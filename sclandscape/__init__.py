@@ -13,8 +13,6 @@ from sclandscape.certify import certificate as certificate
 from sclandscape.certify import certificate_streaming as certificate_streaming
 from sclandscape.critical import CriticalSettings as CriticalSettings
 from sclandscape.critical import find_critical as find_critical
-from sclandscape.hessian import ClassifySettings as ClassifySettings
-from sclandscape.hessian import classify as classify
 from sclandscape.hessian import escape_direction as escape_direction
 from sclandscape.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
 from sclandscape.loss import make_batches as make_batches
@@ -37,6 +35,8 @@ from sclandscape.results import run_scan as run_scan
 from sclandscape.scanner import ScanSettings as ScanSettings
 from sclandscape.scanner import scan as scan
 from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
+from sclandscape.verdict import ClassifySettings as ClassifySettings
+from sclandscape.verdict import classify as classify
 
 try:
     __version__ = _version("sclandscape")

@@ -28,6 +28,7 @@ converged. ``Certificate.exact`` records which.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -68,13 +69,33 @@ class Certificate(NamedTuple):
     ``lambda_min``: smallest eigenvalue of ``S`` (a Ritz value when not
     ``exact``); ``gap_bound``: ``n max(0, -lambda_min) + |<S, G>|``;
     ``residual``: Lanczos residual of ``lambda_min`` (0 when exact);
-    ``exact``: dense ``eigvalsh`` (True) or a Lanczos estimate (False).
+    ``exact``: dense ``eigvalsh`` (True) or a Lanczos estimate (False);
+    ``rounding``: a bound on the rounding error of ``lambda_min``
+    (``slack_rounding_bound``).
     """
 
     lambda_min: jax.Array
     gap_bound: jax.Array
     residual: jax.Array
     exact: jax.Array
+    rounding: jax.Array
+
+
+def slack_rounding_bound(n: int, d: int, tau, eps):
+    r"""A bound on the rounding error of the computed ``lambda_min(S)`` (``docs/maths.md``, "Tolerances").
+
+    Each ``F_il = (P_il + P_li - Y+_il - Y+_li) / (2 tau)`` carries the
+    relative error ``delta_P = eps ((3d + 5)/tau + n + 2 log n + 2)`` of the
+    softmax (its logits' ``(d+1) eps/tau`` and its log-sum-exp's error, as in
+    ``loss.rounding_bound`` with ``|lse| <= 1/tau + log n``); ``|F|_F <= 2 sqrt(n)/tau``
+    (each row of ``P`` and ``Y+`` sums to 1); ``(F G)_ii`` sums ``n`` terms of
+    ``sum_l |F_il| <= 2/tau``; ``eigvalsh`` is backward stable (``n eps |S|``).
+    By Weyl the eigenvalue moves by at most the norm of the total error::
+
+        |d lambda| <= delta_P 2 sqrt(n)/tau + n eps 2/tau + n eps (2 sqrt(n) + 2)/tau
+    """
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    return delta_p * 2 * math.sqrt(n) / tau + n * eps * 2 / tau + n * eps * (2 * math.sqrt(n) + 2) / tau
 
 
 def dense(H, labels, tau) -> Certificate:
@@ -83,9 +104,10 @@ def dense(H, labels, tau) -> Certificate:
     G = H @ H.T
     S = dual_slack(loss.gram_gradient(G, labels, tau), G)
     lam = jnp.linalg.eigvalsh(S)[0]
-    n = H.shape[0]
+    n, d = H.shape
     gap = n * jnp.maximum(0.0, -lam) + jnp.abs(jnp.sum(S * G))
-    return Certificate(lam, gap, jnp.zeros_like(lam), jnp.ones((), bool))
+    rounding = slack_rounding_bound(n, d, tau, jnp.finfo(H.dtype).eps)
+    return Certificate(lam, gap, jnp.zeros_like(lam), jnp.ones((), bool), rounding + 0 * lam)
 
 
 class SlackExtremes(NamedTuple):
@@ -112,8 +134,10 @@ def slack_extremes(H, labels, tau, key, block: int = streaming.DEFAULT_BLOCK, nu
 def matrix_free(H, labels, tau, key, block: int = streaming.DEFAULT_BLOCK) -> Certificate:
     """The certificate of one ``H`` by Lanczos on the streaming ``S v`` (traced, no checks)."""
     out = slack_extremes(H, labels, tau, key, block, LANCZOS_STEPS)
-    exact = jnp.asarray(H.shape[0] <= LANCZOS_STEPS)  # n steps span the whole space
-    return Certificate(out.lambda_min, out.gap_bound, out.residual, exact)
+    n, d = H.shape
+    exact = jnp.asarray(n <= LANCZOS_STEPS)  # n steps span the whole space
+    rounding = slack_rounding_bound(n, d, tau, jnp.finfo(H.dtype).eps) + 0 * out.lambda_min
+    return Certificate(out.lambda_min, out.gap_bound, out.residual, exact, rounding)
 
 
 def of_point(H, labels, tau, *, stream: bool, key=None, block: int = streaming.DEFAULT_BLOCK) -> Certificate:
@@ -124,14 +148,26 @@ def of_point(H, labels, tau, *, stream: bool, key=None, block: int = streaming.D
 
 
 def linear_gap_bound(H, labels, tau, G_star):
-    """``<S, G> - <S, G*> = <F, G - G*>``: the convexity bound on ``L(H) - L*`` given the optimum ``G*``.
+    r"""``(<F, G - G*>, its rounding bound)``: the convexity bound on ``L(H) - f(G*)``.
 
+    ``f(G*) <= f(G) + <F, G* - G>`` for the convex ``f``, so ``L(H) - f(G*) <=
+    <F, G - G*> = <S, G> - <S, G*>`` exactly, for the computed ``G* = Y^T M* Y``
+    (a feasible point: unit diagonal, PSD) whose value is the computed ``L*``.
+    Near a collapsed optimum both ``F`` and ``G - G*`` are small, so the bound
+    is second order where ``n max(0, -lambda_min(S))`` is first order.
+    Rounding: ``F`` carries the softmax's relative error ``delta_P``
+    (``slack_rounding_bound``), ``G`` ``d eps``, the sum ``n^2 eps``.
     One ``H`` ``(n, d)`` (rows normalised), ``G*`` ``(n, n)``; traced, no checks.
     """
     H = oblique.normalize_rows(H)
+    n, d = H.shape
+    eps = jnp.finfo(H.dtype).eps
     G = H @ H.T
     F = loss.gram_gradient(G, labels, tau)
-    return jnp.sum(F * (G - G_star))
+    terms = F * (G - G_star)
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    rounding = (delta_p + n * n * eps) * jnp.sum(jnp.abs(terms)) + d * eps * jnp.sum(jnp.abs(F))
+    return jnp.sum(terms), rounding
 
 
 @functools.partial(jax.jit, static_argnames="stream")

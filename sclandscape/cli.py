@@ -179,9 +179,15 @@ def _print_summary(summary: dict, out: str) -> None:
         f"{summary['n_inits']} runs, L* = {summary['global_loss']:.6f}: "
         + ", ".join(f"{k} {v}" for k, v in c.items())
     )
+    attainable = summary.get("attainable", True)
     for m in summary["distinct_minima"][:10]:
-        flag = "certified global" if m["certified_global"] else "NOT certified (spurious)"
-        print(f"  minimum at L = {m['loss']:.6f} (gap {m['gap']:.2e}): {m['count']} runs, {flag}")
+        what = f"{m['kind']} ({m['decided_by']})"
+        if m.get("strict_certified"):
+            what += f", proven strict within {m['certified_radius']:.1e}"
+        if m.get("lifted_index", -1) >= 0:
+            what += f", a saddle of index {m['lifted_index']} at d + 1"
+        gap = f"gap {m['gap']:.2e}" if attainable else f"{m['gap_to_lowest']:.2e} above the lowest found"
+        print(f"  minimum at L = {m['loss']:.6f} ({gap}): {m['count']} runs, {what}")
     print(f"results in {out}")
 
 
@@ -288,13 +294,111 @@ def _cmd_hessian(args) -> int:
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
     _enable_x64()
-    path = results.hessian_spectra(args.dir, runs, recompute=not args.no_recompute)
+    path = results.hessian_spectra(args.dir, runs)
     data = results.read_npz(path)
-    print(f"{'run':>6} {'kind':<13} {'index':>5} {'lambda_min':>12} {'zeros(pred)':>11} {'loss':>14}")
-    columns = ("runs", "kind", "index", "lambda_min", "n_zero_predicted", "loss")
-    for run, kind, index, lam, zeros, loss in zip(*(data[c] for c in columns), strict=True):
-        print(f"{run:>6} {kind:<13} {index:>5} {lam:>12.4e} {zeros:>11} {loss:>14.8f}")
+    header = ("run", "point", "kind", "index", "lambda_min", "zeros(pred)", "loss")
+    print("{:>6} {:>5} {:<13} {:>5} {:>12} {:>11} {:>14}".format(*header))
+    columns = ("runs", "points", "kind", "index", "lambda_min", "n_zero_predicted", "loss")
+    for run, point, kind, index, lam, zeros, loss in zip(*(data[c] for c in columns), strict=True):
+        print(f"{run:>6} {point:>5} {kind:<13} {index:>5} {lam:>12.4e} {zeros:>11} {loss:>14.8f}")
     print(f"spectra: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# classify
+
+#: Rows of a user's points may be off unit norm by this much (float16 normalisation is ~1e-3 off;
+#: float32 ~1e-7): they are renormalised. Beyond it the file does not hold points of OB(n, d).
+UNIT_NORM_TOL = 5e-3
+
+CLASSIFY_JSON_KEYS = {
+    "kind": "kind",
+    "index": "index",
+    "n_zero": "n_zero",
+    "n_zero_predicted": "n_zero_predicted",
+    "lambda_min": "lambda_min",
+    "grad_norm": "grad_norm",
+    "loss": "loss",
+    "gap": "gap",
+    "certificate_lambda_min": "cert_lambda",
+    "strict_certified": "strict_certified",
+    "certified_radius": "certified_radius",
+    "decided_by": "decided_by",
+}
+
+
+def _read_points(path: str):
+    """``(H (runs, n, d), labels (n,))`` from a user's ``.npz`` (``ValueError`` naming the problem)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    for key in ("H", "labels"):
+        if key not in arrays:
+            raise ValueError(
+                f"{path} has no array {key!r} (it needs H (n, d) or (runs, n, d), and labels (n,))"
+            )
+    H, labels = arrays["H"], arrays["labels"]
+    if H.ndim not in (2, 3) or not np.issubdtype(H.dtype, np.floating):
+        raise ValueError(f"{path}: H must be a float array (n, d) or (runs, n, d), got {H.dtype} {H.shape}")
+    H = H.reshape((-1,) + H.shape[-2:]).astype(np.float64)
+    if labels.ndim != 1 or labels.shape[0] != H.shape[1]:
+        raise ValueError(
+            f"{path}: labels must have shape ({H.shape[1]},) (one per row of H), got {labels.shape}"
+        )
+    if not np.all(np.isfinite(H)):
+        raise ValueError(f"{path}: H has non-finite entries")
+    if H.shape[-1] < 2:
+        raise ValueError(f"{path}: d = {H.shape[-1]}: the tangent space of OB(n, 1) is empty (need d >= 2)")
+    worst = float(np.max(np.abs(np.linalg.norm(H, axis=-1) - 1.0)))
+    if worst > UNIT_NORM_TOL:
+        raise ValueError(
+            f"{path}: rows of H are not unit norm (off by up to {worst:.2e} > {UNIT_NORM_TOL:g}): "
+            "normalise the embeddings first"
+        )
+    return H, labels
+
+
+def _cmd_classify(args) -> int:
+    import json
+    import math
+
+    from sclandscape import problems, verdict
+
+    H, labels = _read_points(args.file)
+    problems.check_labels(labels)
+    problems.check_tau(args.tau)
+    _enable_x64()
+    c = verdict.classify(H, labels, args.tau, settings=verdict.ClassifySettings(gtol=args.gtol))
+    rows = [c.point(i) for i in range(H.shape[0])]
+    if args.json:
+
+        def clean(v):
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        points = [{key: clean(row[field]) for key, field in CLASSIFY_JSON_KEYS.items()} for row in rows]
+        print(json.dumps({"points": points, "global_loss": c.global_loss, "attainable": c.attainable}))
+        return 0
+    d = H.shape[-1]
+    print(f"L* = {c.global_loss:.9f} (rank M* = {c.global_rank}; attainable at d = {d}: {c.attainable})")
+    print(
+        f"{'point':>5} {'kind':<13} {'decided by':<11} {'index':>5} {'zeros(pred)':>11} {'lambda_min':>11} "
+        f"{'|grad|':>9} {'gap':>10} {'lambda(S)':>10} {'strict':>6}"
+    )
+    for i, r in enumerate(rows):
+        zeros = f"{r['n_zero']}({r['n_zero_predicted']})"
+        strict = str(r["strict_certified"])
+        print(
+            f"{i:>5} {r['kind']:<13} {r['decided_by']:<11} {r['index']:>5} {zeros:>11} "
+            f"{r['lambda_min']:>11.3e} {r['grad_norm']:>9.1e} {r['gap']:>10.3e} "
+            f"{r['cert_lambda']:>10.2e} {strict:>6}"
+        )
     return 0
 
 
@@ -311,7 +415,7 @@ def _cmd_plot(args) -> int:
     if os.path.exists(os.path.join(args.dir, "sweep.json")):
         written = sweep.plot_sweep(args.dir, args.formats)
     else:
-        written = report.plot_results(args.dir, args.formats, recompute=not args.no_recompute)
+        written = report.plot_results(args.dir, args.formats)
     for path in written:
         print(path)
     return 0
@@ -468,20 +572,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the optimum as JSON")
     p.set_defaults(func=_cmd_optimum)
 
+    p = command("classify", "classify points you bring: global minimum, spurious minimum, saddle, ...")
+    p.add_argument("file", metavar="FILE.npz", help="arrays H (n, d) or (runs, n, d) and integer labels (n,)")
+    p.add_argument("--tau", type=float, required=True, help="temperature")
+    p.add_argument(
+        "--gtol", type=float, default=1e-4, help="gradient norm above which a point is not converged"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_classify)
+
     p = command("hessian", "full Hessian spectra of chosen runs of a finished scan")
     p.add_argument("dir", help="a finished scan folder")
-    p.add_argument("--runs", help="comma-separated run indices (default: one per distinct critical point)")
-    p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
+    p.add_argument("--runs", help="comma-separated run indices (default: every distinct critical point)")
     p.set_defaults(func=_cmd_hessian)
 
     p = command("plot", "(re)draw the figures and report.md of a finished scan or sweep")
     p.add_argument("dir", metavar="DIR", help="a folder written by `sclandscape scan` or `sclandscape sweep`")
     p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="comma-separated formats")
-    p.add_argument(
-        "--no-recompute",
-        action="store_true",
-        help="do not recompute one run per distinct minimum for the Gram figures (scans without embeddings)",
-    )
     p.set_defaults(func=_cmd_plot)
 
     p = command("sweep", "one scan per cell of a grid over d, tau or the STEP ratio R, and the phase map")

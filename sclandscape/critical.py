@@ -73,6 +73,10 @@ class CriticalSettings:
       mu0: initial damping ``lambda = mu * sigma_max(A)^2``.
       mu_min: floor of ``mu`` (singular values below ``~sqrt(mu_min) sigma_max`` are damped out).
       mu_max: ``STALLED`` once ``mu`` exceeds this.
+      max_index: ``-1``: any critical point. ``>= 0`` (dense method only): a trial step is
+        accepted only where the Hessian, with the symmetry modes projected out, has at most
+        this many eigenvalues below minus its rounding bound (``hessian.hessian_rounding_bound``):
+        a re-polisher that must stay on a minimum (``max_index=0``) never slides to a saddle.
     """
 
     gtol: float = 1e-10
@@ -84,14 +88,17 @@ class CriticalSettings:
     mu0: float = 1e-4
     mu_min: float = 1e-18
     mu_max: float = 1e16
+    max_index: int = -1
 
     def __post_init__(self):
         problems.check_fields(
             self,
             positive=("gtol", "mu0", "mu_min", "mu_max"),
-            integers={"max_iter": 1, "max_trials": 1, "dense_max_dim": 1, "krylov_dim": 1},
+            integers={"max_iter": 1, "max_trials": 1, "dense_max_dim": 1, "krylov_dim": 1, "max_index": -1},
             choices={"method": METHODS},
         )
+        if self.max_index >= 0 and self.method == "lanczos":
+            raise ValueError("max_index needs the dense method (the whole spectrum of every trial point)")
 
     def resolved_method(self, n: int, d: int) -> str:
         if self.method != "auto":
@@ -135,6 +142,20 @@ def _model(H, g, labels, tau, method: str, m: int, key):
     return A, c, lambda y: jnp.tensordot(y, res.basis, axes=1)
 
 
+def index_beyond_symmetry(H, labels, tau):
+    """How many Hessian eigenvalues lie below minus its rounding bound, symmetry modes removed (traced)."""
+    n, d = H.shape
+    N = n * (d - 1)
+    M = hessian.hessian_matrix(H, labels, tau)
+    bound = hessian.hessian_rounding_bound(H, labels, tau, M, hessian.hessian_matrix(H, labels, tau, True))
+    U = oblique.tangent_basis(H)
+    Z, _ = oblique.symmetry_basis(H)
+    Zc = oblique.to_coordinates(U[None], Z).reshape(Z.shape[0], N)
+    P = jnp.eye(N, dtype=H.dtype) - Zc.T @ Zc
+    w = jnp.linalg.eigvalsh(P @ M @ P)  # the symmetry modes sit at 0: never counted as negative
+    return jnp.sum(w < -bound)
+
+
 def _find_one(H0, labels, tau, key, settings: CriticalSettings, method: str, m: int):
     H0 = oblique.normalize_rows(H0)
     f0, g0 = _value_and_grad(H0, labels, tau)
@@ -173,6 +194,8 @@ def _find_one(H0, labels, tau, key, settings: CriticalSettings, method: str, m: 
             actual = phi - 0.5 * jnp.sum(gn * gn)
             rho = actual / jnp.where(pred > 0, pred, 1.0)
             ok = (pred > 0) & (rho > 1e-4) & jnp.isfinite(fn) & jnp.isfinite(actual)
+            if settings.max_index >= 0:
+                ok = ok & (index_beyond_symmetry(Hn, labels, tau) <= settings.max_index)
             mu_ok = jnp.maximum(mu * jnp.maximum(1 / 3, 1 - (2 * rho - 1) ** 3), settings.mu_min)
             return (
                 jnp.where(ok, mu_ok, mu * nu),

@@ -1,4 +1,4 @@
-r"""The Riemannian Hessian on ``OB(n, d)``: spectra, symmetry zero modes and classification.
+r"""The Riemannian Hessian on ``OB(n, d)``: spectra, Hessian-vector products, escape directions.
 
 For the sum-form SC loss ``L(H)`` of a single configuration ``H`` ``(n, d)``
 (unit rows), with Euclidean gradient ``egrad = 2 F H`` and row multipliers
@@ -51,7 +51,6 @@ before NumPy is imported), as ``benchmarks/hessian.py`` does.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import NamedTuple
@@ -60,18 +59,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import certify, linalg, loss, metrics, oblique, optimum, precision, problems, streaming
+from sclandscape import linalg, loss, oblique, problems, streaming
 from sclandscape.oblique import (
     map_points,
-    predicted_zero_modes,
     symmetry_basis,
     tangent_basis,
     to_ambient,
     to_coordinates,
 )
 
-#: Above this tangent dimension ``n (d - 1)`` ``classify`` uses Lanczos instead of the dense path.
+#: Above this tangent dimension ``n (d - 1)`` the entry points use Lanczos instead of the dense path.
 DENSE_MAX_DIM = 3000
+#: How spectra are computed: ``"dense"`` (closed form + ``eigh``), ``"lanczos"``, or ``"auto"``.
+METHODS = ("auto", "dense", "lanczos")
 
 
 # --------------------------------------------------------------------------
@@ -94,8 +94,14 @@ def _softmax_and_gradient(H, labels, tau):
     return P, F, mu
 
 
-def hessian_matrix(H, labels, tau):
-    """``B^T Hess L(H) B`` ``(N, N)`` in closed form (module docstring); one instance."""
+def hessian_matrix(H, labels, tau, absolute: bool = False):
+    """``B^T Hess L(H) B`` ``(N, N)`` in closed form (module docstring); one instance, traced.
+
+    ``absolute=True`` assembles the same sums from the absolute values of
+    their terms (``|F|``, ``|U|``, ``|T|``, ``|mu|``, ``|W|``, and ``+ |W|^T |W|``):
+    entry by entry an upper bound on the sum of the magnitudes that the
+    rounding error of each entry is proportional to (``hessian_rounding_bound``).
+    """
     H = oblique.normalize_rows(H)
     n, d = H.shape
     k = d - 1
@@ -103,20 +109,41 @@ def hessian_matrix(H, labels, tau):
     P, F, mu = _softmax_and_gradient(H, labels, tau)
     U = tangent_basis(H)
     T = jnp.einsum("adk,ld->alk", U, H)  # T[a, l] = U_a^T h_l (zero for l = a)
+    sign = 1.0
+    if absolute:
+        F, mu, U, T, sign = jnp.abs(F), jnp.abs(mu), jnp.abs(U), jnp.abs(T), -1.0
     Psym = P + P.T
     # 2 F (x) I in tangent coordinates, and the cross blocks s^2 (P_ab + P_ba) T_ab T_ba^T.
     M = 2 * jnp.einsum("ab,adk,bdl->akbl", F, U, U)
     M = M + s**2 * jnp.einsum("ab,abk,bal->akbl", Psym, T, T)
     # Diagonal blocks: s^2 sum_l (P_al + P_la) T_al T_al^T - mu_a I.
-    diag = s**2 * jnp.einsum("al,alk,alm->akm", Psym, T, T) - mu[:, None, None] * jnp.eye(k, dtype=H.dtype)
+    eye = jnp.eye(k, dtype=H.dtype)
+    diag = s**2 * jnp.einsum("al,alk,alm->akm", Psym, T, T) - sign * mu[:, None, None] * eye
     idx = jnp.arange(n)
     M = M.at[idx, :, idx, :].add(diag)
     # Minus sum_i (sum_l P_il dx_il)^2 = -|W c|^2, W[i, a] = s (delta_ia sum_l P_il T_il + P_ia T_ai).
     W = s * (P[:, :, None] * jnp.swapaxes(T, 0, 1))
     W = W.at[idx, idx, :].add(s * jnp.einsum("il,ilk->ik", P, T))
     W = W.reshape(n, n * k)
-    M = M.reshape(n * k, n * k) - W.T @ W
+    M = M.reshape(n * k, n * k) - sign * W.T @ W
     return 0.5 * (M + M.T)
+
+
+def hessian_rounding_bound(H, labels, tau, M, M_abs):
+    r"""A bound on ``|lambda_j(computed) - lambda_j(exact)|`` for the closed-form Hessian (traced).
+
+    Each entry of ``M`` is a sum of products of ``F``, ``P``, ``T = U^T H``,
+    ``U``, ``mu`` and ``W``: with ``delta_P`` the relative error of the softmax
+    (``certify.slack_rounding_bound``) and ``d``-, ``n``-term sums, every entry
+    is off by at most ``gamma |M_abs|`` entrywise, ``gamma = delta_P + (2d + 2n
+    + 8) eps``. By Weyl the eigenvalues move by at most the spectral norm of the
+    error, ``<= gamma |M_abs|_F``; ``eigh`` adds its backward error ``N eps |M|_F``.
+    """
+    n, d = H.shape
+    eps = jnp.finfo(M.dtype).eps
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    gamma = delta_p + (2 * d + 2 * n + 8) * eps
+    return gamma * jnp.linalg.norm(M_abs) + M.shape[0] * eps * jnp.linalg.norm(M)
 
 
 def hessian_matrix_autodiff(H, labels, tau, batch_size: int = 64):
@@ -231,7 +258,8 @@ def lanczos_steps(shape, deflate: bool, num_iter: int) -> int:
     return max(1, min(int(num_iter), room))
 
 
-def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
+def extremes_one(H, labels, tau, key, num_iter, deflate, rank_rtol):
+    """``Extremes`` of one ``H`` (traced, no checks): Lanczos with the symmetry modes deflated when asked."""
     H = oblique.normalize_rows(H)
     apply = hvp_operator(H, labels, tau)
     Z, count = symmetry_basis(H, rank_rtol) if deflate else (None, jnp.zeros((), jnp.int32))
@@ -249,9 +277,9 @@ def _extremes(H, labels, tau, key, num_iter, deflate, rank_rtol):
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "deflate"))
-def _extremesmap_points(H, labels, tau, key, num_iter, deflate, rank_rtol):
+def _extremes_batched(H, labels, tau, key, num_iter, deflate, rank_rtol):
     def one(h, labels, tau, k):
-        return _extremes(h, labels, tau, k, num_iter, deflate, rank_rtol)
+        return extremes_one(h, labels, tau, k, num_iter, deflate, rank_rtol)
 
     return map_points(one, H, labels, tau, keys=key)
 
@@ -272,7 +300,7 @@ def lanczos_extremes(
     shape = problems.check_points(H, labels, tau)
     key = jax.random.key(0) if key is None else key
     m = lanczos_steps(shape, deflate_symmetry, num_iter)
-    return _extremesmap_points(jnp.asarray(H), jnp.asarray(labels), tau, key, m, deflate_symmetry, rank_rtol)
+    return _extremes_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, deflate_symmetry, rank_rtol)
 
 
 def _slq(H, labels, tau, key, num_iter, num_probes):
@@ -291,7 +319,7 @@ def _slq(H, labels, tau, key, num_iter, num_probes):
 
 
 @functools.partial(jax.jit, static_argnames=("num_iter", "num_probes"))
-def _slqmap_points(H, labels, tau, key, num_iter, num_probes):
+def _slq_batched(H, labels, tau, key, num_iter, num_probes):
     return map_points(
         lambda h, labels, tau, k: _slq(h, labels, tau, k, num_iter, num_probes), H, labels, tau, keys=key
     )
@@ -310,7 +338,7 @@ def spectral_density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4,
         raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
     key = jax.random.key(0) if key is None else key
     m = lanczos_steps(shape, False, num_iter)
-    return _slqmap_points(jnp.asarray(H), jnp.asarray(labels), tau, key, m, int(num_probes))
+    return _slq_batched(jnp.asarray(H), jnp.asarray(labels), tau, key, m, int(num_probes))
 
 
 def density_on_grid(nodes, weights, grid, sigma):
@@ -320,254 +348,6 @@ def density_on_grid(nodes, weights, grid, sigma):
     grid = jnp.asarray(grid)
     z = (grid[..., None] - nodes) / sigma
     return jnp.sum(weights * jnp.exp(-0.5 * z**2), axis=-1) / (sigma * math.sqrt(2 * math.pi))
-
-
-# --------------------------------------------------------------------------
-# Classification
-
-METHODS = ("auto", "dense", "lanczos")
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassifySettings:
-    """Tolerances of ``classify`` (all explicit, returned with every result).
-
-    Attributes:
-      gtol: a point is ``not_converged`` when its Riemannian gradient norm
-        (sum-form loss, absolute) exceeds ``gtol`` (the scan's default
-        judgement, ``10 * ScanSettings.tol``).
-      rtol, grad_factor: an eigenvalue is negative below ``-tol`` and zero
-        within ``tol = max(rtol * max|lambda|, grad_factor * min(|grad|, gtol))``.
-        The second term absorbs how far a not exactly critical point moves
-        the zero modes (measured: ``~0.05-0.13 |grad|`` near global minima);
-        capped at ``gtol`` so a far-from-critical point keeps its index.
-      rank_rtol: numerical rank of ``H``: ``#{sigma_p > rank_rtol sigma_1}``.
-      cert_rtol, gap_rtol: a local minimum is ``global_min`` when the
-        certificate's gap bound is at most ``cert_rtol * max(1, |L*|)`` or its
-        loss is within ``gap_rtol * max(1, |L*|)`` of ``L*`` (as ``scan``).
-      method: ``"dense"``, ``"lanczos"`` or ``"auto"`` (dense when
-        ``n(d-1) <= dense_max_dim``).
-      num_iter: Lanczos steps (Hessian-vector products) per point.
-    """
-
-    gtol: float = 1e-4
-    rtol: float = 1e-6
-    grad_factor: float = 1.0
-    rank_rtol: float = 1e-6
-    cert_rtol: float = 1e-5
-    gap_rtol: float = 1e-6
-    method: str = "auto"
-    dense_max_dim: int = DENSE_MAX_DIM
-    num_iter: int = 300
-
-    def __post_init__(self):
-        problems.check_fields(
-            self,
-            positive=("gtol", "rtol", "rank_rtol", "cert_rtol", "gap_rtol"),
-            nonnegative=("grad_factor",),
-            integers={"dense_max_dim": 1, "num_iter": 1},
-            choices={"method": METHODS},
-        )
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class Classification:
-    """What ``classify`` found (fields are scalars for one point, arrays over runs for a batch).
-
-    ``kind`` in ``metrics.KINDS``; ``index`` = #eigenvalues ``< -tol`` (exact on the
-    dense path; on the Lanczos path a lower bound, ``index_exact`` False);
-    ``lambda_min`` the smallest eigenvalue once the ``n_zero_predicted``
-    symmetry modes are removed, ``lambda_max`` the largest; ``n_zero`` the
-    eigenvalues within ``tol`` of 0 (Lanczos: a lower bound, predicted plus
-    near-zero Ritz values after deflation); ``rank`` of ``H``; ``eig_residual``
-    the Lanczos residual bound on ``lambda_min`` (0 on the dense path);
-    ``certified`` the certificate (or loss) test; ``degenerate_zeros`` whether
-    more zeros than symmetry modes were seen (recorded even for a
-    ``global_min``); ``settings`` the tolerances used.
-    """
-
-    kind: object
-    index: object
-    index_exact: bool
-    lambda_min: object
-    lambda_max: object
-    tol: object
-    n_zero: object
-    n_zero_predicted: object
-    rank: object
-    degenerate_zeros: object
-    grad_norm: object
-    loss: object
-    global_loss: float
-    cert_lambda: object
-    cert_gap_bound: object
-    certified: object
-    eig_residual: object
-    method: str
-    settings: ClassifySettings
-
-    def to_json(self) -> dict:
-        out = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, ClassifySettings):
-                value = value.to_json()
-            elif isinstance(value, np.ndarray):
-                value = value.tolist()
-            out[field.name] = value
-        return out
-
-
-def _point_data(H, labels, tau, rank_rtol):
-    H = oblique.normalize_rows(H)
-    sigma = jnp.linalg.svd(H, compute_uv=False)
-    stream = streaming.use_streaming(H.shape[0])
-    value, egrad = jax.value_and_grad(streaming.loss_fn(labels, tau, stream=stream))(H)
-    cert = certify.of_point(H, labels, tau, stream=stream)
-    grad_norm = jnp.linalg.norm(oblique.riemannian_gradient(H, egrad))
-    rank = oblique.rank_of_singular_values(sigma, rank_rtol)
-    return value, grad_norm, rank, cert.lambda_min, cert.gap_bound
-
-
-@jax.jit
-def _classify_dense(H, labels, tau, rank_rtol):
-    def one(h, labels, tau):
-        eigs = jnp.linalg.eigvalsh(hessian_matrix(h, labels, tau))
-        return _point_data(h, labels, tau, rank_rtol), eigs
-
-    return map_points(one, H, labels, tau)
-
-
-@functools.partial(jax.jit, static_argnames="num_iter")
-def _classify_lanczos(H, labels, tau, key, rank_rtol, num_iter):
-    def one(h, labels, tau, k):
-        return _point_data(h, labels, tau, rank_rtol), _extremes(h, labels, tau, k, num_iter, True, rank_rtol)
-
-    return map_points(one, H, labels, tau, keys=key)
-
-
-def _unbatch(value, single):
-    value = np.asarray(value)
-    return value.item() if single else value
-
-
-def classify(
-    H, labels, tau, *, global_loss=None, settings: ClassifySettings = ClassifySettings(), key=None, x64=True
-):
-    """Classify critical points by their Riemannian Hessian and certificate (docs/maths.md §3).
-
-    Rules, in order: ``not_converged`` if ``|grad| > gtol`` (or non-finite);
-    ``saddle`` if some eigenvalue ``< -tol``; ``global_min`` if the
-    certificate (or the loss) says globally optimal, even when there are more
-    zero eigenvalues than symmetry modes (``degenerate_zeros`` records it);
-    ``degenerate`` if there are; else ``spurious_min``. ``tol`` is relative to
-    the spectrum's scale (``ClassifySettings``) and returned. ``L*`` is the
-    relaxation's value, attained only when ``d >= rank M*``: below that no
-    point reaches it and every local minimum is reported ``spurious_min``
-    (read: not certified global).
-
-    Args:
-      H: ``(n, d)`` or ``(runs, n, d)``; rows are normalised.
-      labels, tau: the problem.
-      global_loss: ``L*`` (default: ``global_optimum`` of the label counts).
-      settings: tolerances and method; the dense path builds the full
-        ``n(d-1)`` Hessian, the Lanczos path uses ``settings.num_iter``
-        Hessian-vector products with the symmetry modes deflated.
-      key: PRNG key for Lanczos start vectors.
-      x64: re-evaluate in float64 (float32 input included), inside
-        ``precision.float64()``; ``x64=False`` classifies in ``H``'s own dtype.
-
-    Returns a ``Classification``.
-    """
-    shape = problems.check_points(H, labels, tau)
-    if not isinstance(settings, ClassifySettings):
-        raise ValueError(f"settings must be a ClassifySettings, got {type(settings).__name__}")
-    if x64:
-        with precision.float64():
-            return classify(H, labels, tau, global_loss=global_loss, settings=settings, key=key, x64=False)
-    H = jnp.asarray(H)
-    tau = problems.check_tau(tau)
-    if global_loss is None:
-        global_loss = optimum.global_optimum(problems.counts_from_labels(labels), tau).loss
-    elif isinstance(global_loss, bool) or not isinstance(global_loss, int | float | np.floating):
-        raise ValueError(f"global_loss must be a number, got {global_loss!r}")
-    global_loss = float(global_loss)
-    if not math.isfinite(global_loss):
-        raise ValueError(f"global_loss must be finite, got {global_loss!r}")
-    labels = jnp.asarray(labels)
-    n, d = shape[-2:]
-    N = n * (d - 1)
-    method = settings.method
-    if method == "auto":
-        method = "dense" if N <= settings.dense_max_dim else "lanczos"
-    single = len(shape) == 2
-
-    if method == "dense":
-        data, eigs = _classify_dense(H, labels, tau, settings.rank_rtol)
-        eigs = np.asarray(eigs).reshape(-1, N)
-    else:
-        key = jax.random.key(0) if key is None else key
-        m = lanczos_steps(shape, True, settings.num_iter)
-        data, ext = _classify_lanczos(H, labels, tau, key, settings.rank_rtol, m)
-        ritz_values = np.asarray(ext.ritz_values).reshape(-1, m)
-    value, grad_norm, rank, cert_lambda, cert_gap = (np.asarray(x, np.float64).reshape(-1) for x in data)
-    rank = rank.astype(np.int64)
-    predicted = np.array([predicted_zero_modes(int(r), d) for r in rank], dtype=np.int64)
-
-    if method == "dense":
-        scale = np.max(np.abs(eigs), axis=1)
-        tol = np.maximum(settings.rtol * scale, settings.grad_factor * np.minimum(grad_norm, settings.gtol))
-        index = np.sum(eigs < -tol[:, None], axis=1)
-        n_zero = np.sum(np.abs(eigs) <= tol[:, None], axis=1)
-        rows = np.arange(eigs.shape[0])
-        lambda_min = np.where(index > 0, eigs[:, 0], eigs[rows, np.minimum(predicted, N - 1)])
-        lambda_max = eigs[:, -1]
-        residual = np.zeros_like(lambda_min)
-    else:
-        lambda_min = np.asarray(ext.lambda_min, np.float64).reshape(-1)
-        lambda_max = np.asarray(ext.lambda_max, np.float64).reshape(-1)
-        scale = np.maximum(np.abs(lambda_min), np.abs(lambda_max))
-        tol = np.maximum(settings.rtol * scale, settings.grad_factor * np.minimum(grad_norm, settings.gtol))
-        index = np.sum(ritz_values < -tol[:, None], axis=1)
-        n_zero = predicted + np.sum(np.abs(ritz_values) <= tol[:, None], axis=1)
-        residual = np.asarray(ext.residual_min, np.float64).reshape(-1)
-
-    loss_scale = max(1.0, abs(global_loss))
-    finite = np.isfinite(value) & np.isfinite(grad_norm) & np.isfinite(lambda_min) & np.isfinite(lambda_max)
-    converged = finite & (grad_norm <= settings.gtol)
-    certified = (cert_gap <= settings.cert_rtol * loss_scale) | (
-        np.abs(value - global_loss) <= settings.gap_rtol * loss_scale
-    )
-    extra = n_zero > predicted
-    kind = metrics.decide_kinds(converged, certified, index, extra)
-
-    def out(x):
-        return _unbatch(x, single)
-
-    return Classification(
-        kind=out(kind),
-        index=out(index),
-        index_exact=method == "dense",
-        lambda_min=out(lambda_min),
-        lambda_max=out(lambda_max),
-        tol=out(tol),
-        n_zero=out(n_zero),
-        n_zero_predicted=out(predicted),
-        rank=out(rank),
-        degenerate_zeros=out(extra),
-        grad_norm=out(grad_norm),
-        loss=out(value),
-        global_loss=global_loss,
-        cert_lambda=out(cert_lambda),
-        cert_gap_bound=out(cert_gap),
-        certified=out(certified),
-        eig_residual=out(residual),
-        method=method,
-        settings=settings,
-    )
 
 
 # --------------------------------------------------------------------------

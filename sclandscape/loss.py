@@ -86,6 +86,41 @@ def sum_loss(H, labels, tau):
     return jnp.sum(anchor_losses(H @ H.T, labels, tau))
 
 
+def rounding_bound(H, labels, tau):
+    r"""A bound on the float rounding error of ``sum_loss(H, labels, tau)`` (traced, no checks).
+
+    To first order in the unit roundoff ``eps`` of ``H``'s dtype, with unit
+    rows, ``n_c`` the size of anchor ``i``'s class and ``x_il = G_il / tau``
+    (``docs/maths.md``, "Tolerances")::
+
+        |dx_il|    <= (d + 1) eps / tau                      (a d-term dot product, a division)
+        |dlse_i|   <= eps ((2d + 4)/tau + n + log n + |lse_i|) (logits, shift, exp, sum, log)
+        |dpos_i|   <= eps (d + n_c + 1) / tau                (mean of n_c - 1 logits)
+        |dL|       <= sum_i (|dlse_i| + |dpos_i| + eps |term_i|) + (n - 1) eps sum_i |term_i|
+
+    A gap ``L(H) - L*`` below this (plus ``L*``'s own error) is rounding.
+    """
+    n, d = H.shape
+    eps = jnp.finfo(H.dtype).eps
+    G = H @ H.T
+    off = ~jnp.eye(n, dtype=bool)
+    positive = off & (labels[:, None] == labels[None, :])
+    n_class = jnp.sum(positive, axis=1) + 1
+    logits = G / tau
+    lse = masked_logsumexp(logits, off, axis=1)
+    term = anchor_losses(G, labels, tau)
+    per_anchor = (2 * d + 4 + d + n_class + 1) / tau + n + jnp.log(n) + jnp.abs(lse) + jnp.abs(term)
+    return eps * (jnp.sum(per_anchor) + (n - 1) * jnp.sum(jnp.abs(term)))
+
+
+def rounding_bound_closed(n: int, d: int, tau, dtype):
+    """``rounding_bound`` without logits: ``|lse_i| <= 1/tau + log n``, ``|term_i| <= 2/tau + log n``."""
+    eps = jnp.finfo(dtype).eps
+    lse, term = 1 / tau + jnp.log(n), 2 / tau + jnp.log(n)
+    per_anchor = (3 * d + n + 5) / tau + n + jnp.log(n) + lse + term
+    return eps * n * (per_anchor + (n - 1) * term)
+
+
 def gram_gradient(G, labels, tau):
     """``F = (A + A^T)/2``, ``A_il = (P_il - Y+_il)/tau``, at one Gram matrix (traced, no checks)."""
     A = jax.grad(lambda g: jnp.sum(anchor_losses(g, labels, tau)))(G)

@@ -2,7 +2,7 @@ r"""Geometry of a configuration and the one classification rule (docs/maths.md Â
 
 **Kinds.** ``KINDS`` is the one list of verdicts a point can get, and
 ``decide_kinds`` the one rule that turns the tests into a verdict (used by
-``hessian.classify`` and by the scan's records).
+``verdict.classify`` and by the scan's records).
 
 **Geometry** of one ``H`` ``(n, d)`` with one-hot labels ``Y`` ``(n, k)``:
 
@@ -16,7 +16,10 @@ r"""Geometry of a configuration and the one classification rule (docs/maths.md Â
 - ``nc1``: Papyan, Han & Donoho's NC1 (PNAS 2020), ``tr(Sigma_W Sigma_B^+)/k``
   with ``Sigma_W`` the within-class and ``Sigma_B`` the between-class
   covariance of the rows (around the global mean);
-- ``gram_distance``: ``|M - M*|_F / |M*|_F``.
+- ``gram_distance``: ``|M - M*|_F / |M*|_F``;
+- ``invariants``/``same_point``/``deduplicate``: whether two critical points
+  are one up to rotation and relabelling (the spectrum of ``G = H H^T`` and
+  the class-mean products up to permutations of classes of equal size).
 
 Functions act on one configuration. On NumPy arrays they compute with NumPy
 (in the input's dtype); on JAX arrays and tracers with ``jax.numpy``
@@ -26,6 +29,7 @@ matplotlib only) share ``KINDS`` and the rule without importing JAX.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -40,8 +44,13 @@ def _xp(*arrays):
     return jnp
 
 
-#: Every verdict a point can get, in the order figures and tables list them.
-KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+#: Largest number of count-preserving class permutations tried exhaustively by ``same_point``.
+MAX_PERMUTATIONS = 40320
+
+#: Every verdict a point can get, in the order figures and tables list them. ``local_min`` is a
+#: local minimum when ``d < rank M*``: the relaxation's ``L*`` is not attainable, so no minimum
+#: can be called global or spurious against it.
+KINDS = ("global_min", "spurious_min", "local_min", "saddle", "degenerate", "not_converged")
 
 
 def class_means(H, onehot):
@@ -90,28 +99,32 @@ def gram_distance(M, M_star):
     return jnp.linalg.norm(M - M_star) / jnp.linalg.norm(M_star)
 
 
-def decide_kinds(converged, certified, index=None, extra_zeros=None) -> np.ndarray:
+def decide_kinds(converged, certified, index=None, extra_zeros=None, *, attainable=True) -> np.ndarray:
     """The one classification rule, first match wins, as a ``<U13`` array over points.
 
-    ``not_converged`` unless ``converged``; ``saddle`` when the spectrum
-    shows a negative eigenvalue beyond the symmetry modes (``index > 0``);
-    ``global_min`` when ``certified`` (certificate or loss at ``L*``);
-    ``degenerate`` when the spectrum has more zero eigenvalues than symmetry
-    modes; else ``spurious_min``. Without a spectrum (``index`` None) an
-    uncertified converged point is ``spurious_min`` until its Hessian says
+    ``not_converged`` unless ``converged``; ``global_min`` when ``certified``
+    (the certificate, or the loss at ``L*`` within what float64 and the
+    residual gradient resolve: tested before the curvature, whose sign at a
+    degenerate global minimum is rounding); ``saddle`` when the spectrum shows
+    a negative eigenvalue beyond the symmetry modes (``index > 0``);
+    ``degenerate`` when it has more zero eigenvalues than symmetry modes;
+    else a local minimum: ``spurious_min`` when ``attainable`` (``d >= rank
+    M*``), ``local_min`` otherwise. Without a spectrum (``index`` None) an
+    uncertified converged point is a local minimum until its Hessian says
     otherwise.
     """
     converged = np.asarray(converged, bool)
-    certified = np.asarray(certified, bool)
+    certified = np.asarray(certified, bool) & bool(attainable)
     index = np.zeros(converged.shape, np.int64) if index is None else np.asarray(index)
     extra = np.zeros(converged.shape, bool) if extra_zeros is None else np.asarray(extra_zeros, bool)
+    minimum = "spurious_min" if attainable else "local_min"
     kind = np.where(
         ~converged,
         "not_converged",
         np.where(
-            index > 0,
-            "saddle",
-            np.where(certified, "global_min", np.where(extra, "degenerate", "spurious_min")),
+            certified,
+            "global_min",
+            np.where(index > 0, "saddle", np.where(extra, "degenerate", minimum)),
         ),
     )
     return np.asarray(kind).astype("<U13")
@@ -143,3 +156,102 @@ def step_blocks(M, k_maj: int) -> tuple[float, float, float]:
         float(b.mean()) if b.size else math.nan,
         float(g.mean()),
     )
+
+
+# --------------------------------------------------------------------------
+# Distinct critical points up to rotation and relabelling
+
+
+def invariants(H, labels) -> dict:
+    """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
+
+    ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``;
+    ``class_mean_products``: ``<mu_a, mu_b>`` of the raw class means (``metrics``).
+    """
+    H = np.asarray(H, np.float64)
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    onehot = np.eye(int(labels.max()) + 1)[labels]
+    # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
+    spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
+    return {"spectrum": spectrum, "class_mean_products": class_mean_products(H, onehot)}
+
+
+def class_permutations(counts) -> np.ndarray | None:
+    """All permutations of the classes that preserve their sizes ``(P, k)``, or ``None`` if more than
+    ``MAX_PERMUTATIONS``."""
+    counts = list(counts)
+    blocks: dict[int, list[int]] = {}
+    for c, m in enumerate(counts):
+        blocks.setdefault(m, []).append(c)
+    total = math.prod(math.factorial(len(b)) for b in blocks.values())
+    if total > MAX_PERMUTATIONS:
+        return None
+    perms = []
+    for choice in itertools.product(*(itertools.permutations(b) for b in blocks.values())):
+        perm = np.arange(len(counts))
+        for block, image in zip(blocks.values(), choice, strict=True):
+            perm[block] = image
+        perms.append(perm)
+    return np.array(perms)
+
+
+def _gram_match(Ma, Mb, counts, perms) -> float:
+    """``min_P max|Ma - P Mb P^T|`` over size-preserving class permutations (or an invariant proxy)."""
+    if perms is not None:
+        permuted = Mb[perms[:, :, None], perms[:, None, :]]
+        return float(np.min(np.max(np.abs(permuted - Ma[None]), axis=(1, 2))))
+    # Too many permutations: compare what no relabelling can change (per size block).
+    worst = float(np.max(np.abs(np.linalg.eigvalsh(Ma) - np.linalg.eigvalsh(Mb))))
+    sizes = np.asarray(counts)
+    for m in np.unique(sizes):
+        rows = sizes == m
+        for a, b in ((Ma[rows], Mb[rows]), (np.diagonal(Ma)[rows], np.diagonal(Mb)[rows])):
+            worst = max(worst, float(np.max(np.abs(np.sort(a, axis=None) - np.sort(b, axis=None)))))
+    return worst
+
+
+def same_point(
+    inv_a: dict,
+    inv_b: dict,
+    loss_a: float,
+    loss_b: float,
+    counts,
+    *,
+    loss_rtol=1e-8,
+    gram_atol=1e-5,
+    perms=None,
+) -> bool:
+    """Whether two critical points are one up to rotation and relabelling (see the module docstring)."""
+    if abs(loss_a - loss_b) > loss_rtol * max(1.0, abs(loss_a), abs(loss_b)):
+        return False
+    if np.max(np.abs(inv_a["spectrum"] - inv_b["spectrum"])) > gram_atol * max(1.0, inv_a["spectrum"][0]):
+        return False
+    return _gram_match(inv_a["class_mean_products"], inv_b["class_mean_products"], counts, perms) <= gram_atol
+
+
+def deduplicate(H, losses, labels, counts, *, loss_rtol=1e-8, gram_atol=1e-5) -> np.ndarray:
+    """Group of each point ``(m,)``: ``group[i] = j`` for the first point ``j`` equal to ``i`` (up to
+    rotation and relabelling; ``same_point``). Points are compared in the given order."""
+    perms = class_permutations(counts)
+    invs = [invariants(h, labels) for h in np.asarray(H)]
+    reps: list[int] = []
+    group = np.empty(len(invs), np.int64)
+    for i, inv in enumerate(invs):
+        for j in reps:
+            if same_point(
+                inv,
+                invs[j],
+                float(losses[i]),
+                float(losses[j]),
+                counts,
+                loss_rtol=loss_rtol,
+                gram_atol=gram_atol,
+                perms=perms,
+            ):
+                group[i] = j
+                break
+        else:
+            reps.append(i)
+            group[i] = i
+    return group

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from sclandscape import loss, metrics, oblique, optim, problems
+from sclandscape import loss, metrics, oblique, optim, precision, problems
 from sclandscape.certify import dual_slack, kkt_residual
 
 # --------------------------------------------------------------------------
@@ -107,6 +107,10 @@ class GlobalOptimum:
       kkt_residual: relative KKT residual of ``M*`` (see ``kkt_residual``).
       counts, tau: the problem.
       method: how it was obtained; ``iterations``: solver iterations.
+      loss_error: a bound on ``|loss - L*|`` for the exact ``L*``: the computed ``M*``
+        is feasible, so its value is above ``L*`` by at most the class-level
+        certificate ``k max(0, -lambda_min(S)) + |<S, M*>|`` (``value_gap_bound``),
+        plus the rounding of the value (``eps (n (k + 2/tau + 2) + k |L*|)``).
     """
 
     loss: float
@@ -117,6 +121,7 @@ class GlobalOptimum:
     tau: float
     method: str = "cls-trust-region"
     iterations: int = 0
+    loss_error: float = 0.0
 
     @property
     def labels(self) -> np.ndarray:
@@ -154,6 +159,7 @@ class GlobalOptimum:
             "tau": self.tau,
             "method": self.method,
             "iterations": self.iterations,
+            "loss_error": self.loss_error,
         }
 
 
@@ -167,6 +173,21 @@ CLASS_RANK_RTOL = 1e-3
 def _numerical_rank(M: np.ndarray) -> int:
     sigma = np.sqrt(np.maximum(np.linalg.eigvalsh(M)[::-1], 0.0))
     return int(oblique.rank_of_singular_values(sigma, CLASS_RANK_RTOL))
+
+
+def value_gap_bound(M: np.ndarray, counts, tau: float) -> float:
+    """``g(M) - g(M*) <= k max(0, -lambda_min(S)) + |<S, M>|`` for a feasible ``M`` (float64).
+
+    ``S = F - Diag((F M)_ii)`` with ``F`` the symmetric gradient of the
+    unscaled class-level objective ``g`` at ``M``: the certificate of
+    ``docs/maths.md`` §2, one level up.
+    """
+    with precision.float64():
+        Mj = jnp.asarray(M, jnp.float64)
+        A = jax.grad(cls_objective)(Mj, jnp.asarray(counts, jnp.float64), tau)
+        S = np.asarray(dual_slack(0.5 * (A + A.T), Mj))
+    lam = float(np.linalg.eigvalsh(S)[0])
+    return len(counts) * max(0.0, -lam) + abs(float(np.sum(S * M)))
 
 
 def _cls_start(k: int) -> np.ndarray:
@@ -220,6 +241,9 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
                 break
         M = np.asarray(M)
         value = float(cls_objective(jnp.asarray(M), c, tau))
+        error = value_gap_bound(M, counts, tau) + float(np.finfo(np.float64).eps) * (
+            sum(counts) * (k + 2 / tau + 2) + k * abs(value)
+        )
     if not kkt <= max(kkt_tol, 1e-9):
         raise RuntimeError(
             f"CLS solve did not converge: KKT residual {kkt:.2e} (status {int(result.status)}, "
@@ -233,6 +257,7 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
         counts=counts,
         tau=tau,
         iterations=iterations,
+        loss_error=error,
     )
 
 

@@ -60,6 +60,7 @@ OKABE_ITO = {
 KIND_STYLE = {
     "global_min": {"color": OKABE_ITO["blue"], "marker": "o", "label": "global min"},
     "spurious_min": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "spurious min"},
+    "local_min": {"color": OKABE_ITO["bluish_green"], "marker": "v", "label": "local min (d < rank M*)"},
     "saddle": {"color": OKABE_ITO["orange"], "marker": "s", "label": "saddle"},
     "degenerate": {"color": OKABE_ITO["reddish_purple"], "marker": "D", "label": "degenerate"},
     "not_converged": {"color": OKABE_ITO["grey"], "marker": "x", "label": "not converged"},

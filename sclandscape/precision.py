@@ -8,7 +8,7 @@
   out; float64 in, float64 out. They never switch precision themselves.
 - Every *decision* is taken in float64: the class-level program
   (``optimum.global_optimum``), classification and its proofs
-  (``hessian.classify``), the certificate inside a verdict, the scan's polish
+  (``verdict.classify``), the certificate inside a verdict, the scan's polish
   and records, the variants' records and the saddle catalogue. Those entry
   points enter ``float64()`` themselves, convert their inputs, and return
   NumPy float64 arrays. A user never has to flip a global flag to get a

@@ -17,10 +17,8 @@ Every file is rendered to bytes first and written atomically
 A figure that cannot be drawn from the folder (e.g. no Hessian data yet) is
 listed in ``report.md`` with the reason, never an error.
 
-The Gram figures need the embedding ``H`` of one run per distinct minimum:
-taken from ``runs.npz`` when the scan saved embeddings, otherwise recomputed
-from the seed (a run depends only on ``fold_in(key, run)``; the recomputed
-loss is checked against the recorded one before it is drawn).
+The Gram figures use the embeddings of the distinct minima the scan stored
+(``points.npz``); nothing is re-optimised.
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ import os
 import numpy as np
 
 from sclandscape import metrics, plots, problems, results
-
-MINIMA = ("global_min", "spurious_min", "degenerate")
 
 #: One line per figure for ``report.md``.
 CAPTIONS = {
@@ -55,17 +51,15 @@ def _check_formats(formats) -> tuple[str, ...]:
 
 
 def _representatives(runs: dict, summary: dict, limit: int) -> list[tuple[int, dict]]:
-    """``(row, minimum)`` for the first ``limit`` distinct minima: the lowest-index run nearest its loss."""
+    """``(row, minimum)`` for the first ``limit`` distinct minima: a run that reached each one."""
     kind = np.asarray(runs["kind"]).astype(str)
-    rows = np.flatnonzero(np.isin(kind, MINIMA))
-    tol = float(summary.get("grouping_tolerance", 0.0))
+    point = np.asarray(runs.get("point", np.full(kind.size, -1)))
     out = []
     for m in summary["distinct_minima"][:limit]:
-        if not rows.size:
-            break
-        dist = np.abs(runs["loss"][rows] - m["loss"])
-        near = rows[dist <= max(tol, float(dist.min()))]
-        out.append((int(near[0]), m))
+        p = m.get("point", -1)
+        rows = np.flatnonzero(point == p) if p >= 0 else np.flatnonzero(kind == m.get("kind"))
+        if rows.size:
+            out.append((int(rows[np.argmin(np.abs(runs["loss"][rows] - m["loss"]))]), m))
     return out
 
 
@@ -105,26 +99,38 @@ def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list
     return items, []
 
 
-def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
+def _gap_tolerance(runs: dict, scan_data: dict, settings) -> float:
+    """The largest gap tolerance of a converged run: loss rounding + L*'s error + 2 sqrt(n) |grad|."""
+    n = scan_data["problem"].n
+    converged = np.asarray(runs["grad_norm"]) <= settings.gtol_factor * settings.tol
+    if "loss_rounding" not in runs or not converged.any():
+        return float("nan")
+    error = float(scan_data.get("optimum", {}).get("loss_error", 0.0))
+    tol = np.asarray(runs["loss_rounding"]) + error + 2 * np.sqrt(n) * np.asarray(runs["grad_norm"])
+    return float(np.max(tol[converged]))
+
+
+def _figures(out: str, scan_data: dict, max_minima: int):
     """``[(name, builder, caption)]`` and ``[skipped reason]``; builders return a Figure."""
     runs, summary, problem = scan_data["runs"], scan_data["summary"], scan_data["problem"]
     settings = scan_data["settings"]
     L = float(summary["global_loss"])
-    scale = max(1.0, abs(L))
+    gap_tol = _gap_tolerance(runs, scan_data, settings)
     figures, skipped = [], []
     figures.append(
         (
             "gap_histogram",
-            lambda: plots.gap_histogram(runs, L, tolerance=settings.gap_rtol * scale),
-            CAPTIONS["gap_histogram"],
+            lambda: plots.gap_histogram(runs, L, tolerance=gap_tol),
+            CAPTIONS["gap_histogram"]
+            + f" The dashed line is the largest gap tolerance of a converged run ({gap_tol:.1e}).",
         )
     )
     figures.append(
         (
             "certificate",
-            lambda: plots.certificate_distribution(runs, tol=settings.cert_rtol * scale / problem.n),
+            lambda: plots.certificate_distribution(runs, tol=gap_tol / problem.n),
             CAPTIONS["certificate"] + " The dashed line is where the gap bound n max(0, -lambda_min(S)) "
-            f"reaches the tolerance {settings.cert_rtol:g} max(1, |L*|).",
+            f"reaches the largest gap tolerance of a converged run ({gap_tol:.1e}).",
         )
     )
     lam = runs.get("hess_lambda_min")
@@ -156,8 +162,6 @@ def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
     reps = _representatives(runs, summary, max_minima)
     if not reps:
         skipped.append("gram_minimum: no converged minimum")
-    elif "H" not in runs and not recompute:
-        skipped.append("gram_minimum: the scan saved no embeddings (--save-embeddings) and recompute is off")
     else:
         H_of, notes = results.embeddings(scan_data, [row for row, _ in reps])
         skipped += [f"gram_minimum: {note}" for note in notes]
@@ -166,7 +170,7 @@ def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
             if row not in H_of:
                 continue
             M = np.asarray(metrics.class_mean_gram(H_of[row], np.eye(problem.k)[labels]), np.float64)
-            status = "certified global" if m["certified_global"] else "spurious"
+            status = "certified global" if m["certified_global"] else m.get("kind", "not certified")
             run = int(runs["run"][row])
             figures.append(
                 (
@@ -178,24 +182,18 @@ def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
                         title=f"minimum {i}: gap {m['gap']:.2g}, {status}",
                     ),
                     CAPTIONS["gram_minimum"]
-                    + f" Minimum {i} (L = {m['loss']:.6f}, {m['count']} runs, {status}), run {run}"
-                    + (" (embedding recomputed from the seed)." if "H" not in runs else "."),
+                    + f" Minimum {i} (L = {m['loss']:.6f}, {m['count']} runs, {status}), run {run}.",
                 )
             )
     return figures, skipped
 
 
-def plot_results(
-    out: str, formats=("png", "pdf"), *, recompute: bool = True, max_minima: int = 3
-) -> list[str]:
+def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3) -> list[str]:
     """Draw the figures of the finished scan in ``out`` into ``out/figures/`` and write ``out/report.md``.
 
     Args:
       out: a folder written by ``results.run_scan`` (or ``sclandscape scan``).
       formats: file formats, from ``plots.FORMATS``.
-      recompute: when the scan saved no embeddings, recompute one run per
-        distinct minimum from the seed for the Gram figures (a few seconds);
-        ``False`` skips those figures.
       max_minima: Gram figures for at most this many distinct minima (lowest loss first).
 
     Returns the written paths (figures, then ``report.md``). Raises
@@ -206,7 +204,7 @@ def plot_results(
     if isinstance(max_minima, bool) or not isinstance(max_minima, int) or max_minima < 0:
         raise ValueError(f"max_minima must be an integer >= 0, got {max_minima!r}")
     scan_data = results.load_scan(out)
-    figures, skipped = _figures(out, scan_data, recompute, max_minima)
+    figures, skipped = _figures(out, scan_data, max_minima)
     written, drawn = [], []
     for name, build, caption in figures:
         try:
@@ -290,8 +288,9 @@ def markdown_report(scan_data: dict, drawn: list, skipped: list[str]) -> str:
                 "settings",
                 ", ".join(
                     f"{k}={v}"
-                    for k, v in dataclasses.asdict(settings).items()
-                    if k in ("tol", "max_steps", "polish", "x64", "cert_rtol", "gap_rtol", "group_rtol")
+                    for group in (settings.optimise, settings.judge)
+                    for k, v in dataclasses.asdict(group).items()
+                    if k in ("tol", "max_steps", "polish", "x64", "gtol_factor", "escapes", "group_atol")
                 ),
             ],
             ["classification", summary.get("classification", "certificate")],

@@ -24,7 +24,6 @@ run is on disk, process 0 writes ``runs.npz`` and ``summary.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -37,7 +36,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from sclandscape import hessian, metrics, optim, optimum, precision, problems, scanner
+from sclandscape import hessian, metrics, oblique, optim, optimum, precision, problems, scanner, verdict
 
 
 class ResultsError(ValueError):
@@ -280,7 +279,9 @@ def run_scan(
     if progress:
         progress(finished, len(share))
     for part in runner.results(todo):
-        write_npz(os.path.join(out, "chunks", f"{prefix}{seq:05d}.npz"), part)
+        name = f"{prefix}{seq:05d}.npz"
+        write_points(out, name, part.pop("points"))  # before the chunk: a chunk implies its points
+        write_npz(os.path.join(out, "chunks", name), part)
         seq += 1
         finished += part["run"].size
         if progress:
@@ -292,13 +293,86 @@ def run_scan(
     if not np.array_equal(runs["run"], np.arange(n_inits)):
         raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
     runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
-    summary = summarize(runs, runner.optimum.loss, settings)
-    summary["global_rank"] = runner.optimum.rank
+    points = merge_points(out, runs, settings)
+    summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
+    summary["attainable"] = problem.dim >= runner.optimum.rank
     summary["problem"] = problem.to_json()
     if p == 0:
+        write_npz(os.path.join(out, "points.npz"), points)
         write_npz(os.path.join(out, "runs.npz"), runs)
         write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+# --------------------------------------------------------------------------
+# Distinct critical points
+
+
+def write_points(out: str, name: str, points: dict) -> None:
+    """The distinct points a batch of runs found (the ``Scanner``'s ``points``) into ``out/points/name``."""
+    if len(points.get("loss", [])):
+        write_npz(os.path.join(out, "points", name), points)
+
+
+def merge_points(out: str, runs: dict, settings) -> dict:
+    """Merge ``out/points/*.npz`` into one set of distinct points; renumber each run's ``point`` (in place).
+
+    Points found by different processes or resumed sessions that are one
+    point up to rotation and relabelling (``metrics.same_point``: losses
+    within both points' gap tolerances, invariants within ``group_atol``)
+    are merged; each run's ``point`` then indexes the merged arrays.
+    """
+    folder = os.path.join(out, "points")
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".npz")) if os.path.isdir(folder) else []
+    parts = [read_npz(os.path.join(folder, f)) for f in files]
+    parts = [p for p in parts if len(p.get("loss", []))]
+    if not parts:
+        runs["point"] = np.full(runs["run"].size, -1, np.int64)
+        return {}
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    config = read_json(os.path.join(out, "config.json"))
+    problem = problems.Problem.from_json(config["problem"])
+    labels, counts = problem.labels, problem.counts
+    invariants = [metrics.invariants(h, labels) for h in merged["H"]]
+    perms = metrics.class_permutations(counts)
+    keep: list[int] = []
+    image = np.empty(merged["loss"].size, np.int64)
+    for i in range(merged["loss"].size):
+        for j, rep in enumerate(keep):
+            close = (
+                abs(merged["loss"][i] - merged["loss"][rep]) <= merged["gap_tol"][i] + merged["gap_tol"][rep]
+            )
+            if (
+                close
+                and str(merged["kind"][i]) == str(merged["kind"][rep])
+                and metrics.same_point(
+                    invariants[i],
+                    invariants[rep],
+                    0.0,
+                    0.0,
+                    counts,
+                    gram_atol=settings.group_atol,
+                    perms=perms,
+                )
+            ):
+                image[i] = j
+                break
+        else:
+            image[i] = len(keep)
+            keep.append(i)
+    lookup = {
+        (int(s), int(loc)): int(image[i])
+        for i, (s, loc) in enumerate(zip(merged["session"], merged["local"], strict=True))
+    }
+    point = np.asarray(runs.get("point", np.full(runs["run"].size, -1)))
+    session = np.asarray(runs.get("session", np.zeros(runs["run"].size, np.int64)))
+    runs["point"] = np.array(
+        [lookup.get((int(s), int(p)), -1) if p >= 0 else -1 for s, p in zip(session, point, strict=True)],
+        np.int64,
+    )
+    out_points = {k: v[keep] for k, v in merged.items() if k not in ("session", "local")}
+    out_points["count"] = np.bincount(runs["point"][runs["point"] >= 0], minlength=len(keep)).astype(np.int64)
+    return out_points
 
 
 # --------------------------------------------------------------------------
@@ -306,72 +380,111 @@ def run_scan(
 
 
 def classify_records(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> np.ndarray:
-    """Each run's kind: the scan's own (Hessian and certificate) when recorded, else ``certificate_kinds``."""
-    if "kind" in rec:
-        return np.asarray(rec["kind"]).astype("<U13")
-    return scanner.certificate_kinds(rec, global_loss, settings)
+    """Each run's kind as the scan recorded it (``ResultsError`` for records without one)."""
+    if "kind" not in rec:
+        raise ResultsError("the runs carry no 'kind' (written by an older version): rerun the scan")
+    return np.asarray(rec["kind"]).astype("<U13")
 
 
-def _classification_note(rec: dict, settings: scanner.ScanSettings) -> str:
-    checked = int(np.sum(np.asarray(rec.get("hess_index", np.array([-1]))) >= 0))
-    if settings.hessian == "none" or "hess_index" not in rec:
-        return "certificate only (saddles and degenerate points not separated from spurious minima)"
-    return (
-        f"certificate, and the Riemannian Hessian spectrum for {checked} runs "
-        f"(hessian={settings.hessian!r}; certified runs without a spectrum are global minima)"
-    )
+MINIMUM_KINDS = ("global_min", "spurious_min", "local_min", "degenerate")
 
 
-def summarize(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> dict:
-    """The summary: counts per kind and the distinct minima grouped by loss."""
+def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_loss: float) -> list[dict]:
+    """One entry per distinct minimum: the scan's distinct points (``point``), counted over runs."""
+    entries = []
+    point = np.asarray(rec.get("point", np.full(kind.size, -1)))
+    if points is not None and len(points.get("loss", [])):
+        for p in range(len(points["loss"])):
+            members = point == p
+            if not members.any() or str(points["kind"][p]) not in MINIMUM_KINDS:
+                continue
+            entries.append(
+                {
+                    "point": p,
+                    "loss": float(points["loss"][p]),
+                    "gap": float(points["loss"][p] - global_loss),
+                    "count": int(members.sum()),
+                    "kind": str(points["kind"][p]),
+                    "decided_by": str(points["decided_by"][p]),
+                    "certified_global": str(points["kind"][p]) == "global_min",
+                    "index": int(points["index"][p]),
+                    "strict_certified": bool(points["strict_certified"][p]),
+                    "certified_radius": float(points["certified_radius"][p]),
+                    "lifted_index": int(points["lifted_index"][p]),
+                }
+            )
+    # Runs judged by the cheap tests alone (no representative point): one entry per kind.
+    for name in MINIMUM_KINDS:
+        alone = (kind == name) & (point < 0)
+        if alone.any():
+            losses = rec["loss"][alone]
+            entries.append(
+                {
+                    "point": -1,
+                    "loss": float(np.min(losses)),
+                    "gap": float(np.min(losses) - global_loss),
+                    "count": int(alone.sum()),
+                    "kind": name,
+                    "decided_by": ",".join(sorted(set(np.asarray(rec["decided_by"])[alone].tolist()))),
+                    "certified_global": name == "global_min",
+                    "index": 0,
+                    "strict_certified": False,
+                    "certified_radius": float("inf"),
+                    "lifted_index": -1,
+                }
+            )
+    entries.sort(key=lambda e: e["loss"])
+    return entries
+
+
+def summarize(
+    rec: dict,
+    global_loss: float,
+    settings: scanner.ScanSettings,
+    points: dict | None = None,
+    global_rank=None,
+) -> dict:
+    """The summary: counts per kind and per deciding test, and the distinct minima.
+
+    ``points``: the scan's distinct critical points (``merge_points``); each
+    run's ``point`` field says which one it reached. When ``d < rank M*``
+    (``global_rank``) ``L*`` is not attainable: the minima are ``local_min``
+    and each gets its ``gap_to_lowest``, the difference to the lowest found.
+    """
     kind = classify_records(rec, global_loss, settings)
-    scale = max(1.0, abs(global_loss))
-    minima = np.isin(kind, ("global_min", "spurious_min", "degenerate"))
-    losses = rec["loss"][minima]
-    cert = kind[minima] == "global_min"
-    order = np.argsort(losses)
-    groups = []
-    tol = settings.group_rtol * scale
-    for i in order:
-        if groups and losses[i] - groups[-1]["_last"] <= tol:
-            g = groups[-1]
-        else:
-            g = {"_members": [], "_cert": [], "_last": losses[i]}
-            groups.append(g)
-        g["_members"].append(losses[i])
-        g["_cert"].append(cert[i])
-        g["_last"] = losses[i]
-    distinct = [
-        {
-            "loss": float(np.min(g["_members"])),
-            "gap": float(np.min(g["_members"]) - global_loss),
-            "count": len(g["_members"]),
-            "certified_global": bool(np.all(g["_cert"])),
-            "n_certified": int(np.sum(g["_cert"])),
-        }
-        for g in groups
-    ]
+    distinct = _distinct_minima(rec, kind, points, global_loss)
+    lowest = min((e["loss"] for e in distinct), default=None)
+    for e in distinct:
+        e["gap_to_lowest"] = e["loss"] - lowest
     status_names = {int(s): s.name.lower() for s in optim.Status}
-    return {
+    decided = np.asarray(rec.get("decided_by", np.full(kind.size, "")))
+    summary = {
         "n_inits": int(rec["run"].size),
         "global_loss": float(global_loss),
         "counts": {k: int(np.sum(kind == k)) for k in metrics.KINDS},
+        "decided_by": {d: int(np.sum(decided == d)) for d in verdict.DECIDERS if np.any(decided == d)},
         "distinct_minima": distinct,
-        "grouping_tolerance": tol,
         "best_loss": float(np.min(rec["loss"])) if rec["loss"].size else None,
+        "lowest_minimum": lowest,
+        "escapes": int(np.sum(rec.get("escapes", np.zeros(1)))),
         "status_counts": {
             status_names.get(int(s), str(s)): int(np.sum(rec["status"] == s))
             for s in np.unique(rec["status"])
         },
-        "classification": _classification_note(rec, settings),
+        "classification": (
+            "every run: gradient, certificate and gap tests; each distinct critical point: its float64 "
+            "spectrum with the symmetry modes removed, the a-posteriori proof and (below rank M*) the "
+            "lifting test; saddles escaped and continued (docs/maths.md §5)"
+        ),
         "tolerances": {
             "tol": settings.tol,
-            "cert_rtol": settings.cert_rtol,
-            "gap_rtol": settings.gap_rtol,
-            "group_rtol": settings.group_rtol,
-            "scale": scale,
+            "gtol": settings.gtol_factor * settings.tol,
+            "group_atol": settings.group_atol,
         },
     }
+    if global_rank is not None:
+        summary["global_rank"] = int(global_rank)
+    return summary
 
 
 # --------------------------------------------------------------------------
@@ -415,124 +528,114 @@ def load_scan(out: str) -> dict:
         runs["kind"] = classify_records(runs, summary["global_loss"], settings)
     opt_path = os.path.join(out, "optimum.json")
     if os.path.exists(opt_path):
-        class_gram = np.asarray(read_json(opt_path)["class_gram"], np.float64)
+        opt_data = read_json(opt_path)
     else:
-        class_gram = optimum.global_optimum(problem.counts, problem.tau).class_gram
+        opt_data = optimum.global_optimum(problem.counts, problem.tau).to_json()
+    class_gram = np.asarray(opt_data["class_gram"], np.float64)
+    points_path = os.path.join(out, "points.npz")
+    points = read_npz(points_path) if os.path.exists(points_path) else {}
     return {
         "config": config,
         "summary": summary,
         "runs": runs,
+        "points": points,
         "problem": problem,
         "settings": settings,
         "class_gram": class_gram,
+        "optimum": opt_data,
     }
 
 
 def embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
-    """``{row: H}`` for the given rows: saved, or recomputed from the seed; plus notes."""
-    runs = scan_data["runs"]
-    if "H" in runs:
-        return {r: np.asarray(runs["H"][r]) for r in rows}, []
-    if not rows:
-        return {}, []
-    problem, settings = scan_data["problem"], scan_data["settings"]
-    # Same seed and settings, fewer slots: the same runs (to rounding), checked below.
-    settings = dataclasses.replace(settings, slots=max(1, len(rows)))
-    indices = [int(runs["run"][r]) for r in rows]
-    with precision.float64():
-        key = jax.random.key(int(scan_data["config"]["seed"]))
-        runner = scanner.Scanner(problem, key, settings, keep_embeddings=True)
-        parts = list(runner.results(indices))
-    got = {int(i): (h, loss) for p in parts for i, h, loss in zip(p["run"], p["H"], p["loss"], strict=True)}
-    tol = max(float(scan_data["summary"].get("grouping_tolerance", 0.0)), 1e-9)
+    """``{row: H}``: each run's saved embedding, else its distinct point's (stored at scan time); notes.
+
+    A run without either (``not_converged``) is left out with a note. Nothing
+    is ever re-optimised: a run's distinct point is the same critical point up
+    to rotation and relabelling.
+    """
+    runs, points = scan_data["runs"], scan_data.get("points") or {}
     found, notes = {}, []
-    for r, i in zip(rows, indices, strict=True):
-        H, loss = got[i]
-        if abs(loss - runs["loss"][r]) <= tol:
-            found[r] = H
+    for r in rows:
+        p = int(np.asarray(runs.get("point", [-1] * (r + 1)))[r])
+        if "H" in runs:
+            found[r] = np.asarray(runs["H"][r])
+        elif p >= 0 and "H" in points:
+            found[r] = np.asarray(points["H"][p])
         else:
-            notes.append(f"run {i} recomputed to L = {loss:.6f}, not the recorded {runs['loss'][r]:.6f}")
+            notes.append(f"run {int(runs['run'][r])} has no stored embedding (its kind: {runs['kind'][r]})")
     return found, notes
 
 
-def critical_representatives(runs: dict, tol: float) -> list[int]:
-    """Rows of one run per distinct converged critical point: grouped by kind, then loss within ``tol``."""
-    kind = np.asarray(runs["kind"]).astype(str)
-    loss = np.asarray(runs["loss"])
-    rows = []
-    for k in metrics.KINDS:
-        if k == "not_converged":
-            continue
-        sel = np.flatnonzero(kind == k)
-        sel = sel[np.argsort(loss[sel], kind="stable")]
-        last = None
-        for r in sel:
-            if last is None or loss[r] - last > tol:
-                rows.append(int(r))
-            last = loss[r]
-    return rows
+def hessian_spectra(out: str, run_indices=None) -> str:
+    """Full Riemannian Hessian spectra into ``out/hessian/spectra.npz``: the distinct points, or chosen runs.
 
-
-def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> str:
-    """Full Riemannian Hessian spectra of chosen runs of a finished scan, into ``out/hessian/spectra.npz``.
-
-    ``run_indices`` default: one run per distinct converged critical point
-    (per kind, losses grouped by the scan's grouping tolerance). Embeddings
-    come from the scan (``--save-embeddings``) or are recomputed from the seed
-    (checked against the recorded loss). Each point is classified again
-    (``hessian.classify``, float64, dense). The file holds ``runs``,
-    ``eigenvalues`` ``(r, n(d-1))`` ascending, ``n_zero_predicted``, ``kind``,
-    ``index``, ``lambda_min``, ``tol`` and ``loss``; it is written atomically.
+    Default: every distinct critical point of the scan (``points.npz``,
+    stored at scan time). With ``run_indices``: those runs (their saved
+    embeddings, or their distinct points'). Nothing is re-optimised; the
+    spectra are computed in float64 (dense). The file holds ``runs`` (-1 for a
+    point), ``points``, ``eigenvalues`` ``(r, n(d-1))`` ascending,
+    ``n_zero_predicted``, ``kind``, ``index``, ``lambda_min``, ``tol`` and
+    ``loss`` (the scan's verdict on each point); it is written atomically.
     Returns its path. Raises ``ValueError`` (one line) on bad input.
     """
     data = load_scan(out)
-    runs, problem, settings = data["runs"], data["problem"], data["settings"]
+    runs, problem, points = data["runs"], data["problem"], data.get("points") or {}
     N = problem.n * (problem.dim - 1)
+    if problem.dim < 2:
+        raise ValueError(f"{out}: d = 1 has no tangent space (no Hessian)")
     if N > hessian.DENSE_MAX_DIM:
         raise ValueError(
             f"full spectra need n(d-1) <= {hessian.DENSE_MAX_DIM}, this scan has {N} "
             "(use sclandscape.hessian.lanczos_extremes / spectral_density)"
         )
-    index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
     if run_indices is None:
-        rows = critical_representatives(runs, float(data["summary"].get("grouping_tolerance", 0.0)))
-        if not rows:
-            raise ValueError(f"{out}: no converged run to take a spectrum of")
+        if not len(points.get("loss", [])):
+            raise ValueError(f"{out}: the scan stored no distinct critical point (no converged run)")
+        H = np.asarray(points["H"])
+        chosen_runs = np.full(H.shape[0], -1, np.int64)
+        chosen_points = np.arange(H.shape[0])
+        fields = {
+            f: np.asarray(points[f])
+            for f in ("kind", "index", "lambda_min", "tol", "loss", "n_zero_predicted")
+        }
     else:
+        index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
         run_indices = [int(i) for i in run_indices]
         bad = [i for i in run_indices if i not in index_of]
         if not run_indices or bad:
             raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
         rows = [index_of[i] for i in dict.fromkeys(run_indices)]
-    if "H" not in runs and not recompute:
-        raise ValueError(f"{out}: the scan saved no embeddings (--save-embeddings) and recompute is off")
-    found, notes = embeddings(data, rows)
-    if notes:
-        raise ValueError(f"{out}: {notes[0]}")
-    H = np.stack([found[r] for r in rows])
+        found, notes = embeddings(data, rows)
+        if notes:
+            raise ValueError(f"{out}: {notes[0]}")
+        H = np.stack([found[r] for r in rows])
+        chosen_runs = np.asarray(runs["run"])[rows].astype(np.int64)
+        chosen_points = np.asarray(runs.get("point", np.full(len(runs["run"]), -1)))[rows]
+        fields = {
+            "kind": np.asarray(runs["kind"])[rows],
+            "index": np.asarray(runs["hess_index"])[rows],
+            "lambda_min": np.asarray(runs["hess_lambda_min"])[rows],
+            "tol": np.asarray(runs["hess_tol"])[rows],
+            "loss": np.asarray(runs["loss"])[rows],
+            "n_zero_predicted": np.asarray(runs["hess_n_zero_predicted"])[rows],
+        }
     with precision.float64():
-        c = hessian.classify(
-            H,
-            problem.labels,
-            problem.tau,
-            global_loss=data["summary"]["global_loss"],
-            settings=hessian.ClassifySettings(
-                gtol=10 * settings.tol,
-                cert_rtol=settings.cert_rtol,
-                gap_rtol=settings.gap_rtol,
-                method="dense",
-            ),
-        )
         eigs = np.asarray(hessian.riemannian_hessian_eigs(H, problem.labels, problem.tau))
+        if np.any(fields["n_zero_predicted"] < 0):  # runs judged without a spectrum: the symmetry count
+            ranks = np.atleast_1d(np.asarray(oblique.numerical_rank(H)))
+            fields["n_zero_predicted"] = np.array(
+                [oblique.predicted_zero_modes(int(r), problem.dim) for r in ranks]
+            )
     arrays = {
-        "runs": np.asarray(runs["run"])[rows].astype(np.int64),
-        "eigenvalues": eigs.reshape(len(rows), N),
-        "n_zero_predicted": np.atleast_1d(np.asarray(c.n_zero_predicted, np.int64)),
-        "kind": np.atleast_1d(np.asarray(c.kind)).astype("<U13"),
-        "index": np.atleast_1d(np.asarray(c.index, np.int64)),
-        "lambda_min": np.atleast_1d(np.asarray(c.lambda_min, np.float64)),
-        "tol": np.atleast_1d(np.asarray(c.tol, np.float64)),
-        "loss": np.atleast_1d(np.asarray(c.loss, np.float64)),
+        "runs": chosen_runs,
+        "points": np.asarray(chosen_points, np.int64),
+        "eigenvalues": eigs.reshape(H.shape[0], N),
+        "n_zero_predicted": np.asarray(fields["n_zero_predicted"], np.int64),
+        "kind": np.asarray(fields["kind"]).astype("<U13"),
+        "index": np.asarray(fields["index"], np.int64),
+        "lambda_min": np.asarray(fields["lambda_min"], np.float64),
+        "tol": np.asarray(fields["tol"], np.float64),
+        "loss": np.asarray(fields["loss"], np.float64),
     }
     path = os.path.join(out, "hessian", "spectra.npz")
     write_npz(path, arrays)

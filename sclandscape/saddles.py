@@ -31,7 +31,7 @@ Each construction is a *tie pattern*: free points ``X`` ``(p, d)`` (``p = k +
 mirror flag per sample; ``expand(X) = (rownormalise(X * mask))[assign]`` with
 the mirrored rows reflected. The reduced problem ``min_X L(expand(X))`` is
 solved by the scan's Riemannian L-BFGS, the result polished on the full
-problem by ``critical.find_critical`` and classified by ``hessian.classify``
+problem by ``critical.find_critical`` and classified by ``verdict.classify``
 (dense spectrum, float64). All constructions of a problem run as one ``vmap``.
 
 **Deduplication** up to rotation and relabelling: two points are the same
@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
-import math
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -72,11 +70,10 @@ from sclandscape import (
     precision,
     problems,
     scanner,
+    verdict,
 )
 from sclandscape.optim import Status
 
-#: Largest number of count-preserving class permutations tried exhaustively by ``same_point``.
-MAX_PERMUTATIONS = 40320
 #: Partitions of the classes are enumerated for at most this many classes.
 MAX_CLASSES = 10
 
@@ -280,7 +277,7 @@ class CatalogueSettings:
     random: int = 0
     reduced: ReducedSettings = ReducedSettings()
     critical: critical.CriticalSettings = critical.CriticalSettings()
-    classify: hessian.ClassifySettings = hessian.ClassifySettings(gtol=1e-8)
+    classify: verdict.ClassifySettings = verdict.ClassifySettings(gtol=1e-8)
     loss_rtol: float = 1e-8
     gram_atol: float = 1e-5
     escape: bool = True
@@ -341,101 +338,6 @@ def _construct_batch(keys, assign, mirror, mask, use_tie, labels, tau, reduced, 
 # Invariants and deduplication
 
 
-def invariants(H, labels) -> dict:
-    """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
-
-    ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``;
-    ``class_mean_products``: ``<mu_a, mu_b>`` of the raw class means (``metrics``).
-    """
-    H = np.asarray(H, np.float64)
-    H = H / np.linalg.norm(H, axis=1, keepdims=True)
-    labels = np.asarray(labels)
-    onehot = np.eye(int(labels.max()) + 1)[labels]
-    # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
-    spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
-    return {"spectrum": spectrum, "class_mean_products": metrics.class_mean_products(H, onehot)}
-
-
-def class_permutations(counts) -> np.ndarray | None:
-    """All permutations of the classes that preserve their sizes ``(P, k)``, or ``None`` if more than
-    ``MAX_PERMUTATIONS``."""
-    counts = list(counts)
-    blocks: dict[int, list[int]] = {}
-    for c, m in enumerate(counts):
-        blocks.setdefault(m, []).append(c)
-    total = math.prod(math.factorial(len(b)) for b in blocks.values())
-    if total > MAX_PERMUTATIONS:
-        return None
-    perms = []
-    for choice in itertools.product(*(itertools.permutations(b) for b in blocks.values())):
-        perm = np.arange(len(counts))
-        for block, image in zip(blocks.values(), choice, strict=True):
-            perm[block] = image
-        perms.append(perm)
-    return np.array(perms)
-
-
-def _gram_match(Ma, Mb, counts, perms) -> float:
-    """``min_P max|Ma - P Mb P^T|`` over size-preserving class permutations (or an invariant proxy)."""
-    if perms is not None:
-        permuted = Mb[perms[:, :, None], perms[:, None, :]]
-        return float(np.min(np.max(np.abs(permuted - Ma[None]), axis=(1, 2))))
-    # Too many permutations: compare what no relabelling can change (per size block).
-    worst = float(np.max(np.abs(np.linalg.eigvalsh(Ma) - np.linalg.eigvalsh(Mb))))
-    sizes = np.asarray(counts)
-    for m in np.unique(sizes):
-        rows = sizes == m
-        for a, b in ((Ma[rows], Mb[rows]), (np.diagonal(Ma)[rows], np.diagonal(Mb)[rows])):
-            worst = max(worst, float(np.max(np.abs(np.sort(a, axis=None) - np.sort(b, axis=None)))))
-    return worst
-
-
-def same_point(
-    inv_a: dict,
-    inv_b: dict,
-    loss_a: float,
-    loss_b: float,
-    counts,
-    *,
-    loss_rtol=1e-8,
-    gram_atol=1e-5,
-    perms=None,
-) -> bool:
-    """Whether two critical points are one up to rotation and relabelling (see the module docstring)."""
-    if abs(loss_a - loss_b) > loss_rtol * max(1.0, abs(loss_a), abs(loss_b)):
-        return False
-    if np.max(np.abs(inv_a["spectrum"] - inv_b["spectrum"])) > gram_atol * max(1.0, inv_a["spectrum"][0]):
-        return False
-    return _gram_match(inv_a["class_mean_products"], inv_b["class_mean_products"], counts, perms) <= gram_atol
-
-
-def deduplicate(H, losses, labels, counts, *, loss_rtol=1e-8, gram_atol=1e-5) -> np.ndarray:
-    """Group of each point ``(m,)``: ``group[i] = j`` for the first point ``j`` equal to ``i`` (up to
-    rotation and relabelling; ``same_point``). Points are compared in the given order."""
-    perms = class_permutations(counts)
-    invs = [invariants(h, labels) for h in np.asarray(H)]
-    reps: list[int] = []
-    group = np.empty(len(invs), np.int64)
-    for i, inv in enumerate(invs):
-        for j in reps:
-            if same_point(
-                inv,
-                invs[j],
-                float(losses[i]),
-                float(losses[j]),
-                counts,
-                loss_rtol=loss_rtol,
-                gram_atol=gram_atol,
-                perms=perms,
-            ):
-                group[i] = j
-                break
-        else:
-            reps.append(i)
-            group[i] = i
-    return group
-
-
 # --------------------------------------------------------------------------
 # Escape from saddles
 
@@ -481,7 +383,7 @@ def descend_from_saddles(
     starts = starts.reshape((2 * s,) + H.shape[1:])
     out = _descend(starts, jnp.asarray(labels), tau, settings.descent)
     H_end = np.asarray(out[0])
-    c = hessian.classify(H_end, labels, tau, global_loss=global_loss, settings=settings.classify)
+    c = verdict.classify(H_end, labels, tau, global_loss=global_loss, settings=settings.classify)
     shape = (s, 2)
     status = np.asarray(out[2]).reshape(shape)
     kind = np.where(status == Status.CONVERGED, np.asarray(c.kind).reshape(shape), "not_converged")
@@ -526,7 +428,7 @@ def find_critical_points(
     with precision.float64():
         H0, red_grad, red_steps, res = _run_constructions(problem, items, jax.random.key(seed), settings)
         H = np.asarray(res.x)
-        c = hessian.classify(H, problem.labels, problem.tau, global_loss=opt.loss, settings=settings.classify)
+        c = verdict.classify(H, problem.labels, problem.tau, optimum_=opt, settings=settings.classify)
     H0 = np.asarray(H0)
     status = np.asarray(res.status)
     kind = np.where(status == Status.CONVERGED, np.asarray(c.kind), "not_converged").astype("<U13")
@@ -595,7 +497,7 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
         ),
     )
     labels, counts = problem.labels, problem.counts
-    group = deduplicate(
+    group = metrics.deduplicate(
         found["H"][order],
         found["loss"][order],
         labels,
@@ -630,7 +532,7 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
                 "count": len(who),
                 "moved": float(found["moved"][i]),
                 "class_mean_products": np.round(
-                    invariants(found["H"][i], labels)["class_mean_products"], 10
+                    metrics.invariants(found["H"][i], labels)["class_mean_products"], 10
                 ).tolist(),
                 "escape": None,
             }
@@ -641,13 +543,13 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
             desc = descend_from_saddles(
                 H[saddles], labels, problem.tau, settings, L_star, key=jax.random.key(seed + 1)
             )
-        perms = class_permutations(counts)
-        invs = [invariants(h, labels) for h in H]
+        perms = metrics.class_permutations(counts)
+        invs = [metrics.invariants(h, labels) for h in H]
 
         def match(h, loss):
-            inv = invariants(h, labels)
+            inv = metrics.invariants(h, labels)
             for e, entry in enumerate(entries):
-                if same_point(
+                if metrics.same_point(
                     inv,
                     invs[e],
                     float(loss),

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -59,12 +60,22 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from sclandscape import certify, hessian, metrics, oblique, optim, optimum, precision, problems, streaming
+from sclandscape import (
+    certify,
+    hessian,
+    loss,
+    metrics,
+    oblique,
+    optim,
+    optimum,
+    precision,
+    problems,
+    streaming,
+    verdict,
+)
 from sclandscape.optim import Status
 
-HESSIAN_MODES = ("auto", "all", "uncertified", "none")
 STREAM_BLOCK = 128  # tiles of 128 x 128 per run: small enough for many runs under vmap
-AUTO_HESSIAN_DIM = 256
 LBFGS_MEMORY = 10
 
 
@@ -109,30 +120,30 @@ class OptimiseSettings:
 
 @dataclasses.dataclass(frozen=True)
 class JudgeSettings:
-    """How converged runs are judged (part of a scan's identity).
+    """How converged runs are judged (part of a scan's identity). The tolerances are derived (``verdict``).
 
     Attributes:
-      cert_rtol: a run is certified global when its certificate's gap bound
-        is at most ``cert_rtol * max(1, |L*|)``.
-      gap_rtol: or when its loss is within ``gap_rtol * max(1, |L*|)`` of ``L*``.
-      group_rtol: minima whose losses differ by less than
-        ``group_rtol * max(1, |L*|)`` are grouped as one distinct minimum.
-      hessian: which converged runs get their Riemannian Hessian spectrum
-        (``hessian.classify``: saddles, index, degeneracy): ``"all"``,
-        ``"uncertified"`` (the certificate alone proves the others global),
-        ``"none"``, or ``"auto"`` = all when ``n(d-1) <= 256`` (dense and
-        cheap), else uncertified.
+      gtol_factor: a run is converged when its status is ``CONVERGED`` and its
+        Riemannian gradient, re-evaluated in float64, is ``<= gtol_factor * tol``.
+      prove: attempt the a-posteriori proof on each distinct non-global point.
+      lift: the lifting test on each distinct local minimum below ``rank M*``.
+      escapes: a run judged a saddle escapes along its most negative curvature
+        direction and continues, up to this many times; ``saddle`` at the end
+        of a scan means escaping failed.
+      group_atol: two converged runs are one distinct critical point when
+        their losses agree within their value tolerances and their rotation-
+        and relabelling-invariant signatures (``metrics.invariants``: the
+        spectrum of ``H H^T``, the class-mean products) agree within this.
     """
 
-    cert_rtol: float = 1e-5
-    gap_rtol: float = 1e-6
-    group_rtol: float = 1e-5
-    hessian: str = "auto"
+    gtol_factor: float = 10.0
+    prove: bool = True
+    lift: bool = True
+    escapes: int = 3
+    group_atol: float = 1e-5
 
     def __post_init__(self):
-        problems.check_fields(
-            self, positive=("cert_rtol", "gap_rtol", "group_rtol"), choices={"hessian": HESSIAN_MODES}
-        )
+        problems.check_fields(self, positive=("gtol_factor", "group_atol"), integers={"escapes": 0})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,24 +341,47 @@ def solve_one(H0, labels, tau, settings: ScanSettings):
 
 class RunRecord(NamedTuple):
     loss: jax.Array
+    loss_rounding: jax.Array  # loss.rounding_bound: what float64 resolves in the loss
     grad_norm: jax.Array
     cert_lambda: jax.Array
     cert_gap_bound: jax.Array
+    cert_rounding: jax.Array  # certify.slack_rounding_bound
+    linear_bound: jax.Array  # <F, G - G*> (certify.linear_gap_bound); NaN on the streaming path
+    linear_rounding: jax.Array
     spread: jax.Array  # within-class spread 1 - mean |mu_c| (metrics)
     nc1: jax.Array  # Papyan et al.'s NC1 tr(Sigma_W Sigma_B^+)/k (metrics)
     gram_dist: jax.Array
 
 
 def record(H, labels, tau, onehot, M_star, stream: bool = False) -> RunRecord:
-    """Loss, Riemannian gradient norm, certificate, within-class spread, NC1 and ``|M(H) - M*|_F/|M*|_F``."""
+    """Loss (and its rounding bound), Riemannian gradient norm, certificate, geometry of one run."""
     H = oblique.normalize_rows(H)
     value, egrad = jax.value_and_grad(_loss_fn(labels, tau, stream))(H)
     gnorm = jnp.linalg.norm(oblique.riemannian_gradient(H, egrad))
     cert = certify.of_point(H, labels, tau, stream=stream, block=STREAM_BLOCK)
+    if stream:  # no n x n array: the closed-form bounds (|lse_i| <= 1/tau + log n)
+        n, d = H.shape
+        nan = jnp.full((), jnp.nan, H.dtype)
+        rounding, linear, linear_rounding = loss.rounding_bound_closed(n, d, tau, H.dtype), nan, nan
+    else:
+        rounding = loss.rounding_bound(H, labels, tau)
+        linear, linear_rounding = certify.linear_gap_bound(H, labels, tau, onehot @ M_star @ onehot.T)
     dist = metrics.gram_distance(metrics.class_mean_gram(H, onehot), M_star)
     spread = metrics.within_class_spread(H, onehot)
     nc1 = metrics.nc1(H, onehot)
-    return RunRecord(value, gnorm, cert.lambda_min, cert.gap_bound, spread, nc1, dist)
+    return RunRecord(
+        value,
+        rounding,
+        gnorm,
+        cert.lambda_min,
+        cert.gap_bound,
+        cert.rounding,
+        linear,
+        linear_rounding,
+        spread,
+        nc1,
+        dist,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -368,12 +402,23 @@ RECORD_FIELDS = (
     "spread",
     "nc1",
     "gram_dist",
+    "loss_rounding",
+    "cert_rounding",
+    "linear_bound",
+    "linear_rounding",
     "kind",
+    "decided_by",
+    "escapes",
+    "point",
+    "session",
     "hess_lambda_min",
     "hess_index",
     "hess_n_zero",
     "hess_n_zero_predicted",
     "hess_tol",
+    "strict_certified",
+    "certified_radius",
+    "lifted_index",
 )
 
 
@@ -418,6 +463,11 @@ class _Programs:
         def finish(H):
             return jax.vmap(polish, in_axes=(0, None, None, None))(H, labels, tau, settings)
 
+        descent = dataclasses.replace(settings, x64=True)
+
+        def descend(H):  # a whole float64 run from each escaped saddle
+            return jax.vmap(solve_one, in_axes=(0, None, None, None))(H, labels, tau, descent)
+
         onehot = jnp.asarray(np.eye(problem.k)[problem.labels])
         stream = streams(problem.n, settings)
 
@@ -429,6 +479,7 @@ class _Programs:
         self.refill = jax.jit(refill, out_shardings=sharding, donate_argnums=0)
         self.advance = jax.jit(advance, out_shardings=sharding, donate_argnums=0)
         self.finish = jax.jit(finish)
+        self.descend = jax.jit(descend)
         self.records = jax.jit(records)
 
 
@@ -458,6 +509,11 @@ class Scanner:
         self.sharding, self.n_devices = _device_mesh_sharding()
         self.slots = -(-settings.slots // self.n_devices) * self.n_devices
         self.optimum = optimum.global_optimum(problem.counts, problem.tau)
+        self.points: list[dict] = []  # the distinct critical points judged so far (``_judge``)
+        # Names this scanner's points in results files shared by processes and resumed sessions.
+        self.session = int.from_bytes(os.urandom(7), "little")
+        self._global_point = -1
+        self._perms = metrics.class_permutations(problem.counts)
         self._initial = initial or (
             lambda k, i: initial_point(run_key(k, i), problem.n, problem.dim, self.dtype)
         )
@@ -552,87 +608,204 @@ class Scanner:
             # convergence a float32 loss cannot resolve the trust-region ratio.
             polish_iters, polish_evals = self._polish(H, status)
             rec = self._records(H)
-        order = np.argsort(runs)
-        out = {
-            "run": runs,
-            "steps": steps,
-            "polish_evals": polish_evals,
-            "polish_iters": polish_iters,
-            "status": status,
-            "gap": rec["loss"] - self.optimum.loss,
-            **rec,
-        }
-        out.update(self._hessian_kinds(H, out))
+            out = {
+                "run": runs,
+                "steps": steps,
+                "polish_evals": polish_evals,
+                "polish_iters": polish_iters,
+                "status": status,
+                **rec,
+            }
+            new_points = self._judge(H, out)
+        out["gap"] = out["loss"] - self.optimum.loss
         if self.keep_embeddings:
             out["H"] = H.astype(np.float64)
-        return {k: v[order] for k, v in out.items()}
+        order = np.argsort(runs)
+        out = {k: v[order] for k, v in out.items()}
+        out["points"] = new_points
+        return out
 
-    def _spectrum_rows(self, kind) -> np.ndarray:
-        """Which runs get a Hessian spectrum (``JudgeSettings.hessian``)."""
-        mode = self.settings.hessian
-        if mode == "auto":
-            mode = "all" if self.problem.n * (self.problem.dim - 1) <= AUTO_HESSIAN_DIM else "uncertified"
-        if mode == "none" or self.problem.dim == 1:  # OB(n, 1) is a finite set: no tangent space
-            return np.zeros(0, np.int64)
-        return np.flatnonzero(kind != "not_converged" if mode == "all" else kind == "spurious_min")
+    # ----------------------------------------------------------------------
+    # Judging: cheap tests per run, the full verdict once per distinct point, escapes
 
-    def _hessian_kinds(self, H, rec) -> dict:
-        """``kind`` of every run, and the Hessian fields where the spectrum was computed.
+    def _cheap(self, rec, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(kind, decided_by, gap_tol)`` of ``rows`` from their records (gradient, certificate, gap)."""
+        n = self.problem.n
+        g = rec["grad_norm"][rows]
+        converged = (rec["status"][rows] == Status.CONVERGED) & (
+            g <= self.settings.gtol_factor * self.settings.tol
+        )
+        gap_tol = rec["loss_rounding"][rows] + self.optimum.loss_error + 2 * np.sqrt(n) * g
+        attainable = self.problem.dim >= self.optimum.rank
+        linear = rec["linear_bound"][rows] + rec["linear_rounding"][rows]
+        bound = np.minimum(
+            rec["cert_gap_bound"][rows] + n * rec["cert_rounding"][rows],
+            np.where(np.isnan(linear), np.inf, linear),
+        )
+        certified = attainable & converged & (bound <= gap_tol)
+        at_gap = (
+            attainable & converged & ~certified & (np.abs(rec["loss"][rows] - self.optimum.loss) <= gap_tol)
+        )
+        kind = np.where(~converged, "not_converged", np.where(certified | at_gap, "global_min", ""))
+        decided = np.where(
+            ~converged, "gradient", np.where(certified, "certificate", np.where(at_gap, "gap", ""))
+        )
+        return kind.astype("<U13"), decided.astype("<U11"), gap_tol
 
-        The certificate decides first (``certificate_kinds``); the runs that
-        ``settings.hessian`` selects among the converged ones are classified
-        by their spectrum in float64 (``hessian.classify``), which separates
-        saddles (with their index) and degenerate points from minima. Fields
-        of runs without a spectrum: NaN and -1.
-        """
-        kind = certificate_kinds(rec, self.optimum.loss, self.settings)
-        size = kind.size
+    def _point_of(self, H, value, tol) -> int:
+        """Which known distinct point ``H`` is (losses within both tolerances, same invariants), or -1."""
+        inv = metrics.invariants(H, self.problem.labels)
+        for p, point in enumerate(self.points):
+            if abs(value - point["loss"]) > tol + point["gap_tol"]:
+                continue
+            if metrics.same_point(
+                inv,
+                point["invariants"],
+                value,
+                point["loss"],
+                self.problem.counts,
+                loss_rtol=np.inf,
+                gram_atol=self.settings.group_atol,
+                perms=self._perms,
+            ):
+                return p
+        return -1
+
+    def _classify_point(self, H, value, tol) -> int:
+        """Classify ``H`` as a new distinct point (``verdict.classify``, float64); its index."""
+        c = verdict.classify(
+            H,
+            self.problem.labels,
+            self.problem.tau,
+            optimum_=self.optimum,
+            settings=verdict.ClassifySettings(
+                gtol=self.settings.gtol_factor * self.settings.tol,
+                prove=self.settings.prove,
+                lift=self.settings.lift,
+            ),
+        )
+        self.points.append(
+            {
+                "H": np.asarray(H, np.float64),
+                "loss": value,
+                "gap_tol": tol,
+                "invariants": metrics.invariants(H, self.problem.labels),
+                "verdict": c.to_json(),
+            }
+        )
+        return len(self.points) - 1
+
+    def _judge(self, H, rec) -> dict:
+        """Add each run's verdict to ``rec`` (in place) and return the distinct points new in this batch."""
+        size = rec["loss"].size
         fields = {
+            "escapes": np.zeros(size, np.int64),
+            "point": np.full(size, -1, np.int64),
             "hess_lambda_min": np.full(size, np.nan),
             "hess_index": np.full(size, -1, np.int64),
             "hess_n_zero": np.full(size, -1, np.int64),
             "hess_n_zero_predicted": np.full(size, -1, np.int64),
             "hess_tol": np.full(size, np.nan),
+            "strict_certified": np.zeros(size, bool),
+            "certified_radius": np.full(size, np.inf),
+            "lifted_index": np.full(size, -1, np.int64),
         }
-        todo = self._spectrum_rows(kind)
-        labels = self.problem.labels
-        for start in range(0, todo.size, self.slots):
-            target = todo[start : start + self.slots]
-            c = hessian.classify(
-                H[np.resize(target, self.slots)],
-                labels,
-                self.problem.tau,
-                global_loss=self.optimum.loss,
-                settings=self.hessian_settings,
+        rec.update(fields)
+        rec["kind"] = np.full(size, "", "<U13")
+        rec["decided_by"] = np.full(size, "", "<U11")
+        known = len(self.points)
+        rec["session"] = np.full(size, self.session, np.int64)
+        rows = np.arange(size)
+        for attempt in range(self.settings.escapes + 1):
+            self._verdicts(H, rec, rows)
+            rows = np.flatnonzero(rec["kind"] == "saddle")
+            if attempt == self.settings.escapes or not rows.size or self.problem.dim < 2:
+                break
+            rows = self._escape(H, rec, rows)
+            if not rows.size:
+                break
+        return _points_arrays(self.points[known:], self.problem, known, self.session)
+
+    def _verdicts(self, H, rec, rows) -> None:
+        kind, decided, gap_tol = self._cheap(rec, rows)
+        rec["kind"][rows], rec["decided_by"][rows] = kind, decided
+        glob = rows[kind == "global_min"]
+        if glob.size and self.problem.dim >= 2:
+            # One global minimum is stored (and fully classified) per scanner, for figures and spectra.
+            if self._global_point < 0:
+                best = int(np.argmin(rec["grad_norm"][glob]))
+                r = glob[best]
+                tol = float(gap_tol[kind == "global_min"][best])
+                self._global_point = self._classify_point(H[r], float(rec["loss"][r]), tol)
+            self._inherit(rec, glob, self._global_point)
+        if self.problem.dim < 2:  # OB(n, 1) is a finite set: no tangent space, no spectrum
+            rest = rows[kind == ""]
+            rec["kind"][rest] = "spurious_min" if self.problem.dim >= self.optimum.rank else "local_min"
+            rec["decided_by"][rest] = "gradient"
+            return
+        for r, tol in zip(rows[kind == ""], gap_tol[kind == ""], strict=True):
+            value = float(rec["loss"][r])
+            p = self._point_of(H[r], value, float(tol))
+            if p < 0:
+                p = self._classify_point(H[r], value, float(tol))
+            self._inherit(rec, [r], p)
+            rec["kind"][r], rec["decided_by"][r] = (
+                self.points[p]["verdict"]["kind"],
+                self.points[p]["verdict"]["decided_by"],
             )
-            m = target.size
-            kind[target] = np.asarray(c.kind)[:m]
-            fields["hess_lambda_min"][target] = np.asarray(c.lambda_min)[:m]
-            fields["hess_index"][target] = np.asarray(c.index)[:m]
-            fields["hess_n_zero"][target] = np.asarray(c.n_zero)[:m]
-            fields["hess_n_zero_predicted"][target] = np.asarray(c.n_zero_predicted)[:m]
-            fields["hess_tol"][target] = np.asarray(c.tol)[:m]
-        return {"kind": kind, **fields}
 
-    @property
-    def hessian_settings(self) -> hessian.ClassifySettings:
-        s = self.settings
-        return hessian.ClassifySettings(gtol=10 * s.tol, cert_rtol=s.cert_rtol, gap_rtol=s.gap_rtol)
+    def _inherit(self, rec, rows, p: int) -> None:
+        """Runs ``rows`` reached distinct point ``p``: its spectrum and proof fields are theirs."""
+        v = self.points[p]["verdict"]
+        rec["point"][rows] = p
+        rec["hess_lambda_min"][rows], rec["hess_index"][rows] = v["lambda_min"], v["index"]
+        rec["hess_n_zero"][rows], rec["hess_n_zero_predicted"][rows] = v["n_zero"], v["n_zero_predicted"]
+        rec["hess_tol"][rows], rec["strict_certified"][rows] = v["tol"], v["strict_certified"]
+        rec["certified_radius"][rows], rec["lifted_index"][rows] = v["certified_radius"], v["lifted_index"]
+
+    def _escape(self, H, rec, rows) -> np.ndarray:
+        """Move each saddle run of ``rows`` off its saddle and continue it; the rows that moved."""
+        labels, tau = self.problem.labels, self.problem.tau
+        moved = []
+        for r in rows:
+            esc = hessian.escape_direction(H[r], labels, tau)
+            check = hessian.escape_decrease(H[r], labels, tau, np.asarray(esc.direction))
+            # A decrease the loss cannot resolve is no escape: the run stays a saddle.
+            if not float(check.decrease) > float(rec["loss_rounding"][r]):
+                continue
+            H[r] = np.asarray(oblique.retract(jnp.asarray(H[r]), float(check.step) * esc.direction))
+            moved.append(r)
+        moved = np.asarray(moved, np.int64)
+        if not moved.size:
+            return moved
+        parts = self._blocks(self._programs.descend, H, moved)
+        for start, out in zip(range(0, moved.size, self.slots), parts, strict=True):
+            target = moved[start : start + self.slots]
+            H[target] = out[0]
+            rec["steps"][target] += out[1]
+            rec["status"][target] = out[2]
+            rec["polish_evals"][target] += out[3]
+            rec["polish_iters"][target] += out[4]
+        fresh = self._records(H[moved])
+        for name, values in fresh.items():
+            rec[name][moved] = values
+        rec["escapes"][moved] += 1
+        return moved
 
 
-def certificate_kinds(rec: dict, global_loss: float, settings: ScanSettings) -> np.ndarray:
-    """Kinds from the gradient and the certificate alone (``metrics.decide_kinds`` without a spectrum).
-
-    Converged: status ``CONVERGED`` and ``|grad| <= 10 tol`` (re-checked in
-    float64). Certified: the certificate's gap bound within ``cert_rtol`` or
-    the loss within ``gap_rtol`` of ``L*`` (relative to ``max(1, |L*|)``).
-    """
-    scale = max(1.0, abs(global_loss))
-    converged = (rec["status"] == Status.CONVERGED) & (rec["grad_norm"] <= 10 * settings.tol)
-    certified = (rec["cert_gap_bound"] <= settings.cert_rtol * scale) | (
-        np.abs(rec["gap"]) <= settings.gap_rtol * scale
-    )
-    return metrics.decide_kinds(converged, certified)
+def _points_arrays(points: list[dict], problem: problems.Problem, first: int, session: int) -> dict:
+    """The distinct points of a batch as arrays (``H`` ``(m, n, d)``, verdict fields, their indices)."""
+    out = {
+        "H": np.zeros((len(points), problem.n, problem.dim)),
+        "local": np.arange(first, first + len(points), dtype=np.int64),
+        "session": np.full(len(points), session, np.int64),
+    }
+    if points:
+        out["H"] = np.stack([p["H"] for p in points])
+    for name in verdict.FIELDS:
+        values = [p["verdict"][name] for p in points]
+        out[name] = np.asarray(values) if values else np.zeros(0)
+    return out
 
 
 def scan(
@@ -647,12 +820,17 @@ def scan(
 
     Returns a dict of arrays ``(n_inits,)`` sorted by run index
     (``RECORD_FIELDS``, with each run's ``kind``, plus ``H`` ``(n_inits, n,
-    d)`` when ``keep_embeddings``). For results on disk, resumable, use
+    d)`` when ``keep_embeddings``), and ``points``: the distinct critical
+    points found (a dict of arrays, ``H`` and the ``verdict`` fields), which
+    each run's ``point`` indexes. For results on disk, resumable, use
     ``sclandscape.results.run_scan``.
     """
     problems.check_integer("n_inits", n_inits)
     scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
     parts = list(scanner.results(range(int(n_inits))))
+    points = [p.pop("points") for p in parts]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["run"])
-    return {k: v[order] for k, v in merged.items()}
+    out = {k: v[order] for k, v in merged.items()}
+    out["points"] = {k: np.concatenate([p[k] for p in points]) for k in points[0]}
+    return out

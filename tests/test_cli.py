@@ -45,12 +45,12 @@ def test_bad_input_exit_2_one_line(args, needle):
 def test_demo_runs(capsys, tmp_path):
     assert cli.main(["demo", "--inits", "8", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "L* = 41.473391" in out and "certified global" in out
-    assert "L* = 57.508222" in out and "NOT certified (spurious)" in out
+    assert "L* = 41.473391" in out and "global_min (certificate)" in out
+    assert "L* = 57.508222" in out and "local_min (proof)" in out and "index 1 at d + 1" in out
     assert (tmp_path / "case0" / "summary.json").exists() and (tmp_path / "case1" / "summary.json").exists()
 
 
-def test_hessian_command_stores_spectra_of_one_run_per_critical_point(tmp_path, capsys):
+def test_hessian_command_stores_spectra_of_the_distinct_points(tmp_path, capsys):
     import jax
     import numpy as np
 
@@ -58,23 +58,23 @@ def test_hessian_command_stores_spectra_of_one_run_per_critical_point(tmp_path, 
     from sclandscape import oblique, results, scanner
 
     out = str(tmp_path / "s")
-    problem = sc.Problem((4, 4, 2, 2), 2, 1.0)  # d < k - 1: spurious minima at several losses
+    problem = sc.Problem((4, 4, 2, 2), 2, 1.0)  # d < k - 1: local minima at several losses
     with jax.enable_x64(True):
         results.run_scan(problem, 6, 0, scanner.ScanSettings(tol=1e-9, x64=True, slots=6), out)
     assert cli.main(["hessian", out]) == 0
     data = results.read_npz(f"{out}/hessian/spectra.npz")
+    points = results.read_npz(f"{out}/points.npz")
     runs = results.load_runs(out)
     N = problem.n * (problem.dim - 1)
-    assert data["eigenvalues"].shape == (data["runs"].size, N)
+    assert data["eigenvalues"].shape == (points["loss"].size, N)
     assert np.all(np.diff(data["eigenvalues"], axis=1) >= 0)
-    # One run per distinct (kind, loss) group, matching the scan's own classification.
-    assert data["runs"].size == len(
-        {(k, round(v, 6)) for k, v in zip(runs["kind"], runs["loss"], strict=True)}
-    )
-    np.testing.assert_array_equal(data["kind"], runs["kind"][data["runs"]])
+    # One spectrum per distinct point the scan stored (nothing re-optimised), with its verdict.
+    np.testing.assert_array_equal(data["points"], np.arange(points["loss"].size))
+    np.testing.assert_array_equal(data["kind"], points["kind"])
     assert cli.main(["hessian", out, "--runs", "1,3"]) == 0
     data = results.read_npz(f"{out}/hessian/spectra.npz")
     np.testing.assert_array_equal(data["runs"], [1, 3])
+    np.testing.assert_array_equal(data["kind"], runs["kind"][[1, 3]])
     assert np.all(data["n_zero_predicted"] == oblique.predicted_zero_modes(2, 2))
     capsys.readouterr()
     assert cli.main(["hessian", out, "--runs", "99"]) == 2

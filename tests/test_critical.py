@@ -7,10 +7,10 @@ import pytest
 import sclandscape as sc
 from sclandscape import (
     critical,
-    hessian,
     oblique,
     optimum,
     problems,
+    verdict,
 )
 
 COUNTS = (3, 3, 3)  # k = 3 classes of 3: d = 2 = k - 1 is the benign regime
@@ -47,7 +47,7 @@ def test_finder_converges_to_a_known_saddle_and_to_a_minimum_compiling_once():
     assert np.all(np.asarray(out.grad_norm) <= 1e-10)
     # The saddle it converges to is the merged one (up to rotation): same loss, rank 1, index >= 1.
     assert float(out.value[0]) == pytest.approx(float(sc.sc_loss(S, labels, TAU)), abs=1e-9)
-    c = hessian.classify(np.asarray(out.x), labels, TAU, global_loss=opt.loss)
+    c = verdict.classify(np.asarray(out.x), labels, TAU, optimum_=opt)
     assert c.kind[0] == "saddle" and c.index[0] >= 1 and c.rank[0] == 1
     assert c.kind[1] == "global_min" and float(out.value[1]) == pytest.approx(opt.loss, abs=1e-9)
     # A second batch of the same shape reuses the compiled solve.

@@ -68,11 +68,9 @@ def test_plot_results_draws_hessian_figures_when_present(scan_dir, tmp_path):
             "kind": runs["kind"],
         },
     )
-    names = {os.path.relpath(p, out) for p in report.plot_results(out, formats=("png",), recompute=False)}
+    names = {os.path.relpath(p, out) for p in report.plot_results(out, formats=("png",))}
     assert {"figures/eigenvalue_vs_gap.png", "figures/hessian_spectrum_global_min.png"} <= names
-    assert "figures/gram_minimum_1.png" not in names  # no embeddings saved and recompute off
-    text = open(os.path.join(out, "report.md")).read()
-    assert "recompute is off" in text
+    assert "figures/gram_minimum_1.png" in names  # from the distinct points stored at scan time
 
 
 def test_plot_results_refuses_what_is_not_a_finished_scan(tmp_path, scan_dir):
@@ -94,7 +92,7 @@ def test_cli_plot_and_its_errors(scan_dir, tmp_path, capsys):
 
     out = str(tmp_path / "copy")
     shutil.copytree(scan_dir, out)
-    assert cli.main(["plot", out, "--formats", "png", "--no-recompute"]) == 0
+    assert cli.main(["plot", out, "--formats", "png"]) == 0
     printed = capsys.readouterr().out.split()
     assert os.path.join(out, "figures", "gap_histogram.png") in printed
     assert cli.main(["plot", str(tmp_path / "nowhere")]) == 2

@@ -11,6 +11,7 @@ from sclandscape import (
     cli,
     critical,
     hessian,
+    metrics,
     oblique,
     problems,
     results,
@@ -63,7 +64,7 @@ def test_dedup_identifies_rotated_and_relabelled_copies():
     other = _merged_saddle()
     points = np.stack([H, H @ Q, relabelled @ Q.T, other])
     losses = [float(sc.sc_loss(p, labels, TAU)) for p in points]
-    group = saddles.deduplicate(points, losses, labels, COUNTS)
+    group = metrics.deduplicate(points, losses, labels, COUNTS)
     np.testing.assert_array_equal(group, [0, 0, 0, 3])
 
 
@@ -90,7 +91,7 @@ def test_cli_catalogue_files_and_order(catalogue_dir):
     assert entries[0]["kind"] == "global_min" and entries[0]["loss"] == pytest.approx(summary["global_loss"])
     # d >= k - 1: every other critical point is a strict saddle, and no two entries are the same point.
     assert all(e["kind"] == "saddle" and e["index"] >= 1 for e in entries[1:])
-    group = saddles.deduplicate(data["H"], losses, labels, COUNTS)
+    group = metrics.deduplicate(data["H"], losses, labels, COUNTS)
     np.testing.assert_array_equal(group, np.arange(len(entries)))
 
 

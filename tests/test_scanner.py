@@ -47,48 +47,61 @@ def test_one_compilation_serves_new_batches():
 
 def test_balanced_benign_landscape_all_global_and_certified():
     counts, d, tau = (3, 3, 3), 2, 0.5  # d = k - 1
-    summary_runs = scanner.scan(sc.Problem(counts, d, tau), 8, jax.random.key(1), SETTINGS)
+    runs = scanner.scan(sc.Problem(counts, d, tau), 8, jax.random.key(1), SETTINGS)
     L_star = sc.global_optimum(counts, tau).loss
-    assert np.all(summary_runs["status"] == Status.CONVERGED)
-    assert np.all(summary_runs["grad_norm"] <= 1e-9)
-    assert np.all(np.abs(summary_runs["gap"]) <= 1e-9)
-    assert np.all(summary_runs["cert_gap_bound"] <= 1e-6)
-    assert set(summary_runs["kind"]) == {"global_min"}
-    # n(d-1) = 9 <= 256: every converged run has its spectrum; only the symmetry modes are zero.
-    assert np.all(summary_runs["hess_index"] == 0)
-    assert np.all(summary_runs["hess_lambda_min"] > 0)
-    np.testing.assert_array_equal(summary_runs["hess_n_zero"], summary_runs["hess_n_zero_predicted"])
-    summary = results.summarize(summary_runs, L_star, SETTINGS)
+    assert np.all(runs["status"] == Status.CONVERGED)
+    assert np.all(runs["grad_norm"] <= 1e-9)
+    assert np.all(np.abs(runs["gap"]) <= 1e-9)
+    assert set(runs["kind"]) == {"global_min"} and set(runs["decided_by"]) <= {"certificate", "gap"}
+    # One global minimum is stored and fully classified: only the symmetry modes are zero.
+    points = runs["points"]
+    assert list(points["kind"]) == ["global_min"] and np.all(runs["point"] == 0)
+    assert points["index"][0] == 0 and points["lambda_min"][0] > 0
+    assert points["n_zero"][0] == points["n_zero_predicted"][0]
+    summary = results.summarize(runs, L_star, SETTINGS, points)
     assert summary["counts"]["global_min"] == 8
-    assert [m["certified_global"] for m in summary["distinct_minima"]] == [True]
+    assert [(m["kind"], m["count"]) for m in summary["distinct_minima"]] == [("global_min", 8)]
 
 
-def test_spurious_minima_found_and_flagged_below_k_minus_1():
+def test_minima_below_rank_are_local_min_judged_once_per_distinct_point():
     counts, d, tau = (10, 10, 2, 2), 2, 1.0
     runs = scanner.scan(sc.Problem(counts, d, tau), 8, jax.random.key(0), SETTINGS)
-    L_star = sc.global_optimum(counts, tau).loss
     converged = runs["status"] == Status.CONVERGED
     assert converged.sum() >= 6
     assert np.all(runs["gap"][converged] > 0.1)  # d = 2 < rank(M*) = 3: L* is not attainable
     assert np.all(runs["cert_lambda"][converged] < -1e-3)
-    # The Hessian confirms they are strict local minima (index 0, positive beyond the symmetry modes).
-    assert np.all(runs["hess_index"][converged] == 0)
-    assert np.all(runs["hess_lambda_min"][converged] > 0)
-    summary = results.summarize(runs, L_star, SETTINGS)
-    assert summary["counts"]["spurious_min"] == converged.sum()
+    # Each distinct minimum was proven a strict local minimum once, and lifts to an index-1 saddle.
+    points = runs["points"]
+    assert set(points["kind"]) == {"local_min"} and len(points["kind"]) <= 3
+    assert set(points["decided_by"]) == {"proof"} and np.all(points["lifted_index"] == 1)
+    assert np.all(runs["kind"][converged] == "local_min") and np.all(runs["point"][converged] >= 0)
+    np.testing.assert_allclose(runs["loss"][converged], points["loss"][runs["point"][converged]], atol=1e-8)
+    summary = results.summarize(runs, sc.global_optimum(counts, tau).loss, SETTINGS, points)
+    assert summary["counts"]["local_min"] == converged.sum()
+    assert summary["distinct_minima"][0]["gap_to_lowest"] == 0.0
     assert all(not m["certified_global"] for m in summary["distinct_minima"])
 
 
-def test_hessian_modes_choose_which_runs_get_a_spectrum():
-    problem = sc.Problem((3, 3, 3), 2, 0.5)
-    for mode, expect in (("none", False), ("uncertified", False), ("all", True)):
-        settings = dataclasses.replace(SETTINGS, hessian=mode)
-        runs = scanner.scan(problem, 3, jax.random.key(1), settings)
-        assert set(runs["kind"]) == {"global_min"}  # certified, whatever the mode
-        assert np.all(np.isfinite(runs["hess_lambda_min"]) == expect), mode
-        assert np.all((runs["hess_index"] >= 0) == expect), mode
-    with pytest.raises(ValueError, match="hessian must be one of"):
-        scanner.ScanSettings(hessian="sometimes")
+def test_saddles_escape_and_continue():
+    """Runs started on a saddle (two of three classes merged) are judged saddles, escape along their
+    negative curvature and end at the global minimum; the escape is recorded."""
+    from test_hessian import _merged_saddle
+
+    H, labels, _, _ = _merged_saddle(4, 3, 0.5)
+    problem = sc.Problem((4, 4, 4, 4), 3, 0.5)
+    runner = scanner.Scanner(
+        problem, jax.random.key(0), SETTINGS, initial=lambda key, i: jnp.asarray(H, jnp.float64)
+    )
+    runs = next(runner.results([0, 1]))
+    assert set(runs["kind"]) == {"global_min"}
+    assert np.all(runs["escapes"] >= 1)
+
+
+def test_judge_settings_are_validated():
+    with pytest.raises(ValueError, match="escapes"):
+        scanner.ScanSettings(escapes=-1)
+    with pytest.raises(ValueError, match="unknown scan setting"):
+        scanner.ScanSettings(hessian="all")
 
 
 def test_non_finite_run_is_recorded_not_raised():

@@ -1,0 +1,555 @@
+r"""The verdict on a point: global minimum, spurious or local minimum, saddle, degenerate, not converged.
+
+One rule (``metrics.decide_kinds``), applied to tests taken in float64 in
+this order, the first that decides wins and is recorded as ``decided_by``
+(``docs/maths.md`` §5 derives every tolerance):
+
+1. ``gradient``: ``|grad L| > gtol`` (or a NaN) -> ``not_converged``.
+2. ``certificate`` (only when ``d >= rank M*``, where ``L*`` is attainable):
+   the convexity bound ``L(H) - L* <= min(gap_bound, <F, G - G*>)`` plus its
+   rounding is within the *gap tolerance* -> ``global_min``.
+3. ``gap`` (same condition): ``|L(H) - L*|`` within the gap tolerance
+   ``eps_gap = err(L(H)) + err(L*) + 2 sqrt(n) |grad L|`` (what float64 can
+   resolve in the loss, and what the residual gradient can account for) ->
+   ``global_min``, whatever round-off curvature the point carries (at small
+   ``tau`` a collapsed class makes the loss locally quartic: its Hessian is
+   ``e^{-1/tau}``-small and its sign is rounding).
+4. ``proof``: for a converged point that is not global, the a-posteriori
+   argument of ``proof`` (a refined critical point within ``certified_radius``
+   and the inertia of its Hessian on the orbit complement) -> ``saddle`` with
+   its index, or a strict local minimum: ``spurious_min`` (``d >= rank M*``)
+   or ``local_min`` (``d < rank M*``: there is no global reference).
+5. ``spectrum``: otherwise, the eigenvalues of the Hessian with the symmetry
+   modes ``{H Omega}`` projected out, against ``tol = tol_round + tol_grad``:
+   the rounding bound of the computed Hessian and how far the residual
+   gradient can move an eigenvalue (``L3 |Newton step|``). An eigenvalue
+   below ``-tol`` -> ``saddle``; one within ``tol`` of zero -> ``degenerate``;
+   all above ``tol`` -> ``spurious_min`` / ``local_min``.
+
+Below ``rank M*`` each local minimum also gets the **lifting test**: padded
+with a zero column, it is a critical point of the ``d + 1`` problem, and a
+minimum that is not the global one of the relaxation must be a saddle there
+(the new directions carry the dual slack ``S``); the lifted index is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sclandscape import (
+    certify,
+    hessian,
+    loss,
+    metrics,
+    oblique,
+    optimum,
+    precision,
+    problems,
+    proof,
+    streaming,
+)
+
+METHODS = hessian.METHODS
+DECIDERS = ("gradient", "certificate", "gap", "proof", "spectrum")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifySettings:
+    """What ``classify`` does (recorded with every result). Its tolerances are derived, not set.
+
+    Attributes:
+      gtol: a point is ``not_converged`` when its Riemannian gradient norm
+        (sum-form loss, absolute) exceeds ``gtol`` (a scan passes ``10 * tol``).
+      method: ``"dense"`` (closed-form Hessian and ``eigh``), ``"lanczos"``
+        (Hessian-vector products, the symmetry modes deflated; Ritz values, so
+        the index is a lower bound and no proof is attempted), or ``"auto"``
+        (dense when ``n(d-1) <= dense_max_dim``).
+      num_iter: Lanczos steps per point.
+      rank_rtol: numerical rank of ``H`` (``oblique.RANK_RTOL``).
+      prove: attempt the a-posteriori proof for converged points that are not global.
+      lift: run the lifting test on local minima below ``rank M*``.
+    """
+
+    gtol: float = 1e-4
+    method: str = "auto"
+    dense_max_dim: int = hessian.DENSE_MAX_DIM
+    num_iter: int = 300
+    rank_rtol: float = oblique.RANK_RTOL
+    prove: bool = True
+    lift: bool = True
+
+    def __post_init__(self):
+        problems.check_fields(
+            self,
+            positive=("gtol", "rank_rtol"),
+            integers={"dense_max_dim": 1, "num_iter": 1},
+            choices={"method": METHODS},
+        )
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#: The per-point fields of a ``Classification`` (arrays over points when batched).
+FIELDS = (
+    "kind",
+    "decided_by",
+    "index",
+    "n_zero",
+    "n_zero_predicted",
+    "lambda_min",
+    "lambda_max",
+    "tol",
+    "tol_round",
+    "tol_grad",
+    "rank",
+    "degenerate_zeros",
+    "grad_norm",
+    "loss",
+    "gap",
+    "gap_tol",
+    "cert_lambda",
+    "cert_gap_bound",
+    "cert_linear_bound",
+    "certified",
+    "strict_certified",
+    "certified_radius",
+    "proof_reason",
+    "lifted_index",
+    "symmetry_coupling",
+    "eig_residual",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """What ``classify`` found: the fields of ``FIELDS`` (scalars for one point, arrays over a batch).
+
+    - ``kind`` (``metrics.KINDS``) and ``decided_by`` (``DECIDERS``);
+    - ``index``: negative eigenvalues beyond the symmetry modes (certified
+      when ``decided_by == "proof"``; a lower bound on the Lanczos path);
+      ``n_zero``: zero eigenvalues, the ``n_zero_predicted`` symmetry modes
+      (removed as a subspace) plus those of the complement within ``tol``;
+      ``lambda_min``: the smallest eigenvalue beyond the symmetry modes;
+    - ``tol = tol_round + tol_grad``: the eigenvalue tolerance and its parts
+      (after a closed proof, the proof's error budget);
+    - ``gap = loss - L*`` and ``gap_tol``, the gap tolerance of test 3;
+    - the certificate: ``cert_lambda`` (``lambda_min(S)``), ``cert_gap_bound``
+      (solver-free) and ``cert_linear_bound`` (``<F, G - G*>``, NaN when
+      ``L*`` is not attainable); ``certified``: test 2 passed;
+    - ``strict_certified``/``certified_radius``/``proof_reason``: the proof;
+    - ``lifted_index``: the index of the point padded to ``d + 1`` (the
+      lifting test; -1 when not run);
+    - ``symmetry_coupling``: ``|Hess Z|_F`` of the symmetry modes ``Z`` (0 at
+      an exact critical point: a diagnostic of the residual gradient).
+
+    ``global_loss``, ``global_loss_error``, ``global_rank``, ``attainable``
+    (``d >= rank M*``), ``index_exact``, ``method`` and ``settings`` describe
+    the whole call.
+    """
+
+    kind: object
+    decided_by: object
+    index: object
+    n_zero: object
+    n_zero_predicted: object
+    lambda_min: object
+    lambda_max: object
+    tol: object
+    tol_round: object
+    tol_grad: object
+    rank: object
+    degenerate_zeros: object
+    grad_norm: object
+    loss: object
+    gap: object
+    gap_tol: object
+    cert_lambda: object
+    cert_gap_bound: object
+    cert_linear_bound: object
+    certified: object
+    strict_certified: object
+    certified_radius: object
+    proof_reason: object
+    lifted_index: object
+    symmetry_coupling: object
+    eig_residual: object
+    global_loss: float
+    global_loss_error: float
+    global_rank: int
+    attainable: bool
+    index_exact: bool
+    method: str
+    settings: ClassifySettings
+
+    def to_json(self) -> dict:
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, ClassifySettings):
+                value = value.to_json()
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[field.name] = value
+        return out
+
+    def point(self, i: int) -> dict:
+        """The per-point fields of point ``i`` of a batch as a JSON-ready dict."""
+        out = {}
+        for name in FIELDS:
+            value = np.asarray(getattr(self, name))
+            value = value.reshape(-1)[i] if value.ndim else value
+            out[name] = value.item() if isinstance(value, np.generic | np.ndarray) else value
+        return out
+
+
+# --------------------------------------------------------------------------
+# The float64 data of one point
+
+
+class PointData(NamedTuple):
+    """Everything the rules need about one point (traced; a leading axis when batched)."""
+
+    loss: jax.Array
+    loss_rounding: jax.Array
+    grad_norm: jax.Array
+    rank: jax.Array
+    n_sym: jax.Array
+    sigma_rank: jax.Array  # the smallest singular value of H counted in its rank
+    cert: certify.Certificate
+    linear_bound: jax.Array
+    linear_rounding: jax.Array
+    eigs: jax.Array  # (N,) the spectrum on the orbit complement ascending, then +inf for the symmetry slots
+    tol_round: jax.Array
+    newton_norm: jax.Array  # |Hess^+ grad| on the orbit complement
+    hess_norm: jax.Array  # |Hess|_F
+    coupling: jax.Array  # |Hess Z|_F
+
+
+def _dense_one(H, labels, tau, G_star, rank_rtol, vectors: bool):
+    """``PointData`` of one ``H`` on the dense path (and, with ``vectors``, the eigenvectors and basis)."""
+    H = oblique.normalize_rows(H)
+    n, d = H.shape
+    N = n * (d - 1)
+    value, egrad = jax.value_and_grad(loss.sum_loss)(H, labels, tau)
+    grad = oblique.riemannian_gradient(H, egrad)
+    sigma = jnp.linalg.svd(H, compute_uv=False)
+    rank = oblique.rank_of_singular_values(sigma, rank_rtol)
+    sigma_rank = jnp.min(jnp.where(jnp.arange(sigma.shape[0]) < rank, sigma, jnp.inf))
+    cert = certify.dense(H, labels, tau)
+    linear, linear_rounding = certify.linear_gap_bound(H, labels, tau, G_star)
+    M = hessian.hessian_matrix(H, labels, tau)
+    M_abs = hessian.hessian_matrix(H, labels, tau, absolute=True)
+    U = oblique.tangent_basis(H)
+    Z, count = oblique.symmetry_basis(H, rank_rtol)
+    Zc = oblique.to_coordinates(U[None], Z).reshape(Z.shape[0], N)  # orthonormal rows (or zero)
+    sym = Zc.T @ Zc  # the projector on the symmetry modes
+    P = jnp.eye(N, dtype=H.dtype) - sym
+    shift = 2.0 * jnp.linalg.norm(M) + 1.0
+    # The symmetry modes are moved to `shift` (above every eigenvalue of M): the rest is the
+    # spectrum of M on their orthogonal complement, exactly (P M P and sym commute).
+    w, V = jnp.linalg.eigh(P @ M @ P + shift * sym)
+    complement = w < 0.5 * shift
+    eigs = jnp.where(complement, w, jnp.inf)
+    coeff = V.T @ oblique.to_coordinates(U, grad).reshape(N)
+    newton = jnp.sqrt(jnp.sum(jnp.where(complement, (coeff / jnp.where(complement, w, 1.0)) ** 2, 0.0)))
+    data = PointData(
+        value,
+        loss.rounding_bound(H, labels, tau),
+        jnp.linalg.norm(grad),
+        rank,
+        count,
+        sigma_rank,
+        cert,
+        linear,
+        linear_rounding,
+        eigs,
+        hessian.hessian_rounding_bound(H, labels, tau, M, M_abs),
+        newton,
+        jnp.linalg.norm(M),
+        jnp.linalg.norm(M @ Zc.T),
+    )
+    return (data, w, V, U) if vectors else data
+
+
+@functools.partial(jax.jit, static_argnames="vectors")
+def _dense_batch(H, labels, tau, G_star, rank_rtol, vectors=True):
+    return oblique.map_points(lambda h: _dense_one(h, labels, tau, G_star, rank_rtol, vectors), H)
+
+
+def _lanczos_one(H, labels, tau, key, num_iter, rank_rtol):
+    H = oblique.normalize_rows(H)
+    stream = streaming.use_streaming(H.shape[0])
+    value, egrad = jax.value_and_grad(streaming.loss_fn(labels, tau, stream=stream))(H)
+    grad = oblique.riemannian_gradient(H, egrad)
+    sigma = jnp.linalg.svd(H, compute_uv=False)
+    rank = oblique.rank_of_singular_values(sigma, rank_rtol)
+    cert = certify.of_point(H, labels, tau, stream=stream)
+    ext = hessian.extremes_one(H, labels, tau, key, num_iter, True, rank_rtol)
+    return value, jnp.linalg.norm(grad), rank, cert, ext
+
+
+@functools.partial(jax.jit, static_argnames="num_iter")
+def _lanczos_batch(H, labels, tau, key, num_iter, rank_rtol):
+    return oblique.map_points(lambda h, k: _lanczos_one(h, labels, tau, k, num_iter, rank_rtol), H, keys=key)
+
+
+# --------------------------------------------------------------------------
+# The rule
+
+
+def _local(H: np.ndarray, *, labels, tau, G, rank_rtol) -> proof.Local:
+    """The float64 dense analysis of one point, as ``proof.Local`` (its Newton step included)."""
+    n, d = H.shape
+    one = _dense_batch(jnp.asarray(H[None], jnp.float64), labels, tau, G, rank_rtol, vectors=True)
+    data, w, V, U = (jax.tree.map(lambda a: np.asarray(a)[0], part) for part in one)
+    complement = np.isfinite(data.eigs)
+    order = np.argsort(w)  # eigh's order: the complement's eigenvalues first, then the shifted modes
+    Vc, wc = V[:, order][:, : int(np.sum(complement))], w[order][: int(np.sum(complement))]
+
+    def step(g):
+        c = np.einsum("ndk,nd->nk", U, g).reshape(-1)
+        y = Vc @ ((Vc.T @ c) / wc)
+        return -np.einsum("ndk,nk->nd", U, y.reshape(n, d - 1))
+
+    return proof.Local(
+        data.eigs[complement],
+        float(data.tol_round),
+        float(data.hess_norm),
+        float(data.grad_norm),
+        float(data.sigma_rank),
+        step,
+    )
+
+
+def _lift(H: np.ndarray) -> np.ndarray:
+    """``[H, 0]``: the point as a critical point of the ``d + 1`` problem (same loss, same gradient)."""
+    return np.concatenate([H, np.zeros(H.shape[:-1] + (1,))], axis=-1)
+
+
+def classify(
+    H,
+    labels,
+    tau,
+    *,
+    optimum_: optimum.GlobalOptimum | None = None,
+    global_loss=None,
+    settings: ClassifySettings = ClassifySettings(),
+    key=None,
+) -> Classification:
+    """The verdict on each point (module docstring), computed in float64 inside ``precision.float64()``.
+
+    Args:
+      H: ``(n, d)`` or ``(runs, n, d)``; rows are normalised. ``d >= 2``.
+      labels, tau: the problem.
+      optimum_: the problem's ``optimum.GlobalOptimum`` (default: solved here);
+        it gives ``L*``, its error, ``rank M*`` and ``G*``.
+      global_loss: an explicit ``L*`` instead (then ``L*``'s error is taken as
+        its rounding and ``G*`` as unknown: no linear certificate bound).
+      settings: ``ClassifySettings``.
+      key: PRNG key for Lanczos start vectors.
+
+    Returns a ``Classification``. Bad input raises ``ValueError``.
+    """
+    shape = problems.check_points(H, labels, tau)
+    if not isinstance(settings, ClassifySettings):
+        raise ValueError(f"settings must be a ClassifySettings, got {type(settings).__name__}")
+    tau = problems.check_tau(tau)
+    counts = problems.counts_from_labels(labels)
+    if global_loss is not None:
+        if isinstance(global_loss, bool) or not isinstance(global_loss, int | float | np.floating):
+            raise ValueError(f"global_loss must be a number, got {global_loss!r}")
+        if not math.isfinite(float(global_loss)):
+            raise ValueError(f"global_loss must be finite, got {global_loss!r}")
+    with precision.float64():
+        if optimum_ is None:
+            optimum_ = optimum.global_optimum(counts, tau)
+        return _classify(
+            np.asarray(H, np.float64), np.asarray(labels), tau, shape, optimum_, global_loss, settings, key
+        )
+
+
+def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classification:
+    single = len(shape) == 2
+    Hb = H[None] if single else H
+    runs, (n, d) = Hb.shape[0], shape[-2:]
+    N = n * (d - 1)
+    eps = float(np.finfo(np.float64).eps)
+    if global_loss is None:
+        L_star, L_err, G_star = opt.loss, opt.loss_error, opt.gram()
+    else:
+        L_star = float(global_loss)
+        L_err, G_star = 8 * eps * max(1.0, abs(L_star)), None
+    attainable = d >= opt.rank
+    method = settings.method
+    if method == "auto":
+        method = "dense" if N <= settings.dense_max_dim else "lanczos"
+    jl = jnp.asarray(labels)
+    out = {name: [None] * runs for name in FIELDS}
+
+    if method == "dense":
+        # One point at a time through one compiled program per (n, d): the proof needs the
+        # eigenvectors anyway, and a batch would compile a second program per batch size.
+        G_arg = jnp.asarray(np.zeros((n, n)) if G_star is None else G_star, jnp.float64)
+        parts = [
+            jax.tree.map(
+                lambda a: np.asarray(a)[0],
+                _dense_batch(jnp.asarray(Hb[r : r + 1]), jl, tau, G_arg, settings.rank_rtol, vectors=True)[0],
+            )
+            for r in range(runs)
+        ]
+        data = jax.tree.map(lambda *a: np.stack(a), *parts)
+        lin = np.where(G_star is None, np.nan, data.linear_bound)
+        lin_err = np.where(G_star is None, np.nan, data.linear_rounding)
+        residual = np.zeros(runs)
+    else:
+        key = jax.random.key(0) if key is None else key
+        m = hessian.lanczos_steps(shape, True, settings.num_iter)
+        value, gnorm, rank, cert, ext = jax.tree.map(
+            np.asarray, _lanczos_batch(jnp.asarray(Hb), jl, tau, key, m, settings.rank_rtol)
+        )
+        data = None
+        lin = lin_err = np.full(runs, np.nan)
+        residual = np.asarray(ext.residual_min)
+
+    L3 = proof.third_derivative_bound(n, tau)
+    for r in range(runs):
+        if method == "dense":
+            value_r, g = float(data.loss[r]), float(data.grad_norm[r])
+            loss_err = float(data.loss_rounding[r])
+            rank_r, n_sym = int(data.rank[r]), int(data.n_sym[r])
+            cert_r = jax.tree.map(lambda a, r=r: float(a[r]), data.cert)
+            eigs = data.eigs[r][np.isfinite(data.eigs[r])]
+            tol_round = float(data.tol_round[r])
+            tol_grad = L3 * float(data.newton_norm[r])
+            coupling = float(data.coupling[r])
+        else:
+            value_r, g, rank_r = float(value[r]), float(gnorm[r]), int(rank[r])
+            loss_err = 8 * eps * (abs(value_r) + n * n / tau)  # no closed form on this path: a generous bound
+            n_sym = oblique.predicted_zero_modes(rank_r, d)
+            cert_r = jax.tree.map(lambda a, r=r: float(a[r]), cert)
+            eigs = np.asarray(ext.ritz_values[r])
+            scale = float(np.max(np.abs(eigs)))
+            tol_round = (N + 4 * n + 8 / tau) * eps * scale * math.sqrt(N)
+            sigma_r = float(np.min(np.abs(eigs))) if eigs.size else 0.0
+            tol_grad = L3 * g / sigma_r if sigma_r > 0 else math.inf
+            coupling = math.nan
+        gap = value_r - L_star
+        gap_tol = loss_err + L_err + 2 * math.sqrt(n) * g
+        finite = math.isfinite(value_r) and math.isfinite(g) and bool(np.all(np.isfinite(eigs)))
+        converged = finite and g <= settings.gtol
+        cert_bound = cert_r.gap_bound + n * cert_r.rounding
+        lin_r = float(lin[r]) + float(lin_err[r]) if math.isfinite(float(lin[r])) else math.inf
+        certified = attainable and converged and min(cert_bound, lin_r) <= gap_tol
+        at_gap = attainable and converged and abs(gap) <= gap_tol
+        tol = tol_round + tol_grad
+        index = int(np.sum(eigs < -tol))
+        zeros = int(np.sum(np.abs(eigs) <= tol))
+        decided = None
+        strict, radius, reason, lambda_proof = False, math.inf, "not attempted", None
+        if not converged:
+            decided = "gradient"
+        elif certified:
+            decided = "certificate"
+        elif at_gap:
+            decided = "gap"
+        elif method == "dense" and settings.prove:
+            result = proof.prove(
+                Hb[r] / np.linalg.norm(Hb[r], axis=1, keepdims=True),
+                labels,
+                tau,
+                functools.partial(_local, labels=jl, tau=tau, G=G_arg, rank_rtol=settings.rank_rtol),
+            )
+            reason = result.reason
+            if math.isfinite(result.lambda_min):
+                lambda_proof = result.lambda_min
+            if result.closed:
+                decided = "proof"
+                index, zeros, tol = result.index, 0, result.eigenvalue_error
+                tol_round, tol_grad = result.eigenvalue_error, 0.0
+                radius = result.radius
+                strict = result.index == 0
+        if decided is None:
+            decided = "spectrum"
+        kind = str(
+            metrics.decide_kinds(
+                [converged], [certified or at_gap], [index], [zeros > 0], attainable=attainable
+            )[0]
+        )
+        beyond = np.sort(eigs)
+        lambda_min = float(beyond[0]) if beyond.size else math.nan
+        if decided == "proof":
+            lambda_min = lambda_proof  # at the refined critical point
+        values = {
+            "kind": kind,
+            "decided_by": decided,
+            "index": index,
+            "n_zero": n_sym + zeros,
+            "n_zero_predicted": n_sym,
+            "lambda_min": lambda_min,
+            "lambda_max": float(beyond[-1]) if beyond.size else math.nan,
+            "tol": tol,
+            "tol_round": tol_round,
+            "tol_grad": tol_grad,
+            "rank": rank_r,
+            "degenerate_zeros": zeros > 0,
+            "grad_norm": g,
+            "loss": value_r,
+            "gap": gap,
+            "gap_tol": gap_tol,
+            "cert_lambda": cert_r.lambda_min,
+            "cert_gap_bound": cert_r.gap_bound,
+            "cert_linear_bound": float(lin[r]),
+            "certified": certified,
+            "strict_certified": strict,
+            "certified_radius": radius,
+            "proof_reason": reason,
+            "lifted_index": -1,
+            "symmetry_coupling": coupling,
+            "eig_residual": float(residual[r]),
+        }
+        for name in FIELDS:
+            out[name][r] = values[name]
+
+    kinds = np.asarray(out["kind"])
+    lift = [r for r in range(runs) if kinds[r] == "local_min"] if settings.lift else []
+    if lift:
+        lifted = _classify(
+            _lift(Hb[lift]),
+            labels,
+            tau,
+            (len(lift), n, d + 1),
+            opt,
+            global_loss,
+            dataclasses.replace(settings, lift=False),
+            key,
+        )
+        for j, r in enumerate(lift):
+            out["lifted_index"][r] = int(np.asarray(lifted.index).reshape(-1)[j])
+
+    arrays = {name: np.asarray(values) for name, values in out.items()}
+    arrays["kind"] = arrays["kind"].astype("<U13")
+    arrays["decided_by"] = arrays["decided_by"].astype("<U11")
+
+    def unbatch(a):
+        return a.reshape(-1)[0].item() if single else a
+
+    return Classification(
+        **{name: unbatch(arrays[name]) for name in FIELDS},
+        global_loss=float(L_star),
+        global_loss_error=float(L_err),
+        global_rank=int(opt.rank),
+        attainable=bool(attainable),
+        index_exact=method == "dense",
+        method=method,
+        settings=settings,
+    )
