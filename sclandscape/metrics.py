@@ -40,8 +40,10 @@ def _xp(*arrays):
     return jnp
 
 
-#: Every verdict a point can get, in the order figures and tables list them.
-KINDS = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+#: Every verdict a point can get, in the order figures and tables list them. ``local_min`` is a
+#: local minimum where ``d < rank M*``: the relaxation's ``L*`` is not attainable there, so a
+#: minimum above it is not "spurious" (the best point of dimension ``d`` may lie above ``L*``).
+KINDS = ("global_min", "spurious_min", "local_min", "saddle", "degenerate", "not_converged")
 
 
 def class_means(H, onehot):
