@@ -432,14 +432,15 @@ def binomial_upper_bound(count: int, trials: int, confidence: float = 0.95) -> f
 
     ``count`` successes in ``trials`` independent trials, ``X ~ Binomial(N, p)``.
     The bound ``p_U(x)`` is the largest ``p`` under which seeing at most ``x``
-    successes still has probability ``alpha = 1 - confidence``::
+    successes still has probability at least ``alpha = 1 - confidence``::
 
         P(X <= x; p_U) = alpha        (x < N),        p_U = 1   (x = N).
 
-    Coverage: ``P(X <= x; p)`` decreases in ``p``, so ``p_U(X) < p`` happens
-    only for the ``X`` with ``P(X <= X; p) <= alpha``, which together have
-    probability at most ``alpha``: ``P(p >= p_U(X)) <= alpha`` for every ``p``
-    (exact, conservative, no normal approximation). With
+    Coverage: ``F(x; p) = P(X <= x; p)`` decreases in ``p``, so
+    ``p_U(x) < p`` exactly when ``F(x; p) < alpha``; the outcomes ``x`` with
+    ``F(x; p) < alpha`` form a lower tail of probability below ``alpha``, so
+    ``P(p_U(X) >= p) >= 1 - alpha`` for every ``p`` (exact, conservative, no
+    normal approximation). With
     ``P(X <= x; p) = 1 - I_p(x + 1, N - x)`` (regularised incomplete beta)
     the bound is the ``confidence`` quantile of ``Beta(x + 1, N - x)``. For
     ``x = 0`` the equation is ``(1 - p_U)^N = alpha``, so
