@@ -260,8 +260,10 @@ def _cmd_demo(args) -> int:
     from sclandscape import problems, report, results, scanner
 
     _enable_x64()
+    folders = []
     for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
         out = os.path.join(args.out, f"case{i}")
+        folders.append(out)
         print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
         settings = scanner.ScanSettings(tol=1e-9, x64=True, slots=64)
         summary = results.run_scan(
@@ -277,6 +279,9 @@ def _cmd_demo(args) -> int:
         results.hessian_spectra(out)
         report.plot_results(out)
         print(f"report: {os.path.join(out, 'report.md')}")
+    # the two regimes side by side (d >= k - 1 beside d < k - 1), read back from the two folders
+    for path in report.write_comparison(folders, args.out):
+        print(f"comparison: {path}")
     return 0
 
 

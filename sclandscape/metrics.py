@@ -48,8 +48,8 @@ def _xp(*arrays):
 MAX_PERMUTATIONS = 40320
 
 #: Every verdict a point can get, in the order figures and tables list them. ``local_min`` is a
-#: local minimum when ``d < rank M*``: the relaxation's ``L*`` is not attainable, so no minimum
-#: can be called global or spurious against it.
+#: local minimum where ``d < rank M*``: the relaxation's ``L*`` is not attainable there, so a
+#: minimum above it is not "spurious" (the best point of dimension ``d`` may lie above ``L*``).
 KINDS = ("global_min", "spurious_min", "local_min", "saddle", "degenerate", "not_converged")
 
 

@@ -20,6 +20,14 @@ Conventions shared by all figures:
 - Gaps ``L(H) - L*`` of global minima are rounding noise (``|gap| ~ 1e-14``
   in float64, sometimes negative); on logarithmic axes they are clipped to a
   floor ``floor_rtol * max(1, |L*|)``, and the axis label says so.
+- A figure of a scan states its problem (``problem_title``: ``n, k, d, tau``
+  and the number of runs) in its title; the callers (``report``, ``sweep``)
+  pass it, the functions here take it as ``title``.
+- Counts are read, not guessed: histogram bins carry their run count, and
+  coinciding scatter points are one marker whose area grows with their
+  number, the number written beside it.
+- A legend names only what the axes show: a reference line outside the
+  view is left out of it (``_shown``), or the axis is extended to show it.
 - Bad input raises ``ValueError`` with a one-line message naming the problem.
 """
 
@@ -60,7 +68,11 @@ OKABE_ITO = {
 KIND_STYLE = {
     "global_min": {"color": OKABE_ITO["blue"], "marker": "o", "label": "global min"},
     "spurious_min": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "spurious min"},
-    "local_min": {"color": OKABE_ITO["bluish_green"], "marker": "v", "label": "local min (d < rank M*)"},
+    "local_min": {
+        "color": OKABE_ITO["bluish_green"],
+        "marker": "v",
+        "label": "local min ($L^*$ unattainable)",
+    },
     "saddle": {"color": OKABE_ITO["orange"], "marker": "s", "label": "saddle"},
     "degenerate": {"color": OKABE_ITO["reddish_purple"], "marker": "D", "label": "degenerate"},
     "not_converged": {"color": OKABE_ITO["grey"], "marker": "x", "label": "not converged"},
@@ -109,6 +121,51 @@ STYLE = {
 }
 
 FORMATS = ("png", "pdf", "svg")
+
+
+# --------------------------------------------------------------------------
+# What a figure states
+
+
+def problem_title(counts: Sequence[int], dim: int, tau: float, runs: int | None = None) -> str:
+    """One line stating the problem: ``n = 24, k = 4 (10,10,2,2), d = 2, τ = 1; 256 runs``.
+
+    The class counts are listed when ``k <= 6``, written ``k×m`` when
+    balanced, else as their range. Every figure of a scan carries this line.
+    """
+    counts = [int(c) for c in counts]
+    if not counts or any(c < 1 for c in counts):
+        raise ValueError(f"counts must be positive integers, got {counts!r}")
+    k, n = len(counts), sum(counts)
+    if len(set(counts)) == 1:
+        shape = f"{k}\u00d7{counts[0]}"
+    elif k <= 6:
+        shape = ",".join(str(c) for c in counts)
+    else:
+        shape = f"counts {min(counts)}..{max(counts)}"
+    text = f"n = {n}, k = {k} ({shape}), d = {int(dim)}, $\\tau$ = {_finite_float(tau, 'tau'):g}"
+    if runs is not None:
+        text += f"; {int(runs)} run{'s' if int(runs) != 1 else ''}"
+    return text
+
+
+def percent(p: float) -> str:
+    """``0.0116 -> '1.2%'``: two significant digits (integers above 10%)."""
+    v = 100.0 * p
+    return f"{v:.0f}%" if v >= 10 else f"{v:.2g}%"
+
+
+def spurious_line(bound: Mapping) -> str:
+    """``"0 spurious of 256 runs: fraction < 1.2% (95%)"`` from a summary's ``spurious_fraction``.
+
+    ``bound`` holds ``count``, ``runs`` and ``upper_95`` (``results.spurious_fraction``);
+    with a positive count the observed fraction is given as well.
+    """
+    if not isinstance(bound, Mapping) or not all(key in bound for key in ("count", "runs", "upper_95")):
+        raise ValueError("bound must be a summary's spurious_fraction (count, runs, upper_95)")
+    x, N, upper = int(bound["count"]), int(bound["runs"]), _finite_float(bound["upper_95"], "upper_95")
+    seen = f" ({percent(x / N)})" if x else ""
+    return f"{x} spurious of {N} runs{seen}: fraction < {percent(upper)} (95%)"
 
 
 # --------------------------------------------------------------------------
@@ -290,6 +347,7 @@ def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None
     """Stacked histogram by kind of ``values >= floor`` in ``bins`` log-spaced bins from the floor.
 
     ``top``: the axis reaches at least this value (e.g. a tolerance line to show).
+    Each non-empty bin's run count is written above it (``_annotate_bins``).
     """
     lo, hi = math.log10(floor), math.log10(max(float(np.max(values)), top or 0.0))
     hi = max(hi, lo + 2.0)  # a narrower log axis labels (colliding) minor ticks
@@ -299,12 +357,67 @@ def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None
     ax.set_xscale("log")
     ax.set_xlim(edges[0] / 3, edges[-1] * 3)
     ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
+    _annotate_bins(ax, edges, np.sum(list(counts.values()), axis=0))
+    ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     return counts
 
 
+#: At most this many non-empty bins get their count written above them (more would collide).
+MAX_BIN_LABELS = 12
+
+
+def _annotate_bins(ax, edges, totals) -> None:
+    """Write each non-empty bin's run count above its bar (log-x bins; when few enough are non-empty).
+
+    A bar of 1 run beside one of 255 is a sliver at this height: the number
+    makes it read, not guessed. The y axis is raised to leave room for the labels.
+    """
+    totals = np.asarray(totals)
+    nonzero = np.flatnonzero(totals)
+    if nonzero.size == 0:
+        return
+    if nonzero.size <= MAX_BIN_LABELS:
+        centres = np.sqrt(edges[:-1] * edges[1:])
+        for i in nonzero:
+            ax.annotate(
+                str(int(totals[i])),
+                (centres[i], totals[i]),
+                xytext=(0, 1),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+            )
+    ax.set_ylim(0, 1.18 * float(totals.max()))
+
+
+def _shown(ax, artist) -> bool:
+    """Whether a legend entry's artist is inside the axes' view (a reference line outside it is not).
+
+    A vertical (horizontal) line drawn by ``axvline`` (``axhline``) is shown
+    when its position lies within the x (y) limits; other artists are drawn
+    from data inside the limits by construction.
+    """
+    if not isinstance(artist, mpl.lines.Line2D):
+        return True
+    x, y = np.asarray(artist.get_xdata(), float), np.asarray(artist.get_ydata(), float)
+    if x.size == 2 and x[0] == x[1] and artist.get_transform() is not ax.transData:
+        lo, hi = sorted(ax.get_xlim())
+        return bool(lo <= x[0] <= hi)
+    if y.size == 2 and y[0] == y[1] and artist.get_transform() is not ax.transData:
+        lo, hi = sorted(ax.get_ylim())
+        return bool(lo <= y[0] <= hi)
+    return True
+
+
 def _top_legend(fig, ax, notes=(), ncols: int = 2, title: str | None = None):
-    """One legend above the axes (outside the data), ``notes`` as handle-less entries, ``title`` on top."""
+    """One legend above the axes (outside the data), ``notes`` as handle-less entries, ``title`` on top.
+
+    Entries whose artist lies outside the view (``_shown``) are left out: the
+    legend never names what the axes do not show.
+    """
     handles, labels = ax.get_legend_handles_labels()
+    keep = [i for i, h in enumerate(handles) if _shown(ax, h)]
+    handles, labels = [handles[i] for i in keep], [labels[i] for i in keep]
     for note in notes:
         handles.append(mpl.patches.Patch(facecolor="none", edgecolor="none"))
         labels.append(note)
@@ -318,6 +431,42 @@ def _top_legend(fig, ax, notes=(), ncols: int = 2, title: str | None = None):
 # Gap and certificate
 
 
+def _title_lines(*lines) -> str | None:
+    """The non-empty ``lines`` joined one per line (``None`` when there is none)."""
+    kept = [str(line) for line in lines if line]
+    return "\n".join(kept) if kept else None
+
+
+def _gap_data(records, global_loss, floor_rtol):
+    """``(loss, kind, floor, converged)`` of ``records`` for the gap figures, checked."""
+    global_loss = _finite_float(global_loss, "global_loss")
+    loss = _column(records, "loss")
+    kind = _kinds(records, loss.size)
+    floor = _gap_floor(global_loss, floor_rtol)
+    converged = kind != "not_converged"
+    if not np.any(converged):
+        raise ValueError("no converged run to histogram (every run is not_converged)")
+    if not np.all(np.isfinite(loss[converged])):
+        raise ValueError("a converged run has a non-finite loss")
+    return loss, kind, floor, converged
+
+
+def _gap_panel(ax, loss, kind, converged, global_loss, floor, bins, tolerance) -> list[str]:
+    """Draw the gap histogram into ``ax``; returns the legend notes (runs left out)."""
+    clipped = np.maximum(loss[converged] - global_loss, floor)
+    top = clipped if tolerance is None else np.append(clipped, 3 * tolerance)
+    _log_histogram(ax, clipped, kind[converged], floor, bins, top=float(np.max(top)))
+    if tolerance is not None:
+        ax.axvline(
+            tolerance, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="global tolerance"
+        )
+    ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
+    ax.set_ylabel("runs")
+    if np.any(~converged):
+        return [f"not converged ({int(np.sum(~converged))}), not shown"]
+    return []
+
+
 def gap_histogram(
     records: Mapping,
     global_loss: float,
@@ -325,6 +474,7 @@ def gap_histogram(
     bins: int = 30,
     floor_rtol: float = 1e-12,
     tolerance: float | None = None,
+    spurious: Mapping | None = None,
     title: str | None = None,
     width: float = COLUMN_WIDTH,
 ) -> Figure:
@@ -332,40 +482,25 @@ def gap_histogram(
 
     Gaps at or below the floor ``floor_rtol * max(1, |L*|)`` (rounding noise,
     including negative gaps) are counted in the first bin, at the floor; the
-    axis label gives the floor. ``tolerance`` (absolute, e.g.
-    ``gap_rtol * max(1, |L*|)`` from the summary) draws the global-minimum
-    threshold. Runs of kind ``not_converged`` are left out (their number is
-    noted in the figure).
+    axis label gives the floor. Each non-empty bin carries its run count.
+    ``tolerance`` (absolute, e.g. the scan's gap tolerance from the
+    summary) draws the global-minimum threshold. Runs of kind
+    ``not_converged`` are left out (their number is noted in the figure).
+    ``spurious`` (a summary's ``spurious_fraction``) adds the line
+    ``spurious_line(spurious)`` under ``title`` (e.g. ``problem_title(...)``):
+    the 95% upper bound on the fraction of initialisations ending at a
+    spurious minimum.
     """
-    global_loss = _finite_float(global_loss, "global_loss")
-    loss = _column(records, "loss")
-    kind = _kinds(records, loss.size)
+    loss, kind, floor, converged = _gap_data(records, global_loss, floor_rtol)
     bins = _bins(bins)
-    floor = _gap_floor(global_loss, floor_rtol)
-    converged = kind != "not_converged"
-    if not np.any(converged):
-        raise ValueError("no converged run to histogram (every run is not_converged)")
-    gap = loss[converged] - global_loss
-    if not np.all(np.isfinite(gap)):
-        raise ValueError("a converged run has a non-finite loss")
-    clipped = np.maximum(gap, floor)
     tolerance = None if tolerance is None else _positive(tolerance, "tolerance")
+    note = None if spurious is None else spurious_line(spurious)
 
     with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.72 * width)
+        fig = _figure(width, 0.8 * width)
         ax = fig.subplots()
-        top = clipped if tolerance is None else np.append(clipped, 3 * tolerance)
-        _log_histogram(ax, clipped, kind[converged], floor, bins, top=float(np.max(top)))
-        if tolerance is not None:
-            ax.axvline(
-                tolerance, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="global tolerance"
-            )
-        ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
-        ax.set_ylabel("runs")
-        notes = []
-        if np.any(~converged):
-            notes.append(f"not converged ({int(np.sum(~converged))}), not shown")
-        _top_legend(fig, ax, notes, title=title)
+        notes = _gap_panel(ax, loss, kind, converged, float(global_loss), floor, bins, tolerance)
+        _top_legend(fig, ax, notes, title=_title_lines(title, note))
     return fig
 
 
@@ -385,10 +520,12 @@ def certificate_distribution(
     ``lambda_min(S) < 0``. Drawn as the violation ``-lambda_min(S)`` on a log
     axis: values at or below ``floor`` (every ``lambda_min(S) >= -floor``,
     i.e. a passing certificate up to rounding) are counted in the first bin,
-    at the floor; the axis label gives the floor. ``tol`` (e.g.
-    ``cert_rtol * max(1, |L*|) / n``, where the certificate's gap bound meets
-    the tolerance) draws the pass threshold. Runs with a non-finite
-    certificate are left out and counted in the legend.
+    at the floor; the axis label gives the floor. Each non-empty bin carries
+    its run count. ``tol`` (e.g. the gap tolerance over ``n``, where the
+    certificate's gap bound meets the tolerance) draws the pass threshold,
+    the axis extended to show it; a ``tol`` at or below the floor cannot be
+    told apart from it and is stated in a note instead of drawn. Runs with a
+    non-finite certificate are left out and counted in the legend.
     """
     lam = _column(records, "cert_lambda")
     kind = _kinds(records, lam.size)
@@ -399,25 +536,205 @@ def certificate_distribution(
     if not np.any(finite):
         raise ValueError("no run has a finite certificate (cert_lambda)")
     violation = np.maximum(-lam[finite], floor)
+    drawn_tol = tol is not None and tol > floor
 
     with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.72 * width)
+        fig = _figure(width, 0.8 * width)
         ax = fig.subplots()
-        _log_histogram(ax, violation, kind[finite], floor, bins)
-        if tol is not None:
+        _log_histogram(ax, violation, kind[finite], floor, bins, top=3 * tol if drawn_tol else None)
+        notes = []
+        if drawn_tol:
             ax.axvline(tol, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="pass threshold")
+        elif tol is not None:
+            notes.append(f"pass threshold {_fmt(tol)} $\\leq$ floor")
         ax.set_xlabel(
             f"certificate violation $-\\lambda_{{min}}(S)$  (values $\\leq$ {_fmt(floor)}\n"
             "drawn at that floor: $S \\succeq 0$ up to rounding, global)"
         )
         ax.set_ylabel("runs")
-        notes = [f"non-finite ({int(np.sum(~finite))}), not shown"] if np.any(~finite) else []
+        if np.any(~finite):
+            notes.append(f"non-finite ({int(np.sum(~finite))}), not shown")
         _top_legend(fig, ax, notes, title=title)
     return fig
 
 
 # --------------------------------------------------------------------------
 # Hessian
+
+
+#: Points of one kind closer than this fraction of the axis span (each axis, in its scale) are drawn as one
+#: marker: at one column width a marker is ~2% of the axis across, so such points would overlap anyway.
+MERGE_FRACTION = 0.02
+
+
+def _merge_close(u: np.ndarray, v: np.ndarray, du: float, dv: float) -> tuple[np.ndarray, np.ndarray]:
+    """Group points of the (scaled) plane that lie within ``du`` and ``dv`` of a group's first point.
+
+    The points are first bucketed in ``du x dv`` cells (vectorised; at most
+    ``1 / MERGE_FRACTION^2`` cells are visible), then the cells are joined by
+    leader clustering in lexicographic order: a cell joins the first group
+    whose leader is within ``du`` in ``u`` and ``dv`` in ``v``, else starts a
+    group, so two close points on either side of a cell edge still merge.
+    Identical points always share a group. Returns, per group, the index of
+    its leader point and the number of members.
+    """
+    key = np.stack([np.floor(u / du), np.floor(v / dv)], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    cell_count = np.bincount(np.asarray(inverse).ravel(), minlength=first.size)
+    leaders: list[int] = []
+    counts: list[int] = []
+    for c in np.lexsort((v[first], u[first])):
+        i = first[c]
+        if leaders:
+            near = np.flatnonzero((np.abs(u[leaders] - u[i]) <= du) & (np.abs(v[leaders] - v[i]) <= dv))
+            if near.size:
+                counts[near[0]] += int(cell_count[c])
+                continue
+        leaders.append(int(i))
+        counts.append(int(cell_count[c]))
+    return np.asarray(leaders, np.int64), np.asarray(counts, np.int64)
+
+
+def _symlog(y, linthresh: float):
+    return np.sign(y) * np.log10(1.0 + np.abs(y) / linthresh)
+
+
+def _eigen_data(records, global_loss, floor_rtol):
+    """``(gap, lam, kinds, floor)`` of the runs with a Hessian eigenvalue, gap clipped at the floor."""
+    global_loss = _finite_float(global_loss, "global_loss")
+    loss = _column(records, "loss")
+    lam = _column(records, "hess_lambda_min", loss.size)
+    kind = _kinds(records, loss.size)
+    floor = _gap_floor(global_loss, floor_rtol)
+    have = np.isfinite(lam) & np.isfinite(loss)
+    if not np.any(have):
+        raise ValueError("no run has a Hessian eigenvalue (hess_lambda_min is NaN everywhere)")
+    return np.maximum(loss[have] - global_loss, floor), lam[have], kind[have], floor
+
+
+#: Label positions tried around a marker of radius ``r`` points: right, left, above, below.
+_LABEL_SIDES = (
+    (lambda r: (r + 1.5, 0.0), "left", "center"),
+    (lambda r: (-r - 1.5, 0.0), "right", "center"),
+    (lambda r: (0.0, r + 1.0), "center", "bottom"),
+    (lambda r: (0.0, -r - 1.0), "center", "top"),
+)
+
+
+def _count_labels(ax, points) -> None:
+    """Write the count beside each merged marker (count > 1), on the first side that hits nothing.
+
+    ``points``: ``(count, (fx, fy) axes fraction, radius pt, x, y, colour)``
+    for every marker. Positions are judged in points on an estimate of the
+    axes' size (their position before layout): a label avoids every other
+    marker's square and the labels placed before it, largest count first;
+    when every side collides, the side with the least overlap is taken. A
+    heuristic: in a crowded panel labels may still touch.
+    """
+    fig = ax.get_figure()
+    box = ax.get_position()
+    w_pt, h_pt = 72.0 * fig.get_figwidth() * box.width, 72.0 * fig.get_figheight() * box.height
+    centre = [(fx * w_pt, fy * h_pt, r) for _, (fx, fy), r, *_ in points]
+    taken = [(x - r, y - r, x + r, y + r) for x, y, r in centre]
+    glyph, height = 0.6 * STYLE["font.size"], STYLE["font.size"]
+
+    def overlap(a, b) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    order = sorted(range(len(points)), key=lambda i: -points[i][0])
+    for i in order:
+        count, _, r, x, y, color = points[i]
+        if count < 2:
+            continue
+        cx, cy, _ = centre[i]
+        w = glyph * len(str(count))
+        best = None
+        for offset, ha, va in _LABEL_SIDES:
+            ox, oy = offset(r)
+            x0 = cx + ox - (w if ha == "right" else w / 2 if ha == "center" else 0.0)
+            y0 = cy + oy - (height if va == "top" else height / 2 if va == "center" else 0.0)
+            rect = (x0, y0, x0 + w, y0 + height)
+            hit = sum(overlap(rect, t) for j, t in enumerate(taken) if j != i)
+            outside = x0 < 0 or y0 < 0 or x0 + w > w_pt or y0 + height > h_pt
+            score = hit + (w * height if outside else 0.0)
+            if best is None or score < best[0]:
+                best = (score, (ox, oy), ha, va, rect)
+            if score == 0:
+                break
+        _, (ox, oy), ha, va, rect = best
+        taken.append(rect)
+        ax.annotate(
+            f"{count}",
+            (x, y),
+            xytext=(ox, oy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            color=color,
+            zorder=4,
+        )
+
+
+def _eigen_panel(ax, gap, lam, kinds, floor, tol) -> None:
+    """Draw the eigenvalue-vs-gap scatter into ``ax``, coinciding points merged and counted."""
+    linthresh = _default_linthresh(lam, tol)
+    # a decade of room beyond the extreme points, so that a large (merged) marker is not clipped
+    ylim = (min(10.0 * float(np.min(lam)), -100 * linthresh), max(10.0 * float(np.max(lam)), 100 * linthresh))
+    # at least three decades: a narrower log axis labels its minor ticks, which then collide
+    lo = math.log10(floor)
+    hi = max(math.log10(max(float(np.max(gap)), floor)), lo + 3.0)
+    xlim = (lo - 0.05 * (hi - lo) - 0.3, hi + 0.05 * (hi - lo) + 0.3)
+    u, v = np.log10(gap), _symlog(lam, linthresh)
+    du = MERGE_FRACTION * (xlim[1] - xlim[0])
+    dv = MERGE_FRACTION * float(_symlog(ylim[1], linthresh) - _symlog(ylim[0], linthresh))
+    sv = (float(_symlog(ylim[0], linthresh)), float(_symlog(ylim[1], linthresh)))
+    labels = []
+    for k in KINDS:
+        sel = np.flatnonzero(kinds == k)
+        if not sel.size:
+            continue
+        reps, counts = _merge_close(u[sel], v[sel], du, dv)
+        rows = sel[reps]
+        style = KIND_STYLE[k]
+        sizes = 16.0 * np.sqrt(counts)  # marker area grows as sqrt(count); the count is written beside it
+        ax.scatter(
+            gap[rows],
+            lam[rows],
+            s=sizes,
+            marker=style["marker"],
+            color=style["color"],
+            linewidths=0.8 if style["marker"] == "x" else 0.3,
+            edgecolors=None if style["marker"] == "x" else "white",
+            zorder=3,
+        )
+        # the legend shows a marker of the plain size (a proxy), not the first, possibly merged, one
+        ax.plot(
+            [],
+            [],
+            linestyle="none",
+            marker=style["marker"],
+            color=style["color"],
+            markersize=5,
+            label=_kind_counts_label(k, int(sel.size)),
+        )
+        for row, count, size in zip(rows, counts, sizes, strict=True):
+            frac = ((u[row] - xlim[0]) / (xlim[1] - xlim[0]), (v[row] - sv[0]) / (sv[1] - sv[0]))
+            labels.append((int(count), frac, 0.5 * math.sqrt(size), gap[row], lam[row], style["color"]))
+    _count_labels(ax, labels)
+    ax.set_xscale("log")
+    _symlog_axis(ax, "y", linthresh, lam)
+    # always show both half-planes, so that an empty one (no saddles found) is visible as such
+    ax.set_ylim(*ylim)
+    ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
+    if tol is not None:
+        ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
+    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
+    ax.set_xlim(10 ** xlim[0], 10 ** xlim[1])
+    ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
+    ax.set_ylabel("smallest Hessian eigenvalue\n(symmetry modes removed)")
+    band = mpl.transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    ax.text(0.5, 2.0 * linthresh, "$\\uparrow$ local minima", transform=band, ha="center", va="bottom")
+    ax.text(0.5, -2.0 * linthresh, "$\\downarrow$ saddles", transform=band, ha="center", va="top")
 
 
 def eigenvalue_vs_gap(
@@ -437,58 +754,99 @@ def eigenvalue_vs_gap(
     Runs where the eigenvalue was not computed (NaN) are left out. The gap is
     clipped below at ``floor_rtol * max(1, |L*|)`` (log axis); the eigenvalue
     axis is symlog, linear within ``tol`` (default ``1e-6 max |lambda|``).
+
+    Runs of one kind closer than ``MERGE_FRACTION`` of the axis span in both
+    coordinates (e.g. 256 runs at the same global minimum) are drawn as one
+    marker whose area grows as the square root of their number, the number
+    written beside it; the legend gives each kind's total.
     """
-    global_loss = _finite_float(global_loss, "global_loss")
-    loss = _column(records, "loss")
-    lam = _column(records, "hess_lambda_min", loss.size)
-    kind = _kinds(records, loss.size)
+    gap, lam, kinds, floor = _eigen_data(records, global_loss, floor_rtol)
     tol = _optional_tol(tol)
-    floor = _gap_floor(global_loss, floor_rtol)
-    have = np.isfinite(lam) & np.isfinite(loss)
-    if not np.any(have):
-        raise ValueError("no run has a Hessian eigenvalue (hess_lambda_min is NaN everywhere)")
-    gap = np.maximum(loss[have] - global_loss, floor)
-    lam, kinds = lam[have], kind[have]
-    linthresh = _default_linthresh(lam, tol)
 
     with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.8 * width)
+        fig = _figure(width, 0.85 * width)
         ax = fig.subplots()
-        for k in KINDS:
-            sel = kinds == k
-            if np.any(sel):
-                style = KIND_STYLE[k]
-                ax.scatter(
-                    gap[sel],
-                    lam[sel],
-                    s=16,
-                    marker=style["marker"],
-                    color=style["color"],
-                    linewidths=0.8 if style["marker"] == "x" else 0.3,
-                    edgecolors=None if style["marker"] == "x" else "white",
-                    label=_kind_counts_label(k, int(sel.sum())),
-                    zorder=3,
-                )
-        ax.set_xscale("log")
-        _symlog_axis(ax, "y", linthresh, lam)
-        # always show both half-planes, so that an empty one (no saddles found) is visible as such
-        ax.set_ylim(
-            min(2.0 * float(np.min(lam)), -100 * linthresh), max(2.0 * float(np.max(lam)), 100 * linthresh)
-        )
-        ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
-        if tol is not None:
-            ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
-        ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
-        # at least three decades: a narrower log axis labels its minor ticks, which then collide
-        lo = math.log10(floor)
-        hi = max(math.log10(max(float(np.max(gap)), floor)), lo + 3.0)
-        ax.set_xlim(10 ** (lo - 0.05 * (hi - lo) - 0.3), 10 ** (hi + 0.05 * (hi - lo) + 0.3))
-        ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
-        ax.set_ylabel("smallest Hessian eigenvalue\n(symmetry modes removed)")
-        band = mpl.transforms.blended_transform_factory(ax.transAxes, ax.transData)
-        ax.text(0.5, 2.0 * linthresh, "$\\uparrow$ local minima", transform=band, ha="center", va="bottom")
-        ax.text(0.5, -2.0 * linthresh, "$\\downarrow$ saddles", transform=band, ha="center", va="top")
+        _eigen_panel(ax, gap, lam, kinds, floor, tol)
         _top_legend(fig, ax, title=title)
+    return fig
+
+
+def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * COLUMN_WIDTH) -> Figure:
+    """Scans side by side, one column each: the gap histogram, and below it the eigenvalue-vs-gap scatter.
+
+    Each case is a mapping with ``records`` (per-run arrays, as for
+    ``gap_histogram``), ``global_loss`` (``L*``), ``title`` (one or more
+    lines: e.g. ``problem_title(...)`` and the regime ``d >= k - 1``), and
+    optionally ``tolerance`` (the gap tolerance line), ``spurious`` (a
+    summary's ``spurious_fraction``, written under the title with
+    ``spurious_line``) or ``note`` (a line written instead, e.g. where
+    spurious has no meaning). The scatter row is drawn when every case has a
+    finite ``hess_lambda_min``; one legend of kinds serves all panels, and each
+    panel's bars and markers carry their counts (as in ``gap_histogram`` and
+    ``eigenvalue_vs_gap``). Sized for a two-column page by default.
+    """
+    if isinstance(cases, Mapping) or not isinstance(cases, Sequence) or not 1 <= len(cases) <= 4:
+        raise ValueError("cases must be a sequence of one to four mappings (records, global_loss, title)")
+    bins = _bins(bins)
+    prepared = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, Mapping) or not all(
+            key in case for key in ("records", "global_loss", "title")
+        ):
+            raise ValueError(f"cases[{i}] must be a mapping with 'records', 'global_loss' and 'title'")
+        L = _finite_float(case["global_loss"], f"cases[{i}]['global_loss']")
+        loss, kind, floor, converged = _gap_data(case["records"], L, 1e-12)
+        tolerance = case.get("tolerance")
+        tolerance = None if tolerance is None else _positive(tolerance, f"cases[{i}]['tolerance']")
+        try:
+            eigen = _eigen_data(case["records"], L, 1e-12)
+        except ValueError:
+            eigen = None
+        note = spurious_line(case["spurious"]) if case.get("spurious") is not None else case.get("note")
+        prepared.append(
+            (L, loss, kind, floor, converged, tolerance, eigen, _title_lines(case["title"], note))
+        )
+    scatter = all(p[6] is not None for p in prepared)
+    rows, cols = (2 if scatter else 1), len(prepared)
+
+    with mpl.rc_context(STYLE):
+        fig = _figure(width, (0.8 if scatter else 0.45) * width * 2 / max(cols, 2) + 0.6)
+        axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+        present, notes = set(), []
+        for j, (L, loss, kind, floor, converged, tolerance, eigen, title) in enumerate(prepared):
+            left = _gap_panel(axes[0, j], loss, kind, converged, L, floor, bins, tolerance)
+            notes += [f"{note} (panel {j + 1})" for note in left] if cols > 1 else left
+            axes[0, j].set_title(title, loc="center")
+            present |= set(kind[converged].tolist())
+            if scatter:
+                _eigen_panel(axes[1, j], *eigen[:3], eigen[3], None)
+                present |= set(eigen[2].tolist())
+        handles = [
+            mpl.lines.Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker=KIND_STYLE[k]["marker"],
+                color=KIND_STYLE[k]["color"],
+                markersize=5,
+            )
+            for k in KINDS
+            if k in present
+        ]
+        labels = [KIND_STYLE[k]["label"] for k in KINDS if k in present]
+        shown = [
+            line
+            for ax in axes[0]
+            for line in ax.get_lines()
+            if line.get_label() == "global tolerance" and _shown(ax, line)
+        ]
+        if shown:  # only a tolerance line some panel shows
+            handles.append(mpl.lines.Line2D([], [], color=OKABE_ITO["black"], linestyle="--", linewidth=0.8))
+            labels.append("global tolerance")
+        for note in notes:
+            handles.append(mpl.patches.Patch(facecolor="none", edgecolor="none"))
+            labels.append(note)
+        fig.legend(handles, labels, loc="outside upper center", ncols=min(4, len(handles)))
     return fig
 
 
@@ -667,6 +1025,7 @@ def phase_map(
     annotations=None,
     hatch=None,
     hatch_label: str = "marked",
+    footnote: str | None = None,
     title: str | None = None,
     colorbar_label: str = "fraction reaching $L^*$",
     width: float = COLUMN_WIDTH,
@@ -679,7 +1038,8 @@ def phase_map(
     cell shows its fraction and, below it, ``annotations[i][j]`` when given
     (e.g. the number of distinct spurious minima). ``hatch``, a boolean array
     of the same shape, hatches cells (e.g. where ``d < rank M*``, so that
-    ``L*`` cannot be reached) with a legend entry ``hatch_label``. The grid is
+    ``L*`` cannot be reached) with a legend entry ``hatch_label``; ``footnote``
+    is a line under the map (e.g. what an annotation means). The grid is
     categorical: one equal cell per value, ticks labelled with the values.
     """
     xs = list(x_values)
@@ -713,7 +1073,13 @@ def phase_map(
         if hatch.shape != frac.shape or hatch.dtype != bool:
             raise ValueError(f"hatch must be a boolean array of the shape of fraction {frac.shape}")
     cmap = mpl.colormaps["viridis"].with_extremes(bad=OKABE_ITO["grey"])
-    height = max(1.5, 0.45 * rows + 1.1)
+    # room for the cells, then for each title line and each line of the legend below
+    legend_lines = (1 if hatch is not None and hatch.any() else 0) + (
+        footnote.count("\n") + 1 if footnote else 0
+    )
+    height = (
+        max(1.5, 0.45 * rows + 1.1) + 0.15 * (title.count("\n") + 1 if title else 0) + 0.17 * legend_lines
+    )
 
     with mpl.rc_context(STYLE):
         fig = _figure(width, height)
@@ -732,6 +1098,7 @@ def phase_map(
                 if annotations is not None and ann[i, j] is not None and str(ann[i, j]):
                     text += f"\n{ann[i, j]}"
                 ax.text(j, i, text, ha="center", va="center", color="black" if light else "white")
+        keys, labels = [], []
         if hatch is not None and hatch.any():
             for i, j in zip(*np.nonzero(hatch), strict=True):
                 ax.add_patch(
@@ -745,8 +1112,13 @@ def phase_map(
                         linewidth=0,
                     )
                 )
-            key = mpl.patches.Patch(facecolor=cmap(0.0), hatch="//", edgecolor=(1, 1, 1, 0.6))
-            fig.legend([key], [hatch_label], loc="outside lower center")
+            keys.append(mpl.patches.Patch(facecolor=cmap(0.0), hatch="//", edgecolor=(1, 1, 1, 0.6)))
+            labels.append(hatch_label)
+        if footnote:
+            keys.append(mpl.patches.Patch(facecolor="none", edgecolor="none"))
+            labels.append(footnote)
+        if keys:
+            fig.legend(keys, labels, loc="outside lower center")
         ax.set_xticks(np.arange(len(xs)), [_tick(v) for v in xs])
         ax.set_xlabel(xlabel)
         if ys is None:

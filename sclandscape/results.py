@@ -24,19 +24,34 @@ run is on disk, process 0 writes ``runs.npz`` and ``summary.json``.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
 import os
+import platform
 import tempfile
 import time
 import zipfile
 
 import jax
 import numpy as np
+import scipy.stats
 from jax.experimental import multihost_utils
 
-from sclandscape import hessian, metrics, oblique, optim, optimum, precision, problems, scanner, verdict
+import sclandscape
+from sclandscape import (
+    hessian,
+    metrics,
+    oblique,
+    optim,
+    optimum,
+    precision,
+    problems,
+    scanner,
+    streaming,
+    verdict,
+)
 
 
 class ResultsError(ValueError):
@@ -101,10 +116,14 @@ def _config(problem, settings, seed, n_inits, keep_embeddings) -> dict:
     }
 
 
+#: Entries of ``config.json`` that record a session rather than define the scan (not compared on resume).
+SESSION_KEYS = ("global_loss", "provenance", "timing", "earlier_sessions")
+
+
 def _read_config(out: str) -> dict:
-    """``out/config.json`` less ``global_loss``; raises ``OSError``/``ValueError``."""
+    """``out/config.json`` less ``SESSION_KEYS``; raises ``OSError``/``ValueError``."""
     with open(os.path.join(out, "config.json")) as f:
-        return {k: v for k, v in json.load(f).items() if k != "global_loss"}
+        return {k: v for k, v in json.load(f).items() if k not in SESSION_KEYS}
 
 
 def _folder_error(out: str, config: dict, resume: bool) -> str | None:
@@ -242,6 +261,7 @@ def run_scan(
     its ``config.json`` and require it to match. A wait with no progress for
     ``wait_timeout`` seconds raises ``ResultsError``.
     """
+    started, clock = time.time(), time.monotonic()
     if int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     p, count = _check_process(process)
@@ -258,7 +278,14 @@ def run_scan(
     config_path = os.path.join(out, "config.json")
     if p == 0:
         os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
-        write_json(config_path, {**config, "global_loss": runner.optimum.loss})
+        session = {
+            **config,
+            "global_loss": runner.optimum.loss,
+            "provenance": provenance(problem, settings, runner.slots),
+            "timing": {"started": _iso(started), "finished": None, "wall_s": None, "runs_computed": 0},
+            "earlier_sessions": _earlier_sessions(config_path),
+        }
+        write_json(config_path, session)
         write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
     elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
         _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
@@ -293,6 +320,7 @@ def run_scan(
     if not np.array_equal(runs["run"], np.arange(n_inits)):
         raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
     runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
+    runs["status_name"] = status_names(runs["status"])
     points = merge_points(out, runs, settings)
     summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
     summary["attainable"] = problem.dim >= runner.optimum.rank
@@ -301,7 +329,80 @@ def run_scan(
         write_npz(os.path.join(out, "points.npz"), points)
         write_npz(os.path.join(out, "runs.npz"), runs)
         write_json(os.path.join(out, "summary.json"), summary)
+        session["timing"].update(
+            finished=_iso(time.time()),
+            wall_s=time.monotonic() - clock,
+            runs_computed=finished - (len(share) - len(todo)),
+        )
+        write_json(config_path, session)
     return summary
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots: int | None = None) -> dict:
+    """What a scan ran with: versions, devices, and the execution paths it takes (``config.json``).
+
+    ``execution`` records the choices actually taken for this problem and
+    settings: ``streaming`` (``scanner.streams``: the loss, gradient and
+    certificate without the ``n x n`` matrix), the kernels of the first-order
+    phase (``streaming.kernel_impl`` in the scan's dtype: ``"pallas"``,
+    ``"jax"``; ``"dense"`` when not streaming) and of the float64 polish, the
+    certificate (``"lanczos"`` when streaming, else the dense ``"eigvalsh"``),
+    and ``slots`` (the concurrent runs after rounding to the device count).
+    """
+    stream = scanner.streams(problem.n, settings)
+    first_order = np.float64 if settings.x64 else np.float32
+    devices = jax.devices()
+    return {
+        "sclandscape": sclandscape.__version__,
+        "jax": jax.__version__,
+        "jaxlib": _jaxlib_version(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "devices": {
+            "platform": jax.default_backend(),
+            "kind": devices[0].device_kind,
+            "count": len(devices),
+            "local_count": jax.local_device_count(),
+            "processes": jax.process_count(),
+            "float64_platform": precision.float64_device().platform,
+        },
+        "execution": {
+            "streaming": bool(stream),
+            "streaming_mode": settings.streaming,
+            "first_order_dtype": np.dtype(first_order).name,
+            "first_order_kernel": streaming.kernel_impl(first_order) if stream else "dense",
+            "polish_kernel": streaming.kernel_impl(np.float64) if stream else "dense",
+            "certificate": "lanczos" if stream else "eigvalsh",
+            "slots": None if slots is None else int(slots),
+        },
+    }
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return None
+
+
+def _earlier_sessions(config_path: str) -> list:
+    """The sessions recorded in an existing ``config.json`` (a resume keeps them), oldest first."""
+    if not os.path.exists(config_path):
+        return []
+    try:
+        old = read_json(config_path)
+    except ResultsError:
+        return []
+    earlier = list(old.get("earlier_sessions", []))
+    if "provenance" in old:
+        earlier.append({"provenance": old["provenance"], "timing": old.get("timing")})
+    return earlier
 
 
 # --------------------------------------------------------------------------
@@ -386,7 +487,68 @@ def classify_records(rec: dict, global_loss: float, settings: scanner.ScanSettin
     return np.asarray(rec["kind"]).astype("<U13")
 
 
-MINIMUM_KINDS = ("global_min", "spurious_min", "local_min", "degenerate")
+#: Kinds grouped into distinct minima by ``summarize``.
+MINIMA = ("global_min", "spurious_min", "local_min", "degenerate")
+
+#: ``runs.npz``'s integer ``status`` -> name (``optim.Status``, lower case); summary.json's ``status_codes``.
+STATUS_NAMES = {int(s): s.name.lower() for s in optim.Status}
+
+
+def status_names(status) -> np.ndarray:
+    """The name of each ``status`` code (``STATUS_NAMES``; a code it lacks is written as its number)."""
+    codes = np.asarray(status).astype(np.int64)
+    return np.array([STATUS_NAMES.get(int(c), str(int(c))) for c in codes.ravel()], dtype="<U16").reshape(
+        codes.shape
+    )
+
+
+def binomial_upper_bound(count: int, trials: int, confidence: float = 0.95) -> float:
+    r"""Clopper-Pearson exact one-sided upper confidence bound on a binomial proportion.
+
+    ``count`` successes in ``trials`` independent trials, ``X ~ Binomial(N, p)``.
+    The bound ``p_U(x)`` is the largest ``p`` under which seeing at most ``x``
+    successes still has probability at least ``alpha = 1 - confidence``::
+
+        P(X <= x; p_U) = alpha        (x < N),        p_U = 1   (x = N).
+
+    Coverage: ``F(x; p) = P(X <= x; p)`` decreases in ``p``, so
+    ``p_U(x) < p`` exactly when ``F(x; p) < alpha``; the outcomes ``x`` with
+    ``F(x; p) < alpha`` form a lower tail of probability below ``alpha``, so
+    ``P(p_U(X) >= p) >= 1 - alpha`` for every ``p`` (exact, conservative, no
+    normal approximation). With
+    ``P(X <= x; p) = 1 - I_p(x + 1, N - x)`` (regularised incomplete beta)
+    the bound is the ``confidence`` quantile of ``Beta(x + 1, N - x)``. For
+    ``x = 0`` the equation is ``(1 - p_U)^N = alpha``, so
+    ``p_U = 1 - alpha^(1/N) <= -ln(alpha) / N``, which is ``2.996 / N`` at
+    95%: the "rule of three" (``3 / N``).
+    """
+    if isinstance(trials, bool) or int(trials) != trials or trials < 1:
+        raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
+    if isinstance(count, bool) or int(count) != count or not 0 <= count <= trials:
+        raise ValueError(f"count must be an integer in 0..{int(trials)}, got {count!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    x, n = int(count), int(trials)
+    if x == n:
+        return 1.0
+    if x == 0:  # closed form, exact to rounding (the beta quantile agrees to ~1e-15)
+        return float(-np.expm1(np.log1p(-confidence) / n))
+    return float(scipy.stats.beta.ppf(confidence, x + 1, n - x))
+
+
+def spurious_fraction(count: int, trials: int) -> dict:
+    """``{"count", "runs", "observed", "upper_95"}``: runs ending at a spurious minimum, and the bound.
+
+    ``upper_95`` is ``binomial_upper_bound(count, runs, 0.95)``: with 95%
+    confidence, at most this fraction of random initialisations (the scan's
+    distribution) ends at a spurious minimum.
+    """
+    return {
+        "count": int(count),
+        "runs": int(trials),
+        "observed": int(count) / int(trials),
+        "upper_95": binomial_upper_bound(count, trials, 0.95),
+    }
 
 
 def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_loss: float) -> list[dict]:
@@ -396,7 +558,7 @@ def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_lo
     if points is not None and len(points.get("loss", [])):
         for p in range(len(points["loss"])):
             members = point == p
-            if not members.any() or str(points["kind"][p]) not in MINIMUM_KINDS:
+            if not members.any() or str(points["kind"][p]) not in MINIMA:
                 continue
             entries.append(
                 {
@@ -411,10 +573,11 @@ def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_lo
                     "strict_certified": bool(points["strict_certified"][p]),
                     "certified_radius": float(points["certified_radius"][p]),
                     "lifted_index": int(points["lifted_index"][p]),
+                    "kinds": {str(points["kind"][p]): int(members.sum())},
                 }
             )
     # Runs judged by the cheap tests alone (no representative point): one entry per kind.
-    for name in MINIMUM_KINDS:
+    for name in MINIMA:
         alone = (kind == name) & (point < 0)
         if alone.any():
             losses = rec["loss"][alone]
@@ -425,12 +588,15 @@ def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_lo
                     "gap": float(np.min(losses) - global_loss),
                     "count": int(alone.sum()),
                     "kind": name,
-                    "decided_by": ",".join(sorted(set(np.asarray(rec["decided_by"])[alone].tolist()))),
+                    "decided_by": ",".join(
+                        sorted(set(np.asarray(rec.get("decided_by", kind))[alone].tolist()))
+                    ),
                     "certified_global": name == "global_min",
                     "index": 0,
                     "strict_certified": False,
                     "certified_radius": float("inf"),
                     "lifted_index": -1,
+                    "kinds": {name: int(alone.sum())},
                 }
             )
     entries.sort(key=lambda e: e["loss"])
@@ -456,21 +622,24 @@ def summarize(
     lowest = min((e["loss"] for e in distinct), default=None)
     for e in distinct:
         e["gap_to_lowest"] = e["loss"] - lowest
-    status_names = {int(s): s.name.lower() for s in optim.Status}
     decided = np.asarray(rec.get("decided_by", np.full(kind.size, "")))
+    counts = {k: int(np.sum(kind == k)) for k in metrics.KINDS}
+    n_inits = int(rec["run"].size)
     summary = {
-        "n_inits": int(rec["run"].size),
+        "n_inits": n_inits,
         "global_loss": float(global_loss),
-        "counts": {k: int(np.sum(kind == k)) for k in metrics.KINDS},
+        "counts": counts,
+        "spurious_fraction": spurious_fraction(counts["spurious_min"], n_inits) if n_inits else None,
         "decided_by": {d: int(np.sum(decided == d)) for d in verdict.DECIDERS if np.any(decided == d)},
         "distinct_minima": distinct,
         "best_loss": float(np.min(rec["loss"])) if rec["loss"].size else None,
         "lowest_minimum": lowest,
         "escapes": int(np.sum(rec.get("escapes", np.zeros(1)))),
         "status_counts": {
-            status_names.get(int(s), str(s)): int(np.sum(rec["status"] == s))
+            STATUS_NAMES.get(int(s), str(s)): int(np.sum(rec["status"] == s))
             for s in np.unique(rec["status"])
         },
+        "status_codes": {str(code): name for code, name in STATUS_NAMES.items()},
         "classification": (
             "every run: gradient, certificate and gap tests; each distinct critical point: its float64 "
             "spectrum with the symmetry modes removed, the a-posteriori proof and (below rank M*) the "
@@ -526,6 +695,8 @@ def load_scan(out: str) -> dict:
         raise ResultsError(f"{out}/config.json does not describe a scan: {err}") from None
     if "kind" not in runs:
         runs["kind"] = classify_records(runs, summary["global_loss"], settings)
+    if "status_name" not in runs:  # a scan written before the names were stored
+        runs["status_name"] = status_names(runs["status"])
     opt_path = os.path.join(out, "optimum.json")
     if os.path.exists(opt_path):
         opt_data = read_json(opt_path)

@@ -475,6 +475,20 @@ def _resolve_impl(impl: str) -> str:
     return "pallas" if backend == "gpu" and _pallas_works(backend) else "jax"
 
 
+def kernel_impl(dtype, impl: str = "auto") -> str:
+    """The kernels the value and gradient sweeps of ``dtype`` run: ``"pallas"``, ``"interpret"``, ``"jax"``.
+
+    ``impl`` is resolved as ``streaming_loss`` resolves it (``"auto"``: Pallas
+    on a GPU whose kernels pass the probe, else pure JAX), and Pallas on a
+    non-float32 input is pure JAX (the compiled kernels are float32 only), as
+    the loss runs it. Callers record it (e.g. a scan's ``config.json``).
+    """
+    impl = _resolve_impl(impl)
+    if impl == "pallas" and jnp.dtype(dtype) != jnp.float32:
+        return "jax"
+    return impl
+
+
 def use_streaming(
     n: int, d: int | None = None, *, runs: int = 1, max_entries: int = DENSE_MAX_ENTRIES
 ) -> bool:
@@ -718,6 +732,7 @@ __all__ = [
     "MODES",
     "choose",
     "hvp",
+    "kernel_impl",
     "loss_fn",
     "riemannian_hvp",
     "row_blocks_fn",

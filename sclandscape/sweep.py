@@ -5,7 +5,10 @@ The grid varies one or two of ``dim`` (embedding dimension ``d``), ``tau``
 n_min)``); everything else comes from the base problem. Layout of ``out``::
 
     sweep.json                 the grid, the base problem, settings, and per cell its status,
-                               fraction of runs reaching L* and distinct spurious minima
+                               fraction of runs reaching L*, distinct spurious minima and the
+                               95% upper bound on the fraction of runs ending at a spurious minimum
+    sweep.csv                  the same, one row per cell (``CSV_COLUMNS``), for use without
+                               this package
     cells/<name>/              one results folder per cell (``results.run_scan``), e.g.
                                cells/dim=2_tau=0.5/
     figures/phase_map.{png,pdf}
@@ -19,11 +22,15 @@ its chunks. Rerunning with a different grid or settings into the same
 For each cell, "reaching the global optimum" means ending as ``global_min``
 (certificate or loss within tolerance of the relaxation's ``L*``, docs/maths.md §2);
 below ``d = rank(M*)`` that is impossible by construction, and the fraction
-is 0 whatever the landscape.
+is 0 whatever the landscape. There a minimum above ``L*`` is not spurious
+(``local_min``): such cells get no spurious bound, and the phase map counts
+their distinct minima as "local".
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -31,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from sclandscape import plots, problems, results, scanner
+from sclandscape import metrics, plots, problems, results, scanner
 
 AXES = ("dim", "tau", "R")
 AXIS_LABELS = {"dim": "embedding dimension $d$", "tau": r"temperature $\tau$", "R": "imbalance ratio $R$"}
@@ -127,16 +134,27 @@ def _sweep_config(base, grid, step, n_inits, seed, settings) -> dict:
     return json.loads(json.dumps(cfg))  # as it reads back from disk
 
 
+def _local_only(m: dict) -> bool:
+    """A distinct minimum all of whose runs are ``local_min`` (``L*`` unattainable: not spurious)."""
+    kinds = m.get("kinds")
+    return bool(kinds) and set(kinds) == {"local_min"}
+
+
 def _cell_result(summary: dict) -> dict:
     n = max(1, int(summary["n_inits"]))
-    spurious = [m for m in summary["distinct_minima"] if not m["certified_global"]]
+    uncertified = [m for m in summary["distinct_minima"] if not m["certified_global"]]
+    bound = summary.get("spurious_fraction") or results.spurious_fraction(
+        summary["counts"].get("spurious_min", 0), int(summary["n_inits"])
+    )
     return {
         "status": "done",
         "global_loss": summary["global_loss"],
         "global_rank": summary.get("global_rank"),
         "counts": summary["counts"],
         "fraction_global": summary["counts"]["global_min"] / n,
-        "n_spurious_minima": len(spurious),
+        "n_spurious_minima": sum(not _local_only(m) for m in uncertified),
+        "n_local_minima": sum(_local_only(m) for m in uncertified),
+        "spurious_fraction": bound,
         "n_distinct_minima": len(summary["distinct_minima"]),
         "best_gap": (summary["best_loss"] - summary["global_loss"])
         if summary.get("best_loss") is not None
@@ -220,7 +238,7 @@ def run_sweep(
             for values, p in zip(cells, cell_problems, strict=True)
         ],
     }
-    results.write_json(path, state)
+    _write_state(out, state)
     for i, (cell, p) in enumerate(zip(state["cells"], cell_problems, strict=True)):
         folder = os.path.join(out, cell["path"])
         summary_path = os.path.join(folder, "summary.json")
@@ -231,16 +249,111 @@ def run_sweep(
             summary = results.run_scan(p, n_inits, seed, settings, folder, resume=True, progress=progress)
             what = "done"
         cell.update(_cell_result(summary))
-        results.write_json(path, state)
+        _write_state(out, state)
         if log:
+            rank = cell.get("global_rank")
+            if rank is not None and p.dim < rank:  # L* unattainable: no minimum is spurious
+                minima = f"{cell['n_spurious_minima'] + cell['n_local_minima']} distinct minima above L*"
+            else:
+                minima = (
+                    f"{cell['n_spurious_minima']} distinct spurious minima, fraction spurious "
+                    f"< {cell['spurious_fraction']['upper_95']:.3g} (95%)"
+                )
             log(
                 f"[{i + 1}/{len(cells)}] {cell['name']}: {what}; fraction global "
-                f"{cell['fraction_global']:.3f}, {cell['n_spurious_minima']} distinct spurious minima"
+                f"{cell['fraction_global']:.3f}, {minima}"
             )
     state.update(_grids(state))
     state["figures"] = [os.path.relpath(f, out) for f in plot_sweep(out, formats, state=state)]
-    results.write_json(path, state)
+    _write_state(out, state)
     return state
+
+
+def _write_state(out: str, state: dict) -> None:
+    """``sweep.json`` and ``sweep.csv``, each written atomically."""
+    results.write_json(os.path.join(out, "sweep.json"), state)
+    results.write_atomic(os.path.join(out, "sweep.csv"), sweep_csv(state).encode())
+
+
+#: Columns of ``sweep.csv``; the swept axes are among ``d``, ``tau`` and ``R`` (empty without an R axis).
+CSV_COLUMNS = (
+    "cell",
+    "status",
+    "n",
+    "k",
+    "d",
+    "tau",
+    "R",
+    "runs",
+    *(f"n_{kind}" for kind in metrics.KINDS),
+    "fraction_global",
+    "n_distinct_minima",
+    "n_spurious_minima",
+    "n_local_minima",
+    "spurious_observed",
+    "spurious_upper_95",
+    "global_loss",
+    "global_rank",
+    "best_gap",
+    "path",
+)
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip form
+    return str(value)
+
+
+def sweep_csv(state: dict) -> str:
+    """``sweep.csv``: one row per cell, columns ``CSV_COLUMNS`` (the cell's problem: ``n``, ``k``, ``d``,
+    ``tau``, and ``R`` for a STEP sweep, which hold the swept axes' values).
+
+    ``n_<kind>`` are the runs per kind (``metrics.KINDS``); ``spurious_*``
+    the runs ending at a spurious minimum as a fraction of the cell's runs,
+    and the exact one-sided 95% upper bound on it (``results.binomial_upper_bound``),
+    left empty where ``d < rank M*`` (no minimum is spurious there). A cell
+    not finished yet has only its axes, name, problem and status.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    runs = state["config"]["n_inits"]
+    for cell in state["cells"]:
+        p = cell["problem"]
+        row = {
+            "cell": cell["name"],
+            "status": cell.get("status"),
+            "n": sum(p["counts"]),
+            "k": len(p["counts"]),
+            "d": p["dim"],
+            "tau": float(p["tau"]),
+            "R": cell["values"].get("R"),
+            "runs": runs,
+            "path": cell["path"],
+        }
+        if cell.get("status") == "done":
+            rank = cell.get("global_rank")
+            bound = cell.get("spurious_fraction") or {}
+            attainable = rank is None or p["dim"] >= rank
+            row.update({f"n_{kind}": cell["counts"].get(kind, 0) for kind in metrics.KINDS})
+            row.update(
+                fraction_global=float(cell["fraction_global"]),
+                n_distinct_minima=cell.get("n_distinct_minima"),
+                n_spurious_minima=cell.get("n_spurious_minima"),
+                n_local_minima=cell.get("n_local_minima", 0),
+                spurious_observed=float(bound["observed"]) if attainable and bound else None,
+                spurious_upper_95=float(bound["upper_95"]) if attainable and bound else None,
+                global_loss=float(cell["global_loss"]),
+                global_rank=rank,
+                best_gap=None if cell.get("best_gap") is None else float(cell["best_gap"]),
+            )
+        writer.writerow([_csv_value(row.get(c)) for c in CSV_COLUMNS])
+    return buf.getvalue()
 
 
 def _grids(state: dict) -> dict:
@@ -249,36 +362,70 @@ def _grids(state: dict) -> dict:
     ny = len(axes[1]["values"]) if len(axes) > 1 else 1
     frac = np.full((ny, nx), np.nan)
     spur = np.full((ny, nx), -1, np.int64)
+    local = np.full((ny, nx), -1, np.int64)
+    upper = np.full((ny, nx), np.nan)
     unattainable = np.zeros((ny, nx), bool)
     for idx, cell in enumerate(state["cells"]):
         if cell.get("status") == "done":
-            frac[idx // nx, idx % nx] = cell["fraction_global"]
-            spur[idx // nx, idx % nx] = cell["n_spurious_minima"]
+            at = (idx // nx, idx % nx)
+            frac[at] = cell["fraction_global"]
+            spur[at] = cell["n_spurious_minima"]
+            local[at] = cell.get("n_local_minima", 0)
             rank = cell.get("global_rank")
-            unattainable[idx // nx, idx % nx] = rank is not None and cell["problem"]["dim"] < rank
+            unattainable[at] = rank is not None and cell["problem"]["dim"] < rank
+            bound = cell.get("spurious_fraction")
+            if bound and not unattainable[at]:
+                upper[at] = bound["upper_95"]
     return {
         "fraction": [[None if np.isnan(v) else float(v) for v in row] for row in frac],
         "n_spurious_minima": [[None if v < 0 else int(v) for v in row] for row in spur],
+        "n_local_minima": [[None if v < 0 else int(v) for v in row] for row in local],
+        "spurious_upper_95": [[None if np.isnan(v) else float(v) for v in row] for row in upper],
         "unattainable": unattainable.tolist(),
     }
 
 
+def _sweep_title(state: dict) -> str:
+    """The problem of a sweep: ``n``, ``k`` (or the STEP family), the fixed ``d`` / ``tau``, runs a cell."""
+    config = state["config"]
+    base, step = config["base"], config.get("step")
+    swept = [ax["name"] for ax in config["axes"]]
+    ns = sorted({sum(c["problem"]["counts"]) for c in state["cells"]})
+    n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}..{ns[-1]}"
+    if step:
+        what = (
+            f"STEP $k_{{maj}}$ = {step['k_maj']}, $k_{{min}}$ = {step['k_min']}, "
+            f"$n_{{min}}$ = {step['n_min']}: n = {n}, k = {step['k_maj'] + step['k_min']}"
+        )
+    else:
+        what = plots.problem_title(base["counts"], base["dim"], base["tau"]).split(", d = ")[0]
+    fixed = [f"d = {base['dim']}"] if "dim" not in swept else []
+    fixed += [f"$\\tau$ = {base['tau']:g}"] if "tau" not in swept else []
+    return ", ".join([what, *fixed]) + f"\n{config['n_inits']} runs a cell"
+
+
 def phase_map_figure(state: dict):
-    """The phase map of a sweep (``sweep.json``'s content) as a ``Figure``."""
+    """The phase map of a sweep (``sweep.json``'s content) as a ``Figure``.
+
+    Each cell: the fraction of runs reaching ``L*``, the number of distinct
+    spurious (or, where ``d < rank M*``, local) minima, and ``sp < x%``, the
+    exact one-sided 95% upper bound on the fraction of runs ending at a
+    spurious minimum (not given where ``d < rank M*``).
+    """
     axes = state["config"]["axes"]
     grids = _grids(state)
     frac = np.array([[np.nan if v is None else v for v in row] for row in grids["fraction"]], np.float64)
     notes = [
-        [_spurious_note(v, gone) for v, gone in zip(row, hatch, strict=True)]
-        for row, hatch in zip(grids["n_spurious_minima"], grids["unattainable"], strict=True)
+        [_cell_note(*values) for values in zip(*rows, strict=True)]
+        for rows in zip(
+            grids["n_spurious_minima"],
+            grids["n_local_minima"],
+            grids["spurious_upper_95"],
+            grids["unattainable"],
+            strict=True,
+        )
     ]
-    base = state["config"]["base"]
-    step = state["config"].get("step")
-    if step:
-        what = f"STEP $k_{{maj}}$={step['k_maj']}, $k_{{min}}$={step['k_min']}, $n_{{min}}$={step['n_min']}"
-    else:
-        what = "counts " + ",".join(str(c) for c in base["counts"])
-    fixed = [f"{a}={base[a]:g}" for a in ("dim", "tau") if a not in [ax["name"] for ax in axes]]
+    nx = len(axes[0]["values"])
     return plots.phase_map(
         axes[0]["values"],
         axes[1]["values"] if len(axes) > 1 else None,
@@ -288,19 +435,46 @@ def phase_map_figure(state: dict):
         annotations=notes,
         hatch=np.array(grids["unattainable"], bool),
         hatch_label="$d <$ rank $M^*$: $L^*$ not attainable",
-        title=", ".join([what, *fixed]) + f"; {state['config']['n_inits']} runs a cell",
+        footnote="sp < x%: 95% upper bound on the fraction\nof runs ending at a spurious minimum",
+        title=_sweep_title(state),
+        width=max(plots.COLUMN_WIDTH, 0.75 * nx + 1.4),
     )
 
 
-def _spurious_note(n, unattainable: bool) -> str:
-    """Cell note: distinct minima that are not certified global (all of them where L* is unattainable)."""
-    if n is None or n == 0:
+def _cell_note(n_spurious, n_local, upper, unattainable: bool) -> str:
+    """Cell note: distinct minima not certified global, and the bound on the spurious fraction.
+
+    Where ``L*`` is unattainable every uncertified minimum is counted (as
+    "minima": spurious has no meaning there) and no bound is given.
+    """
+    if n_spurious is None:
         return ""
-    return f"{n} minima" if unattainable else f"{n} spurious"
+    lines = []
+    if unattainable:
+        total = n_spurious + (n_local or 0)
+        if total:
+            lines.append(f"{total} minima")
+        return "\n".join(lines)
+    if n_spurious:
+        lines.append(f"{n_spurious} spurious")
+    if n_local:
+        lines.append(f"{n_local} local")
+    if upper is not None:
+        lines.append(f"sp < {plots.percent(upper)}")
+    return "\n".join(lines)
+
+
+#: The figure files ``plot_sweep`` writes, and so the only ones it may remove as stale.
+PHASE_MAP_FILES = tuple(f"phase_map.{fmt}" for fmt in plots.FORMATS)
 
 
 def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -> list[str]:
-    """(Re)draw ``out/figures/phase_map.*`` from ``out/sweep.json``; returns the written paths."""
+    """(Re)draw ``out/figures/phase_map.*`` from ``out/sweep.json``; returns the written paths.
+
+    A phase map of a format not asked for this time (left by an earlier call)
+    is removed, so ``figures/`` holds only the current drawing; no other file
+    is touched. ``sweep.csv`` is (re)written alongside when missing.
+    """
     if state is None:
         path = os.path.join(out, "sweep.json")
         if not os.path.exists(path):
@@ -308,6 +482,8 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         state = results.read_json(path)
         if "config" not in state or "cells" not in state:
             raise results.ResultsError(f"{path} does not describe a sweep")
+        if not os.path.exists(os.path.join(out, "sweep.csv")):
+            results.write_atomic(os.path.join(out, "sweep.csv"), sweep_csv(state).encode())
     if not any(c.get("status") == "done" for c in state["cells"]):
         raise results.ResultsError(f"{out}: no cell of the sweep has finished yet")
     fig = phase_map_figure(state)
@@ -316,4 +492,9 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         target = os.path.join(out, "figures", f"phase_map.{fmt}")
         results.write_atomic(target, plots.figure_bytes(fig, fmt))
         written.append(target)
+    keep = {os.path.basename(p) for p in written}
+    for name in PHASE_MAP_FILES:
+        stale = os.path.join(out, "figures", name)
+        if name not in keep and os.path.isfile(stale) and not os.path.islink(stale):
+            os.remove(stale)
     return written

@@ -48,6 +48,9 @@ def test_demo_runs(capsys, tmp_path):
     assert "L* = 41.473391" in out and "global_min (certificate)" in out
     assert "L* = 57.508222" in out and "local_min (proof)" in out and "index 1 at d + 1" in out
     assert (tmp_path / "case0" / "summary.json").exists() and (tmp_path / "case1" / "summary.json").exists()
+    # the two regimes side by side, drawn from the two folders
+    assert (tmp_path / "comparison.png").stat().st_size > 0 and (tmp_path / "comparison.pdf").exists()
+    assert f"comparison: {tmp_path / 'comparison.png'}" in out
 
 
 def test_hessian_command_stores_spectra_of_the_distinct_points(tmp_path, capsys):

@@ -13,7 +13,7 @@ import sclandscape as sc
 from sclandscape import cli, report, results, scanner
 
 L_STAR = 57.508222
-KIND_CYCLE = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+KIND_CYCLE = ("global_min", "spurious_min", "local_min", "saddle", "degenerate", "not_converged")
 
 SETTINGS = scanner.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
 
@@ -25,12 +25,34 @@ def scan_dir(tmp_path_factory):
     return out
 
 
-def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path):
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """Every figure ``plots.figure_bytes`` renders during the test, with all its text."""
+    from matplotlib.text import Text
+
+    from sclandscape import plots
+
+    seen = []
+    real = plots.figure_bytes
+
+    def spy(fig, fmt="png"):
+        seen.append("\n".join(t.get_text() for t in fig.findobj(Text)))
+        return real(fig, fmt)
+
+    monkeypatch.setattr(plots, "figure_bytes", spy)
+    return seen
+
+
+def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path, drawn_figures):
     import shutil
 
     out = str(tmp_path / "copy")
     shutil.copytree(scan_dir, out)
     written = report.plot_results(out)
+    assert len(drawn_figures) == len(written) - 1  # one rendering per figure file
+    for text in drawn_figures:  # every figure states the problem: n, k, d, tau and the number of runs
+        for part in ("n = 9", "k = 3", "d = 2", "$\\tau$ = 1", "4 runs"):
+            assert part in text
     names = {os.path.relpath(p, out) for p in written}
     for name in ("gap_histogram", "certificate", "eigenvalue_vs_gap", "gram_minimum_1"):
         assert {f"figures/{name}.png", f"figures/{name}.pdf"} <= names
@@ -104,3 +126,155 @@ def test_cli_plot_and_its_errors(scan_dir, tmp_path, capsys):
 
 # --------------------------------------------------------------------------
 # Sweeps
+
+
+# --------------------------------------------------------------------------
+# What a referee reads: the problem in every figure, bounds, provenance, names, stale files
+
+
+def test_spectrum_figures_state_the_problem(scan_dir, tmp_path, drawn_figures):
+    import shutil
+
+    out = str(tmp_path / "copy")
+    shutil.copytree(scan_dir, out)
+    runs = results.read_npz(os.path.join(out, "runs.npz"))
+    results.write_npz(  # full spectra, so that the spectrum figure is drawn too
+        os.path.join(out, "hessian", "spectra.npz"),
+        {"runs": runs["run"], "eigenvalues": np.ones((4, 9)), "n_zero_predicted": np.ones(4, np.int64)},
+    )
+    written = report.plot_results(out, formats=("png",))
+    figures = [p for p in written if p.endswith(".png")]
+    # Four figures and the Gram figure of the one distinct minimum, whose embedding the scan stored.
+    assert len(drawn_figures) == len(figures) == 5 and "hessian_spectrum_global_min.png" in str(figures)
+    for text in drawn_figures:
+        for part in ("n = 9", "k = 3", "d = 2", "$\\tau$ = 1", "4 runs"):
+            assert part in text
+
+
+def test_summary_and_report_state_the_spurious_bound(scan_dir):
+    summary = results.read_json(os.path.join(scan_dir, "summary.json"))
+    # 0 spurious of 4 runs: the exact bound solves (1 - p)^4 = 0.05
+    assert summary["spurious_fraction"] == {
+        "count": 0,
+        "runs": 4,
+        "observed": 0.0,
+        "upper_95": pytest.approx(1 - 0.05 ** (1 / 4), rel=1e-12),
+    }
+    text = report.markdown_report(results.load_scan(scan_dir), [], [])
+    assert "Spurious minima: 0 of 4 runs" in text and f"{1 - 0.05**0.25:.3g}" in text
+
+
+def test_binomial_upper_bound_against_hand_computations():
+    import scipy.optimize
+    import scipy.stats
+
+    # x = 0: (1 - p)^N = alpha; x = N - 1: 1 - p^N = alpha; x = N: no bound below 1
+    assert results.binomial_upper_bound(0, 100) == pytest.approx(1 - 0.05 ** (1 / 100), rel=1e-12)
+    assert results.binomial_upper_bound(0, 100) < 3 / 100  # the rule of three bounds it from above
+    assert results.binomial_upper_bound(99, 100) == pytest.approx(0.95 ** (1 / 100), rel=1e-12)
+    assert results.binomial_upper_bound(100, 100) == 1.0
+    # 0 < x < N: the p at which P(X <= x) = 0.05, found from the binomial CDF directly (not the beta quantile)
+    p = scipy.optimize.brentq(lambda q: scipy.stats.binom.cdf(7, 50, q) - 0.05, 1e-9, 1 - 1e-9, xtol=1e-14)
+    assert results.binomial_upper_bound(7, 50) == pytest.approx(p, rel=1e-9)
+    for bad in [(-1, 10), (11, 10), (1, 0), (True, 10)]:
+        with pytest.raises(ValueError):
+            results.binomial_upper_bound(*bad)
+
+
+def test_config_records_provenance_and_resume_keeps_the_scan(scan_dir, tmp_path):
+    import platform
+    import shutil
+
+    import jax
+
+    config = results.read_json(os.path.join(scan_dir, "config.json"))
+    prov = config["provenance"]
+    assert prov["sclandscape"] == sc.__version__ and prov["jax"] == jax.__version__
+    assert prov["jaxlib"] and prov["python"] == platform.python_version()
+    assert (
+        prov["devices"]["platform"] == jax.default_backend()
+        and prov["devices"]["count"] == jax.device_count()
+    )
+    ex = prov["execution"]
+    assert (
+        ex["streaming"] is False and ex["first_order_kernel"] == "dense" and ex["certificate"] == "eigvalsh"
+    )
+    assert ex["slots"] == 4 and ex["first_order_dtype"] == "float64"
+    timing = config["timing"]
+    assert timing["started"] <= timing["finished"] and timing["wall_s"] > 0 and timing["runs_computed"] == 4
+    # a resume of the finished scan is the same scan: its session is kept and nothing recomputed
+    out = str(tmp_path / "copy")
+    shutil.copytree(scan_dir, out)
+    results.run_scan(sc.Problem((3, 3, 3), 2, 1.0), 4, 0, SETTINGS, out, resume=True)
+    again = results.read_json(os.path.join(out, "config.json"))
+    assert again["earlier_sessions"] == [{"provenance": prov, "timing": timing}]
+    assert again["timing"]["runs_computed"] == 0
+
+
+def test_status_names_are_stored(scan_dir):
+    runs = results.read_npz(os.path.join(scan_dir, "runs.npz"))
+    assert runs["status_name"].tolist() == ["converged"] * 4 and runs["status"].tolist() == [0] * 4
+    summary = results.read_json(os.path.join(scan_dir, "summary.json"))
+    assert summary["status_codes"] == {str(int(s)): s.name.lower() for s in sc.Status}
+    assert results.status_names(np.array([0, 1, 2, 3, 7])).tolist() == [
+        "converged",
+        "max_steps",
+        "non_finite",
+        "stalled",
+        "7",
+    ]
+
+
+def test_summary_counts_local_minima_and_keeps_them_out_of_the_spurious_bound():
+    rec = {
+        "run": np.arange(6),
+        "loss": np.array([1.0, 1.0, 2.0, 2.0, 3.0, 4.0]),
+        "status": np.zeros(6, np.int64),
+        "kind": np.array(["global_min", "global_min", "local_min", "local_min", "spurious_min", "saddle"]),
+    }
+    summary = results.summarize(rec, 1.0, SETTINGS)
+    assert summary["counts"]["local_min"] == 2 and summary["counts"]["spurious_min"] == 1
+    assert [m["kinds"] for m in summary["distinct_minima"]] == [
+        {"global_min": 2},
+        {"local_min": 2},
+        {"spurious_min": 1},
+    ]
+    assert summary["spurious_fraction"]["count"] == 1 and summary["spurious_fraction"]["runs"] == 6
+
+
+def test_report_agrees_with_the_summary(scan_dir):
+    data = results.load_scan(scan_dir)
+    text = report.markdown_report(data, [], [])
+    for kind, count in data["summary"]["counts"].items():
+        assert f"| {kind} | {count} |" in text
+    assert data["summary"]["classification"] in text
+    assert "has not run" not in text  # the scan took Hessian spectra of its runs
+    _, skipped = report._figures(scan_dir, data, max_minima=0)
+    assert not any("has not run" in s for s in skipped)
+    assert "settings | tol=1e-09" in text  # the settings row names the scan's settings
+
+
+def test_replotting_removes_stale_figures_and_nothing_else(scan_dir, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "copy")
+    shutil.copytree(scan_dir, out)
+    report.plot_results(out, formats=("png", "pdf"))
+    figures = os.path.join(out, "figures")
+    assert os.path.exists(os.path.join(figures, "gap_histogram.pdf"))
+    foreign = [
+        "notes.txt",
+        "gap_histogram_mine.png",
+        "gap_histogram.gif",
+        "gram_minimum_0.png",
+        "Certificate.png",
+    ]
+    for name in foreign:
+        open(os.path.join(figures, name), "w").write("not the package's")
+    open(os.path.join(figures, "hessian_spectrum_saddle.png"), "w").write("an old figure")
+    written = report.plot_results(out, formats=("png",))
+    kept = sorted(os.listdir(figures))
+    ours = sorted(os.path.basename(p) for p in written if "/figures/" in p)
+    assert kept == sorted(ours + foreign)  # no PDF left, the old spectrum gone, the rest untouched
+    text = open(os.path.join(out, "report.md")).read()
+    assert all(f"figures/{name}" in text for name in ours)

@@ -1,5 +1,6 @@
 """Sweeps: one resumable scan per grid cell, sweep.json and the phase map, and the sweep command."""
 
+import csv
 import json
 import os
 
@@ -13,7 +14,7 @@ import sclandscape as sc
 from sclandscape import cli, results, scanner, sweep
 
 L_STAR = 57.508222
-KIND_CYCLE = ("global_min", "spurious_min", "saddle", "degenerate", "not_converged")
+KIND_CYCLE = ("global_min", "spurious_min", "local_min", "saddle", "degenerate", "not_converged")
 
 SETTINGS = scanner.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
 
@@ -29,11 +30,15 @@ def test_sweep_writes_sweep_json_and_phase_map_and_skips_finished_cells(tmp_path
     assert all(c["status"] == "done" for c in state["cells"])
     # d = 1 < rank M* = 2: L* unattainable; d = 2 = k - 1: every minimum global
     assert state["fraction"] == [[0.0, 1.0]]
-    assert state["n_spurious_minima"][0][0] >= 1 and state["n_spurious_minima"][0][1] == 0
+    # Below rank M* the minima are local, never spurious.
+    assert state["n_spurious_minima"] == [[0, 0]] and state["cells"][0]["n_local_minima"] >= 1
     assert state["unattainable"] == [[True, False]]
     for fmt in ("png", "pdf"):
         assert os.path.getsize(os.path.join(out, "figures", f"phase_map.{fmt}")) > 0
     assert os.path.exists(os.path.join(out, "cells", "dim=1", "summary.json"))
+    check_csv(out, state)
+    check_phase_map(state)
+    check_comparison(out, tmp_path)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
@@ -55,6 +60,55 @@ def test_sweep_writes_sweep_json_and_phase_map_and_skips_finished_cells(tmp_path
     assert resumed["fraction"] == state["fraction"]
     with pytest.raises(results.ResultsError, match="different sweep"):
         sweep.run_sweep(base, {"dim": [1, 3]}, 3, out, settings=SETTINGS)
+
+
+def check_csv(out, state):
+    """sweep.csv against each cell's own summary.json (read independently of sweep.json)."""
+    with open(os.path.join(out, "sweep.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["d"] for r in rows] == ["1", "2"] and [r["cell"] for r in rows] == ["dim=1", "dim=2"]
+    assert tuple(rows[0]) == sweep.CSV_COLUMNS and rows[0]["R"] == ""
+    for r in rows:
+        summary = results.read_json(os.path.join(out, r["path"], "summary.json"))
+        assert (r["status"], r["n"], r["k"], r["runs"]) == ("done", "9", "3", "3")
+        assert float(r["tau"]) == 1.0
+        for kind, count in summary["counts"].items():
+            assert int(r[f"n_{kind}"]) == count
+        assert float(r["fraction_global"]) == summary["counts"]["global_min"] / 3
+        assert int(r["n_distinct_minima"]) == len(summary["distinct_minima"])
+        assert float(r["global_loss"]) == summary["global_loss"]
+    # d = 1 < rank M* = 2: no spurious bound; d = 2: 0 spurious of 3 runs, (1 - p)^3 = 0.05
+    assert rows[0]["spurious_upper_95"] == "" and rows[0]["global_rank"] == "2"
+    assert float(rows[1]["spurious_upper_95"]) == pytest.approx(1 - 0.05 ** (1 / 3), rel=1e-12)
+    assert (rows[1]["spurious_observed"], rows[1]["n_spurious_minima"]) == ("0.0", "0")
+    assert int(rows[0]["n_spurious_minima"]) + int(rows[0]["n_local_minima"]) >= 1
+
+
+def check_phase_map(state):
+    """The phase map states the problem and, per attainable cell, the bound on the spurious fraction."""
+    from matplotlib.text import Text
+
+    fig = sweep.phase_map_figure(state)
+    text = "\n".join(t.get_text() for t in fig.findobj(Text))
+    for part in ("n = 9", "k = 3", "$\\tau$ = 1", "3 runs a cell", "embedding dimension $d$"):
+        assert part in text
+    cells = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert cells == ["0.00\n" + cells[0].split("\n", 1)[1], "1.00\nsp < 63%"]  # 1 - 0.05^(1/3) = 0.63
+    assert "minima" in cells[0] and "sp <" not in cells[0]
+
+
+def check_comparison(out, tmp_path):
+    """The demo's side-by-side figure from two finished scans (here two cells of the sweep)."""
+    from sclandscape import report
+
+    written = report.write_comparison(
+        [os.path.join(out, "cells", "dim=2"), os.path.join(out, "cells", "dim=1")], str(tmp_path / "cmp")
+    )
+    assert [os.path.basename(p) for p in written] == ["comparison.png", "comparison.pdf"]
+    fig = report.comparison_figure([os.path.join(out, "cells", "dim=2"), os.path.join(out, "cells", "dim=1")])
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert "d = 2" in titles[0] and "3 runs" in titles[0] and "0 spurious of 3 runs" in titles[0]
+    assert "d = 1" in titles[1] and "unattainable" in titles[1] and "spurious of" not in titles[1]
 
 
 @pytest.mark.parametrize(
@@ -96,6 +150,8 @@ def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
     assert "done earlier, skipped" in capsys.readouterr().out
     assert cli.main(["plot", out, "--formats", "pdf"]) == 0  # plot on a sweep folder: the phase map
     assert os.path.exists(os.path.join(out, "figures", "phase_map.pdf"))
+    assert not os.path.exists(os.path.join(out, "figures", "phase_map.png"))  # stale: removed
+    assert os.path.exists(os.path.join(out, "sweep.csv"))
 
 
 @pytest.mark.parametrize(
