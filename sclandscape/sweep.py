@@ -280,6 +280,8 @@ def read_state(path: str) -> dict:
 
 def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, formats, progress, log) -> dict:
     path = os.path.join(out, "sweep.json")
+    for folder in (out, os.path.join(out, "figures")):  # left by a killed write (we hold the lock)
+        results.clean_temps(folder, sole_writer=True)
     state = {
         "config": config,
         "cells": [

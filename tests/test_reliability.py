@@ -530,9 +530,13 @@ def test_a_corrected_sweep_runs_after_a_refused_one(tmp_path, capsys):
     _bad(argv("1,1e-4"), "tau must be >= 0.002", capsys, out)
     assert cli.main(argv("1")) == 0
     assert "fraction global" in capsys.readouterr().out
-    # a rerun with other slots is the same sweep; another grid is refused, naming the difference
+    # a rerun with other slots is the same sweep (and removes what a killed write left); another
+    # grid is refused, naming the difference
+    leftover = os.path.join(out, f".tmp-{results._HOST_TAG}-{_dead_pid()}-0123abcd")
+    open(leftover, "wb").close()
     assert cli.main(argv("1", slots="3")) == 0
     assert "done earlier, skipped" in capsys.readouterr().out
+    assert not os.path.exists(leftover)
     _bad(
         argv("0.5"),
         'differs: axes: [{"name": "tau", "values": [1.0]}] on disk, [{"name": "tau", "values": [0.5]}] given',
