@@ -9,6 +9,13 @@ import; see ``sclandscape.precision`` for the policy.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from sclandscape import interrupts as _interrupts
+
+# Run as the command line, this import of JAX is already part of the command: a SIGINT or SIGTERM
+# now is recorded and answered once the command starts (sclandscape.interrupts), never raised in JAX.
+if _interrupts.invoked_as_command():
+    _interrupts.defer()
+
 from sclandscape.certify import certificate as certificate
 from sclandscape.certify import certificate_streaming as certificate_streaming
 from sclandscape.critical import CriticalSettings as CriticalSettings

@@ -4,12 +4,17 @@ Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Argument parsing imports neither JAX nor the numerical modules:
 each handler imports what it needs, so ``--help`` and argument errors answer
 at once. Handlers enable float64 globally (the library never does on import).
+
+Interrupts: SIGINT (Ctrl-C) and SIGTERM stop any command at any phase with one
+line (``interrupted after N of M runs; rerun with --resume``) and exit code
+130 / 143, leaving every file complete (``sclandscape.interrupts``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -90,7 +95,9 @@ def _problem_counts(args) -> tuple[int, ...]:
         return args.counts
     if args.step is not None:
         k_maj, k_min, n_min, R = args.step
-        return problems.step_counts(k_maj, k_min, n_min, R)
+        if not all(float(v).is_integer() for v in (k_maj, k_min, n_min)):
+            raise ValueError(f"--step K_MAJ K_MIN N_MIN must be integers, got {args.step[:3]}")
+        return problems.step_counts(int(k_maj), int(k_min), int(n_min), R)
     if args.classes is None or args.per_class is None:
         raise ValueError("--classes and --per-class go together")
     return problems.balanced_counts(args.classes, args.per_class)
@@ -107,6 +114,15 @@ def _add_run_arguments(p, inits: int) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+def _check_runs(args) -> None:
+    """``--inits`` and ``--seed`` of a command that runs scans (before anything is written)."""
+    from sclandscape import problems
+
+    if not args.inits >= 1:
+        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    problems.check_seed(args.seed)
+
+
 def _settings(args):
     from sclandscape import scanner
 
@@ -118,13 +134,21 @@ def _settings(args):
     )
 
 
+def _note(line: str) -> None:
+    print(f"sclandscape: note: {line}", file=sys.stderr, flush=True)
+
+
 def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
+    from sclandscape import interrupts
+
+    display = not quiet and sys.stderr.isatty()
     start = time.monotonic()
     first = []
 
     def report(done, total):
+        interrupts.progress(done, total, drawn=display and done < total)
+        if not display:
+            return
         if not first:
             first.append(done)
         elapsed = time.monotonic() - start
@@ -223,12 +247,12 @@ def _join_processes(args) -> None:
 
 
 def _cmd_scan(args) -> int:
-    from sclandscape import problems, results
+    from sclandscape import interrupts, problems, results
 
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
-    if not args.inits >= 1:
-        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    _check_runs(args)
     settings = _settings(args)
+    interrupts.expect("rerun with --resume")
     _join_processes(args)
     _enable_x64()
     summary = results.run_scan(
@@ -240,6 +264,7 @@ def _cmd_scan(args) -> int:
         resume=args.resume,
         keep_embeddings=args.save_embeddings,
         progress=_progress(args.quiet),
+        log=_note,
     )
     _print_summary(summary, args.out)
     return 0
@@ -256,9 +281,29 @@ DEMO_CASES = (
 )
 
 
-def _cmd_demo(args) -> int:
-    from sclandscape import problems, report, results, scanner
+def _check_demo_folder(out: str) -> None:
+    """``--out`` of ``demo``: new, empty, or a demo folder (only ``case0``, ``case1``, ...)."""
+    from sclandscape import results
 
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if not results.holds_results(out):
+        return
+    cases = {f"case{i}" for i in range(len(DEMO_CASES))}
+    other = sorted(
+        n for n in os.listdir(out) if n not in cases and n != results.LOCK_NAME and not n.startswith(".tmp-")
+    )
+    if other:
+        raise ValueError(f"--out {out} exists and is not a demo folder (it holds {other[0]!r})")
+
+
+def _cmd_demo(args) -> int:
+    from sclandscape import interrupts, problems, report, results, scanner
+
+    if not args.inits >= 1:
+        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    _check_demo_folder(args.out)
+    interrupts.expect("rerun the demo to continue it")
     _enable_x64()
     folders = []
     for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
@@ -274,6 +319,7 @@ def _cmd_demo(args) -> int:
             out,
             resume=True,
             progress=_progress(args.quiet),
+            log=_note,
         )
         _print_summary(summary, out)
         results.hessian_spectra(out)
@@ -455,12 +501,12 @@ def sweep_arguments(args):
 
 
 def _cmd_sweep(args) -> int:
-    from sclandscape import sweep
+    from sclandscape import interrupts, sweep
 
     problem, grid, step = sweep_arguments(args)
-    if not args.inits >= 1:
-        raise ValueError(f"--inits must be >= 1, got {args.inits}")
+    _check_runs(args)
     settings = _settings(args)
+    interrupts.expect("rerun the same sweep command to continue it", "runs of the current cell")
     _enable_x64()
     state = sweep.run_sweep(
         problem,
@@ -494,7 +540,7 @@ def _check_new_folder(out: str) -> None:
 def _cmd_saddles(args) -> int:
     import numpy as np
 
-    from sclandscape import plots, problems, results, saddles
+    from sclandscape import interrupts, plots, problems, results, saddles
 
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
     if problem.dim < 2:
@@ -511,7 +557,9 @@ def _cmd_saddles(args) -> int:
     )
     if not saddles.attempts(problem, settings):
         raise ValueError("nothing to run: give --restarts >= 1 or --random >= 1")
+    problems.check_seed(args.seed)
     _check_new_folder(args.out)
+    interrupts.expect("rerun into a new or empty --out")
     _enable_x64()
     summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings)
     figures = []
@@ -630,12 +678,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from sclandscape import interrupts
+
+    interrupts.expect("nothing was left half-written")
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        return interrupts.run(args.func, args)
     except (_UsageError, ValueError, OSError) as err:
         print(f"sclandscape: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # signals not deferred (main called from a program that did not)
+        print("sclandscape: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -25,15 +25,68 @@ import numpy as np
 REDUCTIONS = ("sum", "mean")
 
 
+#: Smallest temperature: factors ``exp(1/tau)`` (the closed forms, the class-level program's
+#: rescaling by ``exp(k / ((k-1) tau))``) overflow float64 below ``tau = 1/709.78 = 0.0014``;
+#: ``0.002`` keeps ``1/tau <= 500`` (measured: 28 count vectors, ``k`` from 2 to 20, all solve there).
+TAU_MIN = 0.002
+
+#: Largest temperature. Why large ``tau`` is degenerate: expanding each anchor's log-sum-exp in
+#: ``1/tau`` (Gram entries ``g`` in ``[-1, 1]``),
+#:
+#:     L(G) = n log(n - 1) + l1(G) / tau + l2(G) / tau^2 + O(tau^-3),
+#:     l1(G) = sum_i [mean_{k != i} g_ik - mean_{j in P(i)} g_ij]   (linear in G),
+#:
+#: so the loss tends to ``n log(n - 1)`` and its whole range over the feasible set is at most
+#: ``4 n / tau``: every configuration is nearly optimal. Worse, ``l1`` is minimised by *every*
+#: configuration with collapsed classes whose class means have weighted centroid zero, a continuum
+#: when ``k >= 4``; the optimum (the simplex ETF when balanced) is picked out of it only by
+#: ``l2 / tau^2``, a relative ``c / tau^2`` of the loss (``c = 0.03`` between the ETF and the square
+#: for four classes of five: measured 2.98e-6 at ``tau = 100``, 2.98e-8 at ``1e3``, 2.98e-10 at ``1e4``).
+#: Float64 loss values (relative precision ``eps = 2.2e-16``) stop resolving that term at
+#: ``tau ~ sqrt(c / eps) ~ 1e7``, and float32 ones (the scan's first-order phase) at ``tau ~ 500``
+#: (the float64 polish finishes those runs). The class-level solve fails first: its curvature along
+#: the continuum is ``1/tau`` of its curvature across it, and it stops reaching its KKT target
+#: within its iteration budget from ``tau = 2e4`` (measured: four classes of five fail at ``2e4``;
+#: 28 count vectors, ``k`` from 2 to 20, all solve at ``1e4``; on a quarter-decade grid the first
+#: failures of 13 vectors are at ``1e5``; three classes never fail, their zero-centroid set is rigid).
+#: ``1e3`` keeps a factor of 20 from the first failure; there the selecting term is already below
+#: the scan's default relative loss tolerances (``gap_rtol = 1e-6``), so larger ``tau`` has nothing
+#: left to show.
+TAU_MAX = 1e3
+
+
 def check_tau(tau) -> float:
-    """Return ``tau`` as a float, or raise if it is not a positive finite number."""
+    """Return ``tau`` as a float in ``[TAU_MIN, TAU_MAX]`` (see those constants for why), or raise."""
     try:
         value = float(tau)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"tau must be a positive finite number, got {tau!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"tau must be a positive finite number, got {tau!r}")
+    if value < TAU_MIN:
+        raise ValueError(
+            f"tau must be >= {TAU_MIN:g}, got {tau!r} (exp(1/tau) overflows float64 below 0.0014)"
+        )
+    if value > TAU_MAX:
+        raise ValueError(
+            f"tau must be <= {TAU_MAX:g}, got {tau!r} (the loss tends to n log(n-1) and the term that "
+            "picks the optimum shrinks like 1/tau^2: above 1000 it is below the scan's tolerances, "
+            "and the class-level solve fails from ~2e4)"
+        )
     return value
+
+
+#: Seeds are integers in ``[0, SEED_MAX]``: the range in which ``jax.random.key(seed)`` gives the
+#: same key with and without 64-bit mode (without it larger seeds wrap modulo ``2^32`` and negative
+#: ones alias large ones), so a seed names the same runs in every process.
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """Return ``seed`` as an int in ``[0, SEED_MAX]``, or raise (a bool or a float is refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in [0, {SEED_MAX}] (2^32 - 1), got {seed!r}")
+    return int(seed)
 
 
 def check_dim(dim) -> int:

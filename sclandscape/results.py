@@ -1,36 +1,56 @@
-"""Results folders: atomic chunk files, resume, and the summary (docs/results.md).
+"""Results folders: atomic chunk files, one writer at a time, resume, and the summary.
 
 Layout of ``DIR``::
 
     config.json            problem, settings, seed, n_inits, L* (written first)
-    chunks/part-00000.npz  per-run records of a batch of finished runs
-                           (``part-p001-00000.npz``: written by process 1 of several)
+    optimum.json           the class-level optimum M* (``optimum.GlobalOptimum.to_json``)
+    chunks/part-p000-HOST-PID-TOKEN-00000.npz
+                           per-run records of a batch of finished runs, written by process 0
+                           (of one or several) on HOST as PID; TOKEN is random, so no two
+                           writers ever pick the same name
     runs.npz               all per-run records sorted by run index (at the end)
     summary.json           The summary (at the end)
+    .lock                  while a scan writes: who holds the folder (pid, host, since when)
 
-Every file is written to a temporary name in the same folder and renamed, so
-a killed scan leaves only complete files. ``.npz`` members carry CRC-32
-checksums, so a damaged chunk is detected when it is read and reported,
-never used. A run's result depends only on ``fold_in(key, run)``, so
-resuming recomputes exactly the runs that no chunk holds and ends with the
-per-run results of an uninterrupted scan.
+Every file is written to a temporary name (``.tmp-HOST-PID-TOKEN``) in the same
+folder and renamed, so a killed scan leaves only complete files (and maybe a
+temporary one, removed by the next scan of the folder once its writer is
+gone). ``.npz`` members carry CRC-32 checksums, so a damaged file is detected
+when it is read and reported, never used. A run's result depends only on
+``fold_in(key, run)``, so resuming recomputes exactly the runs that no chunk
+holds and ends with the per-run results of an uninterrupted scan; the chunks
+are the record, ``runs.npz`` a merge of them that ``--resume`` rebuilds.
 
-The same reason lets several processes (``jax.distributed`` on a pod slice or
-several GPU hosts, or independent jobs) share one scan without collectives:
-process ``p`` of ``P`` runs the indices ``i % P == p`` on its own local devices
-and writes its own chunks into ``DIR`` (a folder all of them see); when every
-run is on disk, process 0 writes ``runs.npz`` and ``summary.json``.
+One writer per folder: a scan holds an advisory lock (``fcntl.flock`` on
+``DIR/.lock``) for its whole run, and a second scan of the same folder is
+refused with the holder's pid, host and start time. The kernel drops the lock
+when its holder dies however it dies; the next scan takes the folder over and
+says whose lock it found.
+
+Several processes (``jax.distributed`` on a pod slice or several GPU hosts, or
+independent jobs) can share one scan without collectives: process ``p`` of
+``P`` runs the indices ``i % P == p`` on its own local devices and writes its
+own chunks into ``DIR`` (a folder all of them see); process 0 holds the lock,
+and when every run is on disk it writes ``runs.npz`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
-import tempfile
+import re
+import secrets
+import socket
+import stat
+import struct
 import time
 import zipfile
 
@@ -55,37 +75,115 @@ from sclandscape import (
 
 
 class ResultsError(ValueError):
-    """A results folder that cannot be used as asked (exists, mismatched, corrupted)."""
+    """A results folder that cannot be used as asked (exists, mismatched, corrupted, in use)."""
+
+
+# --------------------------------------------------------------------------
+# Atomic files and their leftovers
+
+TEMP_PREFIX = ".tmp-"
+#: This host in temporary-file names: no ``-`` (it separates the fields), at most 40 characters.
+_HOST_TAG = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "host"
+_TEMP_NAME = re.compile(r"\.tmp-([A-Za-z0-9_.]*)-([0-9]+)-[0-9a-f]+")
+_OWN_TEMPS: set[str] = set()  # this process's temporary files while they are being written
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder (created if missing)."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder (created if missing).
+
+    The file ends with the mode a plain ``open(path, "w")`` gives: ``0o666`` less
+    the umask for a new file, the old file's mode when it replaces one.
+    """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    tmp = os.path.join(folder, f"{TEMP_PREFIX}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
+    _OWN_TEMPS.add(tmp)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         with os.fdopen(fd, "wb") as f:
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(f.fileno(), stat.S_IMODE(os.stat(path).st_mode))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        _OWN_TEMPS.discard(tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``True`` when it exists but is not ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def clean_temps(folder: str, *, sole_writer: bool) -> int:
+    """Remove the temporary files in ``folder`` that no running write owns; returns how many.
+
+    A temporary file of this host whose process is gone (or is this process,
+    which is not writing it) is a leftover. Another host's cannot be checked:
+    it is removed only when ``sole_writer`` (the caller holds the folder's lock
+    and shares the scan with no other process).
+    """
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(folder):
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            m = _TEMP_NAME.fullmatch(name)
+            if m and m.group(1) == _HOST_TAG:
+                pid = int(m.group(2))
+                stale = path not in _OWN_TEMPS if pid == os.getpid() else not _pid_alive(pid)
+            else:
+                stale = sole_writer
+            if stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+    return removed
+
+
+def abandon() -> None:
+    """On an interrupt, just before the process exits: remove this process's temporary files and
+    empty the records of the locks it holds (the kernel drops the locks themselves at exit)."""
+    for tmp in list(_OWN_TEMPS):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    for lock in list(_HELD_LOCKS):
+        lock.abandon()
 
 
 def write_json(path: str, obj) -> None:
     write_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def read_json(path: str) -> dict:
-    """A JSON file of a results folder; ``ResultsError`` (one line) when missing or unreadable."""
+def read_json(path: str, keys=()) -> dict:
+    """The JSON object in ``path`` (which must hold every key of ``keys``).
+
+    ``ResultsError`` (one line, naming the file) when it is missing, unreadable,
+    not a JSON object, or lacks a key.
+    """
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError) as err:
         raise ResultsError(f"unreadable {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a results file (a JSON {type(data).__name__}, not an object)")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ResultsError(f"{path} has no {missing[0]!r}")
+    return data
 
 
 def write_npz(path: str, arrays: dict) -> None:
@@ -95,18 +193,224 @@ def write_npz(path: str, arrays: dict) -> None:
 
 
 def read_npz(path: str, keys=None) -> dict:
-    """The arrays of ``path`` (only ``keys`` when given: the waits read just ``run``)."""
+    """The arrays of ``path`` (only ``keys`` when given: the waits read just ``run``).
+
+    ``ResultsError`` (one line, naming the file) when it is unreadable, fails its
+    checksums, or lacks one of ``keys``.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys or () if k not in data.files]
+            if missing:
+                raise ResultsError(f"{path} has no array {missing[0]!r}")
             return {k: data[k] for k in (data.files if keys is None else keys)}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ResultsError(
-            f"corrupted result file {path}: {err}; delete it and rerun with --resume"
-        ) from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, struct.error) as err:
+        if isinstance(err, ResultsError):
+            raise
+        raise ResultsError(f"corrupted result file {path} ({err})") from None
+
+
+def check_records(arrays: dict, path: str) -> dict:
+    """Per-run arrays as one record table: an integer ``run`` vector without repeats, and every
+    array with one row per run. ``ResultsError`` naming ``path`` otherwise; returns ``arrays``."""
+    run = arrays.get("run")
+    if run is None:
+        raise ResultsError(f"{path} holds no 'run' array (not per-run records)")
+    if run.ndim != 1 or run.dtype.kind not in "iu":
+        raise ResultsError(f"{path}: 'run' must be a vector of run indices, got {run.dtype} {run.shape}")
+    for name, value in arrays.items():
+        if value.ndim < 1 or value.shape[0] != run.size:
+            raise ResultsError(
+                f"{path}: arrays of mismatched lengths ('run' has {run.size} rows, {name!r} has "
+                f"{value.shape[0] if value.ndim else 'none'})"
+            )
+        if value.dtype.kind not in "iufbU":
+            raise ResultsError(f"{path}: {name!r} has dtype {value.dtype}, not numbers or text")
+    if np.unique(run).size != run.size:
+        raise ResultsError(f"{path} records a run twice")
+    return arrays
+
+
+# --------------------------------------------------------------------------
+# One writer per folder
+
+LOCK_NAME = ".lock"
+_HELD_LOCKS: set[FolderLock] = set()
+#: ``flock`` is not available on this filesystem (some network filesystems): fall back to a lock file
+#: created exclusively.
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def _describe(holder: dict | None) -> str:
+    if not holder:
+        return "another process (it left no record)"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
+
+
+def _parse_holder(raw: bytes) -> dict | None:
+    try:
+        holder = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        return {"pid": "?", "host": "?", "since": "?"} if raw.strip() else None
+    return holder if isinstance(holder, dict) else None
+
+
+class FolderLock:
+    """The advisory lock that makes one process at a time the writer of a results folder.
+
+    ``acquire()`` takes ``fcntl.flock`` on ``folder/.lock`` without waiting and
+    writes the holder's pid, host and start time into it; a held lock raises
+    ``ResultsError`` naming its holder. The kernel releases the lock when the
+    holder exits, however it exits, so a lock is never stale in the sense of
+    blocking; a record left behind by a killed holder is reported through
+    ``previous`` when the next writer takes the folder over. ``release()``
+    removes the file (checking it is still the one locked: a writer that
+    opened the old file before the removal retries on the new one).
+
+    On a filesystem without ``flock`` the file itself is the lock (created
+    with ``O_EXCL``): a record of a dead process of this host is taken over,
+    one of another host is refused with advice to remove the file.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK_NAME)
+        self.previous: dict | None = None
+        self._fd: int | None = None
+        self._exclusive_file = False
+
+    def __enter__(self) -> FolderLock:
+        return self if self._fd is not None else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    @staticmethod
+    def _record() -> bytes:
+        since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode()
+
+    def _refuse(self, holder: dict | None, advice: str = "") -> ResultsError:
+        gone = ""
+        if holder and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            if not _pid_alive(holder["pid"]):
+                gone = " (that process has exited; a process it started still holds the lock)"
+        return ResultsError(
+            f"{self.folder} is in use: {_describe(holder)} is writing it{gone}; "
+            f"one scan at a time may write a results folder{advice}"
+        )
+
+    def acquire(self) -> FolderLock:
+        for _ in range(100):  # retries only when the file was replaced between open and lock
+            try:
+                fd, created = (
+                    os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666),
+                    True,
+                )
+            except FileExistsError:
+                try:
+                    fd, created = os.open(self.path, os.O_RDWR | os.O_CLOEXEC), False
+                except FileNotFoundError:
+                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _parse_holder(os.pread(fd, 4096, 0))
+                os.close(fd)
+                raise self._refuse(holder) from None
+            except OSError as err:
+                os.close(fd)
+                if err.errno in _NO_FLOCK:
+                    if created:
+                        os.unlink(self.path)
+                    return self._acquire_exclusive_file()
+                raise
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            mine = os.fstat(fd)
+            if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+                os.close(fd)  # released and removed by its holder since we opened it: open the new one
+                continue
+            self.previous = _parse_holder(os.pread(fd, 4096, 0))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self._record(), 0)
+            self._fd = fd
+            _HELD_LOCKS.add(self)
+            return self
+        raise ResultsError(f"could not lock {self.path}: it keeps being replaced")
+
+    def _acquire_exclusive_file(self) -> FolderLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            except FileExistsError:
+                try:
+                    with open(self.path, "rb") as f:
+                        holder = _parse_holder(f.read(4096))
+                except FileNotFoundError:
+                    continue
+                pid = holder.get("pid") if holder else None
+                if holder and holder.get("host") == socket.gethostname() and isinstance(pid, int):
+                    if not _pid_alive(pid):
+                        self.previous = holder
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self.path)
+                        continue
+                raise self._refuse(
+                    holder, f" (this filesystem has no flock: if that process is gone, remove {self.path})"
+                ) from None
+            os.write(fd, self._record())
+            self._fd, self._exclusive_file = fd, True
+            _HELD_LOCKS.add(self)
+            return self
+        raise ResultsError(f"could not lock {self.path}: another process is taking it over")
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (nothing when not held)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._exclusive_file or os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
+                os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+        _HELD_LOCKS.discard(self)
+
+    def abandon(self) -> None:
+        """Empty the record and leave the lock to the kernel (this process is about to exit)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._exclusive_file:
+                os.unlink(self.path)
+            else:
+                os.ftruncate(self._fd, 0)
+
+
+def lock_folder(folder: str) -> FolderLock:
+    """Create ``folder`` if needed and lock it (``FolderLock.acquire``); use as a context manager."""
+    os.makedirs(folder, exist_ok=True)
+    return FolderLock(folder).acquire()
+
+
+def _took_over(lock: FolderLock) -> str | None:
+    """The note for a lock record left by a writer that did not release it, or ``None``."""
+    if lock.previous is None:
+        return None
+    return f"took over {lock.folder} from {_describe(lock.previous)}, which stopped without releasing it"
+
+
+# --------------------------------------------------------------------------
+# Scan folders: identity, refusal, agreement
 
 
 def _config(problem, settings, seed, n_inits, keep_embeddings) -> dict:
-    """What makes two scans the same scan (``config.json`` adds ``global_loss``)."""
+    """What makes two scans the same scan (``config.json`` adds ``global_loss``).
+
+    ``settings.execution`` is recorded but is not part of the identity (``config_differences``).
+    """
     return {
         "problem": problem.to_json(),
         "settings": settings.to_json(),
@@ -120,24 +424,86 @@ def _config(problem, settings, seed, n_inits, keep_embeddings) -> dict:
 SESSION_KEYS = ("global_loss", "provenance", "timing", "earlier_sessions")
 
 
+def _identity(config: dict) -> dict:
+    """``config`` without what a resume may change: ``SESSION_KEYS`` and ``settings.execution``.
+
+    Settings are normalised through ``ScanSettings`` (older folders store them flat);
+    raises ``ValueError`` when they do not describe scan settings.
+    """
+    out = {k: v for k, v in config.items() if k not in SESSION_KEYS}
+    if "settings" in out:
+        settings = scanner.ScanSettings.from_json(out["settings"]).to_json()
+        out["settings"] = {group: v for group, v in settings.items() if group != "execution"}
+    return out
+
+
+def _differences(on_disk, given, path: str = "") -> list[str]:
+    if isinstance(on_disk, dict) and isinstance(given, dict):
+        out = []
+        for key in list(on_disk) + [k for k in given if k not in on_disk]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in given:
+                out.append(f"{where}: {json.dumps(on_disk[key])} on disk, absent here")
+            elif key not in on_disk:
+                out.append(f"{where}: absent on disk, {json.dumps(given[key])} given")
+            else:
+                out.extend(_differences(on_disk[key], given[key], where))
+        return out
+    if on_disk == given and isinstance(on_disk, bool) == isinstance(given, bool):
+        return []
+    return [f"{path}: {json.dumps(on_disk)} on disk, {json.dumps(given)} given"]
+
+
+def config_differences(on_disk: dict, given: dict) -> list[str]:
+    """Every field in which two scan (or sweep) configurations differ, as ``"path: a on disk, b given"``.
+
+    ``global_loss`` and the ``execution`` group of ``settings`` (slots, chunking, the
+    streaming path: they change results by rounding at most) are left out, so a
+    resume may change them. Raises ``ValueError`` when ``on_disk`` is not a
+    configuration (its settings are not scan settings).
+    """
+    if not isinstance(on_disk, dict):
+        raise ValueError(f"not a configuration: a JSON {type(on_disk).__name__}")
+    return _differences(_identity(on_disk), _identity(given))
+
+
 def _read_config(out: str) -> dict:
-    """``out/config.json`` less ``SESSION_KEYS``; raises ``OSError``/``ValueError``."""
-    with open(os.path.join(out, "config.json")) as f:
-        return {k: v for k, v in json.load(f).items() if k not in SESSION_KEYS}
+    """``out/config.json``; raises ``ResultsError``."""
+    return read_json(os.path.join(out, "config.json"))
+
+
+def holds_results(folder: str) -> bool:
+    """Whether ``folder`` holds anything but the scaffolding a writer leaves before its first
+    result (the lock, temporary files, an empty ``chunks/``)."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for name in names:
+        if name == LOCK_NAME or name.startswith(TEMP_PREFIX):
+            continue
+        path = os.path.join(folder, name)
+        if name == "chunks" and os.path.isdir(path):
+            if all(f.startswith(TEMP_PREFIX) for f in os.listdir(path)):
+                continue
+        return True
+    return False
 
 
 def _folder_error(out: str, config: dict, resume: bool) -> str | None:
     """Why ``out`` cannot take this scan, or ``None``; reads only."""
-    if not (os.path.isdir(out) and os.listdir(out)):
+    if not holds_results(out):
         return None
     if not resume:
         return f"--out {out} exists and is not empty (use --resume to continue it)"
+    if not os.path.exists(os.path.join(out, "config.json")):
+        return f"cannot resume {out}: it holds files but no config.json (it is not a scan folder)"
     try:
-        on_disk = _read_config(out)
-    except (OSError, ValueError) as err:
-        return f"cannot resume {out}: unreadable config.json ({err})"
-    if on_disk != config:
-        return f"cannot resume {out}: its config.json differs from this scan's settings"
+        differences = config_differences(_read_config(out), config)
+    except ValueError as err:
+        return f"cannot resume {out}: {err}"
+    if differences:
+        return f"cannot resume {out}: its config.json differs from this scan's: {'; '.join(differences)}"
     return None
 
 
@@ -163,9 +529,10 @@ def _agree(error: str | None, config: dict, out: str) -> str | None:
     One collective (all processes of ``jax.distributed``), so that a refusal stops
     every process at once instead of leaving the others waiting for runs that
     never come, and processes started with different settings are refused
-    before any of them writes.
+    before any of them writes (their execution settings may differ).
     """
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).digest()[:12]
+    identity = json.dumps(_identity(config), sort_keys=True)
+    digest = hashlib.sha256(identity.encode()).digest()[:12]
     mine = np.concatenate([[int(error is not None)], np.frombuffer(digest, np.int32)]).astype(np.int32)
     every = np.asarray(multihost_utils.process_allgather(mine))
     if every[0, 0]:
@@ -193,6 +560,23 @@ def _wait(what: str, ready, timeout: float, poll: float = 0.5):
         time.sleep(poll)
 
 
+# --------------------------------------------------------------------------
+# Chunks and their merge
+
+
+#: The per-run fields every records file holds (``scanner.RECORD_FIELDS`` has more).
+RUN_FIELDS = ("run", "loss", "status", "grad_norm", "cert_lambda", "cert_gap_bound")
+
+
+def _read_run_file(path: str) -> dict:
+    """A records file (chunk or ``runs.npz``), checked: ``check_records`` and ``RUN_FIELDS``."""
+    arrays = check_records(read_npz(path), path)
+    missing = [f for f in RUN_FIELDS if f not in arrays]
+    if missing:
+        raise ResultsError(f"{path} has no {missing[0]!r}")
+    return arrays
+
+
 def _chunk_paths(out: str) -> list[str]:
     folder = os.path.join(out, "chunks")
     if not os.path.isdir(folder):
@@ -202,10 +586,9 @@ def _chunk_paths(out: str) -> list[str]:
     )
 
 
-def _next_seq(out: str, prefix: str) -> int:
-    """One past the highest ``prefix{seq}.npz`` chunk: a deleted chunk leaves a gap, never a clash."""
-    names = (os.path.basename(p)[len(prefix) : -len(".npz")] for p in _chunk_paths(out))
-    return max((int(n) for n in names if n.isdigit()), default=-1) + 1
+def _chunk_prefix(p: int) -> str:
+    """``part-pPPP-HOST-PID-TOKEN-``: no other writer, on any host, at any time, picks it."""
+    return f"part-p{p:03d}-{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}-"
 
 
 def _runs_present(out: str, n_inits: int, seen: dict) -> int | bool:
@@ -220,17 +603,118 @@ def _runs_present(out: str, n_inits: int, seen: dict) -> int | bool:
     return True if count == n_inits else count
 
 
-def load_runs(out: str) -> dict:
-    """All per-run records in ``out`` (merged chunks, sorted by run index)."""
+def _same_record(a: dict, i: int, b: dict, j: int) -> bool:
+    """Whether row ``i`` of ``a`` and row ``j`` of ``b`` hold the same values (NaN equal to NaN)."""
+    for name, column in a.items():
+        nan_ok = column.dtype.kind == "f"
+        if not np.array_equal(column[i], b[name][j], equal_nan=nan_ok):
+            return False
+    return True
+
+
+@dataclasses.dataclass
+class Merge:
+    """The per-run records of a scan folder, merged from ``runs.npz`` and the chunks.
+
+    ``runs``: the records sorted by run, each run once (empty dict when none);
+    ``missing``: runs of ``0..n_inits-1`` that no file holds; ``duplicates``:
+    identical copies dropped; ``notes``: what was repaired (a damaged
+    ``runs.npz`` left out, damaged chunks whose runs other files hold).
+    """
+
+    runs: dict
+    missing: np.ndarray
+    duplicates: int
+    notes: list
+
+
+def merge_runs(out: str, n_inits: int | None = None, *, use_final: bool = True) -> Merge:
+    """Merge the records of ``out``: a valid ``runs.npz`` that holds every run, else every chunk.
+
+    Identical duplicates (a run written twice, e.g. by two writers of an older
+    version that took no lock) are dropped; a run recorded twice with
+    different values, a run outside ``0..n_inits-1``, chunks with different
+    fields, or a damaged chunk whose runs no other file holds raise
+    ``ResultsError`` saying which files to move away (their runs are
+    recomputed by ``--resume``). A damaged ``runs.npz`` is left out (a note):
+    it is a merge of the chunks and is rebuilt from them.
+    """
+    notes: list[str] = []
     final = os.path.join(out, "runs.npz")
-    if os.path.exists(final):
-        return read_npz(final)
-    parts = [read_npz(p) for p in _chunk_paths(out)]
-    if not parts:
-        return {}
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = np.argsort(merged["run"])
-    return {k: v[order] for k, v in merged.items()}
+    sources: list[tuple[str, dict]] = []
+    if use_final and os.path.exists(final):
+        try:
+            sources.append((final, _read_run_file(final)))
+        except ResultsError as err:
+            notes.append(f"{err}; left out, it is rebuilt from the chunks")
+    if sources and n_inits is not None and np.array_equal(sources[0][1]["run"], np.arange(n_inits)):
+        return Merge(sources[0][1], np.zeros(0, np.int64), 0, notes)
+    damaged = []
+    for path in _chunk_paths(out):
+        try:
+            sources.append((path, _read_run_file(path)))
+        except ResultsError as err:
+            damaged.append(str(err))
+    runs: dict = {}
+    duplicates = 0
+    if sources:
+        fields = set(sources[0][1])
+        for path, arrays in sources[1:]:
+            if set(arrays) != fields:
+                raise ResultsError(
+                    f"{path} and {sources[0][0]} hold different fields ({sorted(set(arrays) ^ fields)}): "
+                    f"they come from different scans; move the one that does not belong out of {out}"
+                )
+        run = np.concatenate([a["run"] for _, a in sources]).astype(np.int64)
+        src = np.concatenate([np.full(a["run"].size, k) for k, (_, a) in enumerate(sources)])
+        row = np.concatenate([np.arange(a["run"].size) for _, a in sources])
+        if n_inits is not None and run.size and (run.min() < 0 or run.max() >= n_inits):
+            bad = int(np.flatnonzero((run < 0) | (run >= n_inits))[0])
+            raise ResultsError(
+                f"{sources[src[bad]][0]} holds run {run[bad]}, outside this scan's 0..{n_inits - 1}: "
+                f"move it out of {out}"
+            )
+        order = np.lexsort((src, run))
+        ordered = run[order]
+        keep = np.ones(order.size, bool)
+        keep[1:] = ordered[1:] != ordered[:-1]
+        conflicts = []
+        for pos in np.flatnonzero(~keep):
+            lead, copy = order[np.searchsorted(ordered, ordered[pos])], order[pos]
+            (a_path, a), (b_path, b) = sources[src[lead]], sources[src[copy]]
+            if not _same_record(a, row[lead], b, row[copy]):
+                conflicts.append((int(ordered[pos]), a_path, b_path))
+        if conflicts:
+            i, a, b = conflicts[0]
+            others = len({c[0] for c in conflicts}) - 1
+            more = f" (and {others} more runs)" if others else ""
+            raise ResultsError(
+                f"run {i} is recorded with different results in {a} and {b}{more}: they were written by "
+                "scans that did not compute the same runs; move both files away and rerun with "
+                "--resume, which recomputes their runs"
+            )
+        chosen = order[keep]
+        runs = {name: np.concatenate([a[name] for _, a in sources])[chosen] for name in fields}
+        duplicates = int(np.sum(~keep))
+    present = runs["run"] if runs else np.zeros(0, np.int64)
+    missing = np.setdiff1d(np.arange(n_inits), present) if n_inits is not None else np.zeros(0, np.int64)
+    if damaged:
+        if n_inits is None or missing.size:
+            raise ResultsError(
+                f"{damaged[0]}; its runs can be recomputed: move it out of {os.path.join(out, 'chunks')} "
+                "and rerun with --resume"
+            )
+        notes.append(f"{damaged[0]}; not needed, the other files hold every run")
+    return Merge(runs, missing, duplicates, notes)
+
+
+def load_runs(out: str) -> dict:
+    """All per-run records in ``out`` (``runs.npz``, or the merged chunks, sorted by run index)."""
+    n_inits = None
+    with contextlib.suppress(ResultsError):
+        n = _read_config(out).get("n_inits")
+        n_inits = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+    return merge_runs(out, n_inits).runs
 
 
 def run_scan(
@@ -245,97 +729,134 @@ def run_scan(
     progress=None,
     process: tuple[int, int] | None = None,
     wait_timeout: float = 3600.0,
+    log=None,
 ) -> dict:
     """Run (or resume) a scan into the folder ``out`` and return its summary.
 
     Refuses (``ResultsError``, nothing touched) an existing non-empty ``out``
-    without ``resume``, and a ``resume`` whose config differs from the one on disk.
-    ``progress(done, total)`` is called as this process's runs finish.
+    without ``resume``, a ``resume`` whose config differs from the one on disk
+    (every differing field named; the ``execution`` settings may differ), and a
+    folder another scan is writing (``FolderLock``; held for the whole run).
+    ``progress(done, total)`` is called as this process's runs finish;
+    ``log(line)`` gets notes on what was repaired (leftover lock records,
+    a damaged ``runs.npz`` rebuilt, duplicate runs dropped).
 
     ``process = (p, P)`` (default ``(jax.process_index(), jax.process_count())``)
     shares the scan among ``P`` processes: this one runs the indices ``i % P == p``
     and, once the chunks hold every run, all return the summary and process 0
-    writes ``runs.npz`` and ``summary.json``. Only process 0 judges ``out`` (the
-    others would see the folder it creates): under ``jax.distributed`` its verdict
-    reaches all processes through one collective; otherwise the others wait for
-    its ``config.json`` and require it to match. A wait with no progress for
-    ``wait_timeout`` seconds raises ``ResultsError``.
+    writes ``runs.npz`` and ``summary.json``. Only process 0 judges and locks
+    ``out`` (the others would see the folder it creates): under ``jax.distributed``
+    its verdict reaches all processes through one collective; otherwise the others
+    wait for its ``config.json`` and require it to match. A wait with no progress
+    for ``wait_timeout`` seconds raises ``ResultsError``.
     """
     started, clock = time.time(), time.monotonic()
-    if int(n_inits) != n_inits or n_inits < 1:
+    if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
+    seed = problems.check_seed(seed)
     p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
     config = _config(problem, settings, seed, n_inits, keep_embeddings)
-    error = _folder_error(out, config, resume) if p == 0 else None
+    lock, created, error = None, False, None
+    if p == 0:
+        error = _folder_error(out, config, resume)
+        if error is None:
+            created = not os.path.exists(out)
+            try:
+                lock = lock_folder(out)
+                error = _folder_error(out, config, resume)  # again: another writer may have been first
+            except ResultsError as err:
+                error = str(err)
     if count > 1 and jax.process_count() > 1:
         error = _agree(error, config, out)
-    if error:
-        raise ResultsError(error)
-    key = jax.random.key(seed)
-    runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
-    config_path = os.path.join(out, "config.json")
-    if p == 0:
-        os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
-        session = {
-            **config,
-            "global_loss": runner.optimum.loss,
-            "provenance": provenance(problem, settings, runner.slots),
-            "timing": {"started": _iso(started), "finished": None, "wall_s": None, "runs_computed": 0},
-            "earlier_sessions": _earlier_sessions(config_path),
-        }
-        write_json(config_path, session)
-        write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
-    elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
-        _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
-        try:
-            on_disk = _read_config(out)
-        except (OSError, ValueError) as err:
-            raise ResultsError(f"cannot use {out}: unreadable config.json ({err})") from None
-        if on_disk != config:
-            raise ResultsError(f"cannot join {out}: its config.json differs from this scan's settings")
-    os.makedirs(os.path.join(out, "chunks"), exist_ok=True)
+    try:
+        if error:
+            raise ResultsError(error)
+        if lock is not None and log and _took_over(lock):
+            log(_took_over(lock))
+        key = jax.random.key(seed)
+        runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
+        config_path = os.path.join(out, "config.json")
+        chunks = os.path.join(out, "chunks")
+        if p == 0:
+            for folder in (out, chunks, os.path.join(out, "points")):
+                clean_temps(folder, sole_writer=count == 1)
+            session = {
+                **config,
+                "global_loss": runner.optimum.loss,
+                "provenance": provenance(problem, settings, runner.slots),
+                "timing": {"started": _iso(started), "finished": None, "wall_s": None, "runs_computed": 0},
+                "earlier_sessions": _earlier_sessions(config_path),
+            }
+            write_json(config_path, session)
+            write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
+        elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
+            _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
+            try:
+                differences = config_differences(_read_config(out), config)
+            except ValueError as err:
+                raise ResultsError(f"cannot use {out}: {err}") from None
+            if differences:
+                raise ResultsError(f"cannot join {out}: its config.json differs: {'; '.join(differences)}")
+        os.makedirs(chunks, exist_ok=True)
 
-    done = set(load_runs(out).get("run", np.array([], np.int64)).tolist())
-    share = range(p, int(n_inits), count)
-    todo = [i for i in share if i not in done]
-    prefix = "part-" if count == 1 else f"part-p{p:03d}-"
-    seq = _next_seq(out, prefix)
-    finished = len(share) - len(todo)
-    if progress:
-        progress(finished, len(share))
-    for part in runner.results(todo):
-        name = f"{prefix}{seq:05d}.npz"
-        write_points(out, name, part.pop("points"))  # before the chunk: a chunk implies its points
-        write_npz(os.path.join(out, "chunks", name), part)
-        seq += 1
-        finished += part["run"].size
+        before = merge_runs(out, n_inits)
+        for note in before.notes:
+            if log:
+                log(note)
+        done = set(before.runs.get("run", np.array([], np.int64)).tolist())
+        share = range(p, int(n_inits), count)
+        todo = [i for i in share if i not in done]
+        prefix = _chunk_prefix(p)
+        finished = len(share) - len(todo)
         if progress:
             progress(finished, len(share))
-    if count > 1:
-        seen: dict = {}
-        _wait(f"the other processes' runs in {out}", lambda: _runs_present(out, n_inits, seen), wait_timeout)
-    runs = load_runs(out)
-    if not np.array_equal(runs["run"], np.arange(n_inits)):
-        raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
-    runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
-    runs["status_name"] = status_names(runs["status"])
-    points = merge_points(out, runs, settings)
-    summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
-    summary["attainable"] = problem.dim >= runner.optimum.rank
-    summary["problem"] = problem.to_json()
-    if p == 0:
-        write_npz(os.path.join(out, "points.npz"), points)
-        write_npz(os.path.join(out, "runs.npz"), runs)
-        write_json(os.path.join(out, "summary.json"), summary)
-        session["timing"].update(
-            finished=_iso(time.time()),
-            wall_s=time.monotonic() - clock,
-            runs_computed=finished - (len(share) - len(todo)),
-        )
-        write_json(config_path, session)
-    return summary
+        for seq, part in enumerate(runner.results(todo)):
+            name = f"{prefix}{seq:05d}.npz"
+            write_points(out, name, part.pop("points"))  # before the chunk: a chunk implies its points
+            write_npz(os.path.join(chunks, name), part)
+            finished += part["run"].size
+            if progress:
+                progress(finished, len(share))
+        if count > 1:
+            seen: dict = {}
+            _wait(
+                f"the other processes' runs in {out}", lambda: _runs_present(out, n_inits, seen), wait_timeout
+            )
+        merged = merge_runs(out, n_inits)
+        if merged.missing.size:
+            raise ResultsError(
+                f"{out}: no file holds runs {merged.missing[:5].tolist()}"
+                f"{' ...' if merged.missing.size > 5 else ''} ({merged.missing.size} of {n_inits}); "
+                "rerun with --resume to compute them"
+            )
+        if merged.duplicates and log and p == 0:
+            log(f"{merged.duplicates} runs were recorded twice in {chunks} (identical copies, counted once)")
+        runs = merged.runs
+        runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
+        runs["status_name"] = status_names(runs["status"])
+        points = merge_points(out, runs, settings)
+        summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
+        summary["attainable"] = problem.dim >= runner.optimum.rank
+        summary["problem"] = problem.to_json()
+        if p == 0:
+            write_npz(os.path.join(out, "points.npz"), points)
+            write_npz(os.path.join(out, "runs.npz"), runs)
+            write_json(os.path.join(out, "summary.json"), summary)
+            session["timing"].update(
+                finished=_iso(time.time()),
+                wall_s=time.monotonic() - clock,
+                runs_computed=finished - (len(share) - len(todo)),
+            )
+            write_json(config_path, session)
+        return summary
+    finally:
+        if lock is not None:
+            lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only when empty: a scan that stopped before writing anything
 
 
 def _iso(timestamp: float) -> str:
@@ -660,10 +1181,80 @@ def summarize(
 # Loading a finished scan; embeddings and spectra of its points
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def check_summary(summary: dict, path: str) -> dict:
+    """``summary`` (read from ``path``) has the shape ``summarize`` writes; else ``ResultsError``."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ResultsError(f"{path}: {what}")
+
+    for key in ("n_inits", "global_loss", "counts", "distinct_minima"):
+        need(key in summary, f"no {key!r}")
+    need(_is_int(summary["n_inits"]) and summary["n_inits"] >= 1, "'n_inits' must be an integer >= 1")
+    need(_is_number(summary["global_loss"]), "'global_loss' must be a number")
+    counts = summary["counts"]
+    need(
+        isinstance(counts, dict) and all(_is_int(counts.get(k)) and counts[k] >= 0 for k in metrics.KINDS),
+        f"'counts' must give a count >= 0 for each of {', '.join(metrics.KINDS)}",
+    )
+    minima = summary["distinct_minima"]
+    entry = {
+        "loss": _is_number,
+        "gap": _is_number,
+        "count": _is_int,
+        "certified_global": lambda v: v in (True, False),
+    }
+    need(
+        isinstance(minima, list)
+        and all(isinstance(m, dict) and all(f(m.get(k)) for k, f in entry.items()) for m in minima),
+        "'distinct_minima' must be a list of {loss, gap, count, certified_global}",
+    )
+    optional = {
+        "best_loss": lambda v: v is None or _is_number(v),
+        "grouping_tolerance": _is_number,
+        "global_rank": lambda v: v is None or _is_int(v),
+        "classification": lambda v: isinstance(v, str),
+        "status_counts": lambda v: isinstance(v, dict) and all(_is_int(c) for c in v.values()),
+    }
+    for key, ok in optional.items():
+        need(key not in summary or ok(summary[key]), f"{key!r} has the wrong type ({summary.get(key)!r})")
+    return summary
+
+
+def read_summary(path: str) -> dict:
+    """A scan's ``summary.json``, checked (``check_summary``)."""
+    return check_summary(read_json(path), path)
+
+
+def _damaged_runs_hint(out: str, n_inits: int) -> str:
+    """How a damaged or malformed ``runs.npz`` is repaired: from the chunks, by ``--resume``."""
+    try:
+        missing = merge_runs(out, n_inits, use_final=False).missing.size
+    except ResultsError:
+        return "rerun `sclandscape scan ... --resume` on this folder after moving away the files it names"
+    held = "all" if not missing else f"{n_inits - missing} of"
+    rest = "" if not missing else " and recomputes the rest"
+    return (
+        f"`sclandscape scan ... --resume` with this scan's arguments rebuilds it from the chunks, which hold "
+        f"{held} {n_inits} runs{rest}"
+    )
+
+
 def load_scan(out: str) -> dict:
     """The pieces of a finished scan folder: ``config``, ``summary``, ``runs``, ``class_gram`` (M*).
 
-    Raises ``ResultsError`` (one line) when ``out`` is not a finished scan.
+    Checks structure as well as bytes (every file of the shape the scan writes,
+    ``runs.npz`` with one row per run ``0..n_inits-1`` in every array). Raises
+    ``ResultsError`` (one line naming the file and the problem) when ``out`` is
+    not a finished scan.
     """
     if not os.path.isdir(out):
         raise ResultsError(f"{out} is not a folder")
@@ -674,31 +1265,42 @@ def load_scan(out: str) -> dict:
             raise ResultsError(
                 f"{out} holds an unfinished scan (no {name}); finish it with `sclandscape scan ... --resume`"
             )
-    config = read_json(os.path.join(out, "config.json"))
-    summary = read_json(os.path.join(out, "summary.json"))
-    runs = read_npz(os.path.join(out, "runs.npz"))
-    for key in ("problem", "settings", "seed", "n_inits"):
-        if key not in config:
-            raise ResultsError(f"{out}/config.json has no {key!r}")
-    for key in ("global_loss", "counts", "distinct_minima"):
-        if key not in summary:
-            raise ResultsError(f"{out}/summary.json has no {key!r}")
-    missing = [
-        f for f in ("run", "loss", "status", "grad_norm", "cert_lambda", "cert_gap_bound") if f not in runs
-    ]
-    if missing:
-        raise ResultsError(f"{out}/runs.npz has no {missing[0]!r}")
+    config_path = os.path.join(out, "config.json")
+    config = read_json(config_path, keys=("problem", "settings", "seed", "n_inits"))
     try:
         problem = problems.Problem.from_json(config["problem"])
         settings = scanner.ScanSettings.from_json(config["settings"])
+        problems.check_seed(config["seed"])
+        problems.check_integer("n_inits", config["n_inits"])
     except (TypeError, ValueError, KeyError) as err:
-        raise ResultsError(f"{out}/config.json does not describe a scan: {err}") from None
+        raise ResultsError(f"{config_path} does not describe a scan: {err}") from None
+    n_inits = config["n_inits"]
+    summary_path = os.path.join(out, "summary.json")
+    summary = read_summary(summary_path)
+    runs_path = os.path.join(out, "runs.npz")
+    try:
+        runs = _read_run_file(runs_path)
+        if not np.array_equal(runs["run"], np.arange(n_inits)):
+            raise ResultsError(f"{runs_path} does not hold runs 0..{n_inits - 1} in order")
+    except ResultsError as err:
+        raise ResultsError(f"{err}: {_damaged_runs_hint(out, n_inits)}") from None
+    if summary["n_inits"] != n_inits:
+        raise ResultsError(f"{summary_path} counts {summary['n_inits']} runs, config.json {n_inits}")
     if "kind" not in runs:
         runs["kind"] = classify_records(runs, summary["global_loss"], settings)
     if "status_name" not in runs:  # a scan written before the names were stored
         runs["status_name"] = status_names(runs["status"])
     opt_path = os.path.join(out, "optimum.json")
     if os.path.exists(opt_path):
+        try:
+            class_gram = np.asarray(read_json(opt_path, keys=("class_gram",))["class_gram"], np.float64)
+        except (TypeError, ValueError) as err:
+            raise ResultsError(f"{opt_path}: 'class_gram' is not a matrix of numbers ({err})") from None
+        if class_gram.shape != (problem.k, problem.k) or not np.all(np.isfinite(class_gram)):
+            raise ResultsError(
+                f"{opt_path}: 'class_gram' must be a finite {problem.k} x {problem.k} matrix, "
+                f"got shape {class_gram.shape} (rerun the scan with --resume to rewrite it)"
+            )
         opt_data = read_json(opt_path)
     else:
         opt_data = optimum.global_optimum(problem.counts, problem.tau).to_json()

@@ -17,7 +17,10 @@ n_min)``); everything else comes from the base problem. Layout of ``out``::
 every cell; a cell with a ``summary.json`` is done and skipped, any other is
 (re)started with ``resume=True``, which continues an interrupted scan from
 its chunks. Rerunning with a different grid or settings into the same
-``out`` is refused.
+``out`` is refused once any cell has started (every differing field named;
+the ``execution`` settings, such as slots, may change). One process at a
+time writes a sweep folder (``results.FolderLock``); every cell's values are
+checked before anything is written.
 
 For each cell, "reaching the global optimum" means ending as ``global_min``
 (certificate or loss within tolerance of the relaxation's ``L*``, docs/maths.md §2);
@@ -29,6 +32,7 @@ their distinct minima as "local".
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -202,8 +206,7 @@ def run_sweep(
     step = _check_step(step) if "R" in grid else None
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    seed = problems.check_seed(seed)
     settings = scanner.ScanSettings() if settings is None else settings
     if not isinstance(settings, scanner.ScanSettings):
         raise ValueError(f"settings must be a ScanSettings, got {type(settings).__name__}")
@@ -214,17 +217,88 @@ def run_sweep(
     cell_problems = [_cell_problem(problem, values, step) for values in cells]
     config = _sweep_config(problem, grid, step, n_inits, seed, settings)
 
-    path = os.path.join(out, "sweep.json")
     if os.path.exists(out) and not os.path.isdir(out):
         raise results.ResultsError(f"--out {out} exists and is not a folder")
-    if os.path.exists(path):
-        if results.read_json(path).get("config") != config:
-            raise results.ResultsError(
-                f"{out} holds a different sweep (its sweep.json differs from this grid)"
+    _check_folder(out, config)  # refuse before creating or locking anything
+    created = not os.path.exists(out)
+    try:
+        with results.lock_folder(out):  # one writer per sweep folder (each cell locks its own as well)
+            _check_folder(out, config)
+            return _run_cells(
+                out, config, cells, cell_problems, n_inits, seed, settings, formats, progress, log
             )
-    elif os.path.isdir(out) and os.listdir(out):
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only when empty: refused before writing anything
+
+
+def _cells_started(out: str) -> bool:
+    """Whether any cell folder of ``out`` holds results (a scan's files, not just its scaffolding)."""
+    cells = os.path.join(out, "cells")
+    return os.path.isdir(cells) and any(
+        results.holds_results(os.path.join(cells, c)) for c in os.listdir(cells)
+    )
+
+
+def _check_folder(out: str, config: dict) -> None:
+    """Refuse a folder holding something else, or another sweep that has started any cell.
+
+    A ``sweep.json`` whose cells have not started (stopped before the first
+    chunk) is replaced by this sweep's: nothing would be lost.
+    """
+    path = os.path.join(out, "sweep.json")
+    if os.path.exists(path):
+        state = read_state(path)
+        try:
+            differences = results.config_differences(state["config"], config)
+        except ValueError as err:
+            raise results.ResultsError(f"{path}: {err}") from None
+        if differences and _cells_started(out):
+            raise results.ResultsError(
+                f"{out} holds a different sweep (its sweep.json differs: {'; '.join(differences)})"
+            )
+    elif results.holds_results(out):
         raise results.ResultsError(f"--out {out} exists, is not empty and holds no sweep.json")
 
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def read_state(path: str) -> dict:
+    """``sweep.json``, checked: an object with a ``config`` (``axes``, ``base``) and a ``cells`` list."""
+    state = results.read_json(path, keys=("config", "cells"))
+    config, cells = state["config"], state["cells"]
+    axes = config.get("axes") if isinstance(config, dict) else None
+    if (
+        not isinstance(axes, list)
+        or not 1 <= len(axes) <= 2
+        or not all(
+            isinstance(a, dict) and a.get("name") in AXES and isinstance(a.get("values"), list) for a in axes
+        )
+        or not isinstance(config.get("base"), dict)
+        or not all(_number(config["base"].get(k)) for k in ("dim", "tau"))
+        or not isinstance(config.get("n_inits"), int)
+        or not (config.get("step") is None or isinstance(config["step"], dict))
+    ):
+        raise results.ResultsError(f"{path}: 'config' does not describe a sweep grid (axes, base, n_inits)")
+    size = int(np.prod([len(a["values"]) for a in axes]))
+    if not isinstance(cells, list) or len(cells) != size or not all(isinstance(c, dict) for c in cells):
+        raise results.ResultsError(f"{path}: 'cells' must be a list of {size} cell records")
+    for cell in cells:
+        if cell.get("status") == "done":
+            for key in ("fraction_global", "n_spurious_minima"):
+                if not _number(cell.get(key)):
+                    raise results.ResultsError(f"{path}: a finished cell has no number {key!r}")
+            if not isinstance(cell.get("problem"), dict) or not isinstance(cell["problem"].get("dim"), int):
+                raise results.ResultsError(f"{path}: a finished cell has no problem with a 'dim'")
+    return state
+
+
+def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, formats, progress, log) -> dict:
+    for folder in (out, os.path.join(out, "figures")):  # left by a killed write (we hold the lock)
+        results.clean_temps(folder, sole_writer=True)
     state = {
         "config": config,
         "cells": [
@@ -243,10 +317,12 @@ def run_sweep(
         folder = os.path.join(out, cell["path"])
         summary_path = os.path.join(folder, "summary.json")
         if os.path.exists(summary_path):
-            summary = results.read_json(summary_path)
+            summary = results.read_summary(summary_path)
             what = "done earlier, skipped"
         else:
-            summary = results.run_scan(p, n_inits, seed, settings, folder, resume=True, progress=progress)
+            summary = results.run_scan(
+                p, n_inits, seed, settings, folder, resume=True, progress=progress, log=log
+            )
             what = "done"
         cell.update(_cell_result(summary))
         _write_state(out, state)
@@ -479,9 +555,7 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         path = os.path.join(out, "sweep.json")
         if not os.path.exists(path):
             raise results.ResultsError(f"{out} is not a sweep folder (no sweep.json)")
-        state = results.read_json(path)
-        if "config" not in state or "cells" not in state:
-            raise results.ResultsError(f"{path} does not describe a sweep")
+        state = read_state(path)
         if not os.path.exists(os.path.join(out, "sweep.csv")):
             results.write_atomic(os.path.join(out, "sweep.csv"), sweep_csv(state).encode())
     if not any(c.get("status") == "done" for c in state["cells"]):

@@ -118,7 +118,8 @@ def test_nonneg_orthogonal_frame():
         ((3, 3), 0.0, "tau"),
         ((3, 2.5), 1.0, "non-integer"),
         ((3, 3), float("nan"), "tau"),
-        ((3, 3), 1e-4, "below 0.002"),
+        ((3, 3), 1e-4, "tau must be >= 0.002"),
+        ((5, 5, 5, 5), 1e10, "tau must be <= 1000"),  # the CLS solve fails above ~2e4 (problems.TAU_MAX)
     ],
 )
 def test_global_optimum_bad_input(counts, tau, match):
