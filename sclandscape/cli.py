@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 
 class _UsageError(Exception):
@@ -23,8 +22,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every real default; options without one (``None``) and flags (``False``) say nothing."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _HelpFormatter(prog, max_help_position=32)
 
 
 # --------------------------------------------------------------------------
@@ -115,26 +123,35 @@ def _settings(args):
         max_steps=args.max_steps,
         x64=args.x64,
         slots=args.slots,
+        **_optimizer_settings(args),
     )
 
 
-def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-    start = time.monotonic()
-    first = []
+def _optimizer_settings(args) -> dict:
+    """``optimizer``, ``learning_rate``, ``momentum``, ``polish`` from ``scan``'s options (checked)."""
+    name = getattr(args, "optimizer", "lbfgs")
+    fields = {}
+    if name != "lbfgs":
+        fields["optimizer"] = name
+    if getattr(args, "learning_rate", None) is not None:
+        if name == "lbfgs":
+            raise ValueError("--learning-rate applies to --optimizer adam or sgd (L-BFGS sets its own steps)")
+        fields["learning_rate"] = args.learning_rate
+    if getattr(args, "momentum", None) is not None:
+        if name != "sgd":
+            raise ValueError("--momentum applies to --optimizer sgd only")
+        fields["momentum"] = args.momentum
+    if getattr(args, "no_polish", False):
+        fields["polish"] = False
+    return fields
 
-    def report(done, total):
-        if not first:
-            first.append(done)
-        elapsed = time.monotonic() - start
-        rate = (done - first[0]) / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
-        bar = "#" * int(30 * done / total)
-        end = "\n" if done >= total else ""
-        print(f"\r[{bar:<30}] {done}/{total} runs, ETA {eta}   ", end=end, file=sys.stderr, flush=True)
 
-    return report
+def _progress(quiet: bool, label: str = "scan"):
+    """The progress display of a long command (``sclandscape.progress``): a bar on a terminal or in a
+    notebook, plain lines when stderr goes to a file, nothing with ``--quiet``. Use with ``with``."""
+    from sclandscape import progress
+
+    return progress.display(label, quiet=quiet)
 
 
 def _enable_x64() -> None:
@@ -182,6 +199,13 @@ def _print_summary(summary: dict, out: str) -> None:
     for m in summary["distinct_minima"][:10]:
         flag = "certified global" if m["certified_global"] else "NOT certified (spurious)"
         print(f"  minimum at L = {m['loss']:.6f} (gap {m['gap']:.2e}): {m['count']} runs, {flag}")
+    fo = summary.get("first_order")
+    if fo:
+        print(
+            f"  {fo['optimizer']} itself (before {'the polish' if fo['polished'] else 'no polish'}): "
+            f"{fo['n_within_gap_rtol']} of {summary['n_inits']} runs within the gap tolerance of L*, "
+            f"median |grad| {fo['median_grad_norm']:.1e}, median gap {fo['median_gap']:.2e}"
+        )
     print(f"results in {out}")
 
 
@@ -225,16 +249,17 @@ def _cmd_scan(args) -> int:
     settings = _settings(args)
     _join_processes(args)
     _enable_x64()
-    summary = results.run_scan(
-        problem,
-        args.inits,
-        args.seed,
-        settings,
-        args.out,
-        resume=args.resume,
-        keep_embeddings=args.save_embeddings,
-        progress=_progress(args.quiet),
-    )
+    with _progress(args.quiet, "scan") as progress:
+        summary = results.run_scan(
+            problem,
+            args.inits,
+            args.seed,
+            settings,
+            args.out,
+            resume=args.resume,
+            keep_embeddings=args.save_embeddings,
+            progress=progress,
+        )
     _print_summary(summary, args.out)
     return 0
 
@@ -258,18 +283,21 @@ def _cmd_demo(args) -> int:
         out = os.path.join(args.out, f"case{i}")
         print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
         settings = scanner.ScanSettings(tol=1e-9, x64=True, slots=64)
-        summary = results.run_scan(
-            problems.Problem(counts, dim, tau),
-            args.inits,
-            0,
-            settings,
-            out,
-            resume=True,
-            progress=_progress(args.quiet),
-        )
+        with _progress(args.quiet, f"demo case {i}") as progress:
+            summary = results.run_scan(
+                problems.Problem(counts, dim, tau),
+                args.inits,
+                0,
+                settings,
+                out,
+                resume=True,
+                progress=progress,
+            )
         _print_summary(summary, out)
-        results.hessian_spectra(out)
-        report.plot_results(out)
+        with _progress(args.quiet, f"demo case {i}: hessian") as progress:
+            results.hessian_spectra(out, progress=progress)
+        with _progress(args.quiet, f"demo case {i}: plot") as progress:
+            report.plot_results(out, progress=progress)
         print(f"report: {os.path.join(out, 'report.md')}")
     return 0
 
@@ -288,7 +316,8 @@ def _cmd_hessian(args) -> int:
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
     _enable_x64()
-    path = results.hessian_spectra(args.dir, runs, recompute=not args.no_recompute)
+    with _progress(args.quiet, "hessian") as progress:
+        path = results.hessian_spectra(args.dir, runs, recompute=not args.no_recompute, progress=progress)
     data = results.read_npz(path)
     print(f"{'run':>6} {'kind':<13} {'index':>5} {'lambda_min':>12} {'zeros(pred)':>11} {'loss':>14}")
     columns = ("runs", "kind", "index", "lambda_min", "n_zero_predicted", "loss")
@@ -308,10 +337,14 @@ def _cmd_plot(args) -> int:
     if not os.path.isdir(args.dir):
         raise ValueError(f"{args.dir} is not a folder")
     _enable_x64()
-    if os.path.exists(os.path.join(args.dir, "sweep.json")):
-        written = sweep.plot_sweep(args.dir, args.formats)
-    else:
-        written = report.plot_results(args.dir, args.formats, recompute=not args.no_recompute)
+    with _progress(args.quiet, "plot") as progress:
+        if os.path.exists(os.path.join(args.dir, "sweep.json")):
+            progress.phase("drawing", "the phase map")
+            written = sweep.plot_sweep(args.dir, args.formats)
+        else:
+            written = report.plot_results(
+                args.dir, args.formats, recompute=not args.no_recompute, progress=progress
+            )
     for path in written:
         print(path)
     return 0
@@ -353,18 +386,19 @@ def _cmd_sweep(args) -> int:
         raise ValueError(f"--inits must be >= 1, got {args.inits}")
     settings = _settings(args)
     _enable_x64()
-    state = sweep.run_sweep(
-        problem,
-        grid,
-        args.inits,
-        args.out,
-        seed=args.seed,
-        settings=settings,
-        step=step,
-        formats=args.formats,
-        progress=_progress(args.quiet),
-        log=print,
-    )
+    with _progress(args.quiet, "sweep") as progress:
+        state = sweep.run_sweep(
+            problem,
+            grid,
+            args.inits,
+            args.out,
+            seed=args.seed,
+            settings=settings,
+            step=step,
+            formats=args.formats,
+            progress=progress,
+            log=print,
+        )
     print(f"sweep of {len(state['cells'])} cells in {args.out}: {os.path.join(args.out, 'sweep.json')}")
     for path in state["figures"]:
         print(os.path.join(args.out, path))
@@ -404,7 +438,8 @@ def _cmd_saddles(args) -> int:
         raise ValueError("nothing to run: give --restarts >= 1 or --random >= 1")
     _check_new_folder(args.out)
     _enable_x64()
-    summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings)
+    with _progress(args.quiet, "saddles") as progress:
+        summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings, progress=progress)
     figures = []
     if summary["entries"]:
         fig = saddles.catalogue_figure(summary)
@@ -457,6 +492,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan in --out")
     p.add_argument("--save-embeddings", action="store_true", help="store the final H of every run")
+    g = p.add_argument_group("first-order optimiser (does the optimiser you train with reach L*?)")
+    g.add_argument(
+        "--optimizer",
+        choices=("lbfgs", "adam", "sgd"),
+        default="lbfgs",
+        help="first-order phase; adam and sgd (optax) re-normalise the rows after every step",
+    )
+    g.add_argument("--learning-rate", type=float, help="of adam / sgd (default 0.01)")
+    g.add_argument("--momentum", type=float, help="of sgd, heavy ball, 0 for none (default 0.9)")
+    g.add_argument(
+        "--no-polish",
+        action="store_true",
+        help="judge the point the optimiser reached as it is (no float64 L-BFGS / trust-region polish; "
+        "the run must reach --tol itself)",
+    )
     g = p.add_argument_group("several processes (jax.distributed)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="share the scan: jax.distributed coordinator")
     g.add_argument("--num-processes", type=int, metavar="N", help="processes sharing the scan")
@@ -472,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a finished scan folder")
     p.add_argument("--runs", help="comma-separated run indices (default: one per distinct critical point)")
     p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_hessian)
 
     p = command("plot", "(re)draw the figures and report.md of a finished scan or sweep")
@@ -482,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not recompute one run per distinct minimum for the Gram figures (scans without embeddings)",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_plot)
 
     p = command("sweep", "one scan per cell of a grid over d, tau or the STEP ratio R, and the phase map")
@@ -507,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-escape", action="store_true", help="skip the descents from the saddles")
     p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="of the figure")
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_saddles)
 
     p = command("demo", "run the default demonstration scans and their reports")

@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from sclandscape import metrics, plots, problems, results
+from sclandscape import progress as progress_lib
 
 MINIMA = ("global_min", "spurious_min", "degenerate")
 
@@ -186,7 +187,7 @@ def _figures(out: str, scan_data: dict, recompute: bool, max_minima: int):
 
 
 def plot_results(
-    out: str, formats=("png", "pdf"), *, recompute: bool = True, max_minima: int = 3
+    out: str, formats=("png", "pdf"), *, recompute: bool = True, max_minima: int = 3, progress=None
 ) -> list[str]:
     """Draw the figures of the finished scan in ``out`` into ``out/figures/`` and write ``out/report.md``.
 
@@ -197,6 +198,8 @@ def plot_results(
         distinct minimum from the seed for the Gram figures (a few seconds);
         ``False`` skips those figures.
       max_minima: Gram figures for at most this many distinct minima (lowest loss first).
+      progress: ``progress(done, total, phase, detail)`` (``sclandscape.progress``):
+        phases ``loading`` (and recomputing embeddings), ``drawing``, ``writing``.
 
     Returns the written paths (figures, then ``report.md``). Raises
     ``ResultsError`` (a ``ValueError``) with a one-line message when ``out`` is
@@ -205,10 +208,13 @@ def plot_results(
     formats = _check_formats(formats)
     if isinstance(max_minima, bool) or not isinstance(max_minima, int) or max_minima < 0:
         raise ValueError(f"max_minima must be an integer >= 0, got {max_minima!r}")
+    progress = progress_lib.adapt(progress) or (lambda *a: None)
+    progress(None, None, "loading", "and recomputing embeddings where needed")
     scan_data = results.load_scan(out)
     figures, skipped = _figures(out, scan_data, recompute, max_minima)
     written, drawn = [], []
-    for name, build, caption in figures:
+    for done, (name, build, caption) in enumerate(figures):
+        progress(done, len(figures), "drawing", name)
         try:
             fig = build()
         except ValueError as err:  # the data cannot make this figure (e.g. no converged run)
@@ -221,6 +227,7 @@ def plot_results(
             written.append(path)
             files.append(f"figures/{name}.{fmt}")
         drawn.append((name, caption, files))
+    progress(len(figures), len(figures), "writing", "report.md")
     report = os.path.join(out, "report.md")
     results.write_atomic(report, markdown_report(scan_data, drawn, skipped).encode())
     written.append(report)

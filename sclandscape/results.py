@@ -38,6 +38,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from sclandscape import hessian, metrics, optim, optimum, precision, problems, scanner
+from sclandscape import progress as progress_lib
 
 
 class ResultsError(ValueError):
@@ -232,7 +233,10 @@ def run_scan(
 
     Refuses (``ResultsError``, nothing touched) an existing non-empty ``out``
     without ``resume``, and a ``resume`` whose config differs from the one on disk.
-    ``progress(done, total)`` is called as this process's runs finish.
+    ``progress(done, total, phase, detail)`` (or a callable of the first two or
+    three of those; ``sclandscape.progress``) is called as this process's runs
+    finish and at each phase change (``compiling``, ``first order``,
+    ``polish``, ``classification``, ``writing``).
 
     ``process = (p, P)`` (default ``(jax.process_index(), jax.process_count())``)
     shares the scan among ``P`` processes: this one runs the indices ``i % P == p``
@@ -245,6 +249,7 @@ def run_scan(
     """
     if int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
+    progress = progress_lib.adapt(progress)
     p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
@@ -279,7 +284,10 @@ def run_scan(
     finished = len(share) - len(todo)
     if progress:
         progress(finished, len(share))
+        runner.on_phase = lambda phase, detail=None: progress(finished, len(share), phase, detail)
     for part in runner.results(todo):
+        if progress:
+            progress(finished, len(share), "writing", f"{part['run'].size} runs")
         write_npz(os.path.join(out, "chunks", f"{prefix}{seq:05d}.npz"), part)
         seq += 1
         finished += part["run"].size
@@ -288,6 +296,8 @@ def run_scan(
     if count > 1:
         seen: dict = {}
         _wait(f"the other processes' runs in {out}", lambda: _runs_present(out, n_inits, seen), wait_timeout)
+    if progress:
+        progress(finished, len(share), "writing", "runs.npz and summary.json")
     runs = load_runs(out)
     if not np.array_equal(runs["run"], np.arange(n_inits)):
         raise ResultsError(f"{out}: chunks do not hold runs 0..{n_inits - 1} exactly once")
@@ -352,6 +362,16 @@ def summarize(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> 
         for g in groups
     ]
     status_names = {int(s): s.name.lower() for s in optim.Status}
+    extra = {}
+    if "first_order_loss" in rec:  # adam / sgd scans: where the optimiser itself got, before the polish
+        fo_gap = np.asarray(rec["first_order_loss"]) - global_loss
+        extra["first_order"] = {
+            "optimizer": settings.optimizer,
+            "n_within_gap_rtol": int(np.sum(np.abs(fo_gap) <= settings.gap_rtol * scale)),
+            "median_grad_norm": float(np.median(rec["first_order_grad_norm"])),
+            "median_gap": float(np.median(fo_gap)),
+            "polished": bool(settings.polish),
+        }
     return {
         "n_inits": int(rec["run"].size),
         "global_loss": float(global_loss),
@@ -371,6 +391,7 @@ def summarize(rec: dict, global_loss: float, settings: scanner.ScanSettings) -> 
             "group_rtol": settings.group_rtol,
             "scale": scale,
         },
+        **extra,
     }
 
 
@@ -473,7 +494,7 @@ def critical_representatives(runs: dict, tol: float) -> list[int]:
     return rows
 
 
-def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> str:
+def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True, progress=None) -> str:
     """Full Riemannian Hessian spectra of chosen runs of a finished scan, into ``out/hessian/spectra.npz``.
 
     ``run_indices`` default: one run per distinct converged critical point
@@ -484,7 +505,9 @@ def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> st
     ``eigenvalues`` ``(r, n(d-1))`` ascending, ``n_zero_predicted``, ``kind``,
     ``index``, ``lambda_min``, ``tol`` and ``loss``; it is written atomically.
     Returns its path. Raises ``ValueError`` (one line) on bad input.
+    ``progress``: as in ``run_scan`` (phases ``embeddings``, ``spectra``, ``writing``).
     """
+    progress = progress_lib.adapt(progress) or (lambda *a: None)
     data = load_scan(out)
     runs, problem, settings = data["runs"], data["problem"], data["settings"]
     N = problem.n * (problem.dim - 1)
@@ -506,10 +529,12 @@ def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> st
         rows = [index_of[i] for i in dict.fromkeys(run_indices)]
     if "H" not in runs and not recompute:
         raise ValueError(f"{out}: the scan saved no embeddings (--save-embeddings) and recompute is off")
+    progress(0, len(rows), "embeddings", "saved" if "H" in runs else "recomputed from the seed")
     found, notes = embeddings(data, rows)
     if notes:
         raise ValueError(f"{out}: {notes[0]}")
     H = np.stack([found[r] for r in rows])
+    progress(0, len(rows), "spectra", f"dense, n(d-1) = {N}")
     with precision.float64():
         c = hessian.classify(
             H,
@@ -534,6 +559,7 @@ def hessian_spectra(out: str, run_indices=None, *, recompute: bool = True) -> st
         "tol": np.atleast_1d(np.asarray(c.tol, np.float64)),
         "loss": np.atleast_1d(np.asarray(c.loss, np.float64)),
     }
+    progress(len(rows), len(rows), "writing")
     path = os.path.join(out, "hessian", "spectra.npz")
     write_npz(path, arrays)
     return path
