@@ -11,6 +11,8 @@ from importlib.metadata import version as _version
 
 from sclandscape.certify import certificate as certificate
 from sclandscape.certify import certificate_streaming as certificate_streaming
+from sclandscape.checks import check_gradient as check_gradient
+from sclandscape.checks import check_hessian as check_hessian
 from sclandscape.critical import CriticalSettings as CriticalSettings
 from sclandscape.critical import find_critical as find_critical
 from sclandscape.hessian import ClassifySettings as ClassifySettings
@@ -54,6 +56,8 @@ __all__ = [
     "balanced_optimum_loss",
     "certificate",
     "certificate_streaming",
+    "check_gradient",
+    "check_hessian",
     "classify",
     "escape_direction",
     "find_critical",
