@@ -475,6 +475,53 @@ def _cmd_saddles(args) -> int:
 
 
 # --------------------------------------------------------------------------
+# path
+
+
+def _parse_runs(text: str | None, count: int | None = None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        runs = [int(r) for r in text.split(",")]
+    except ValueError:
+        raise _UsageError(f"--runs must be comma-separated run indices, got {text!r}") from None
+    if count is not None and len(runs) != count:
+        raise _UsageError(f"--runs takes {count} run indices, got {len(runs)}")
+    return runs
+
+
+def _cmd_path(args) -> int:
+    from sclandscape import paths
+
+    runs = _parse_runs(args.runs, 2)
+    settings = paths.PathSettings(images=args.images, max_iter=args.max_iter)
+    _enable_x64()
+    with _progress(args.quiet, "path") as progress:
+        state = paths.scan_paths(
+            args.dir,
+            runs,
+            settings=settings,
+            recompute=not args.no_recompute,
+            max_pairs=args.max_pairs,
+            formats=args.formats,
+            progress=progress,
+        )
+    print(
+        f"{'from':>6} {'to':>6} {'L(from)':>12} {'L(to)':>12} {'barrier':>10} {'saddle L':>12} index connects"
+    )
+    for e in state["paths"]:
+        print(
+            f"{e['from']:>6} {e['to']:>6} {e['from_loss']:>12.6f} {e['to_loss']:>12.6f} "
+            f"{e['barrier']:>10.4g} {e['saddle_loss']:>12.6f} {e['saddle_index']:>5} "
+            f"{'yes' if e['connects'] else 'NO':>8}"
+        )
+        if e["intermediate_minima"]:
+            print(f"{'':>14}through intermediate minima at L = {e['intermediate_minima']}")
+    print(f"paths: {os.path.join(args.dir, 'paths.json')}")
+    return 0
+
+
+# --------------------------------------------------------------------------
 # The parser
 
 
@@ -561,6 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_saddles)
+
+    p = command("path", "minimum-energy paths between the minima of a finished scan: barriers and saddles")
+    p.add_argument("dir", metavar="DIR", help="a finished scan folder (best with --save-embeddings)")
+    p.add_argument(
+        "--runs", metavar="I,J", help="the path between these two runs (default: every pair of minima)"
+    )
+    p.add_argument("--images", type=int, default=17, help="images on the string, endpoints included")
+    p.add_argument("--max-iter", type=int, default=4000, help="string iterations per string")
+    p.add_argument("--max-pairs", type=int, default=10, help="at most this many pairs of distinct minima")
+    p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
+    p.add_argument("--formats", type=_parse_formats, default=("png",), help="of the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_path)
 
     p = command("demo", "run the default demonstration scans and their reports")
     p.add_argument("--out", default="sclandscape-demo", help="results folder")
