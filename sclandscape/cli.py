@@ -522,6 +522,44 @@ def _cmd_path(args) -> int:
 
 
 # --------------------------------------------------------------------------
+# slice
+
+
+def _cmd_slice(args) -> int:
+    from sclandscape import slices
+
+    directions = [d.strip() for d in args.directions.split(",") if d.strip()]
+    _enable_x64()
+    with _progress(args.quiet, "slice") as progress:
+        record = slices.scan_slice(
+            args.dir,
+            run=args.run,
+            minimum=args.minimum,
+            directions=directions,
+            surface=args.surface,
+            extent=args.extent,
+            points=args.points,
+            recompute=not args.no_recompute,
+            formats=args.formats,
+            progress=progress,
+        )
+    what = "2-D slice" if record["surface"] else "1-D slices"
+    print(f"{what} around run {record['point']} (L = {record['loss']:.6f})")
+    for d in record["directions"]:
+        notes = []
+        if d["eigenvalue"] is not None:
+            notes.append(f"eigenvalue {d['eigenvalue']:.4g}")
+        if d["distance"] is not None:
+            notes.append(
+                f"the other point at step {d['distance']:.4g}" + ("" if d["exact"] else " (not on the slice)")
+            )
+        print(f"  {d['name']}" + (": " + ", ".join(notes) if notes else ""))
+    for path in record["files"]:
+        print(os.path.join(args.dir, path))
+    return 0
+
+
+# --------------------------------------------------------------------------
 # The parser
 
 
@@ -621,6 +659,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", type=_parse_formats, default=("png",), help="of the figures")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_path)
+
+    p = command("slice", "1-D and 2-D loss slices around a run or a minimum of a finished scan")
+    p.add_argument("dir", metavar="DIR", help="a finished scan folder (best with --save-embeddings)")
+    p.add_argument("--run", type=int, help="around this run (default: the lowest distinct minimum)")
+    p.add_argument("--minimum", type=int, help="around this distinct minimum (0 = lowest loss)")
+    p.add_argument(
+        "--directions",
+        default="escape,random",
+        help="comma-separated: eig:K (K-th Hessian eigenvector, symmetry modes removed), escape, "
+        "random[:SEED], minimum:M or run:J (towards another minimum or run)",
+    )
+    p.add_argument("--surface", action="store_true", help="one 2-D slice along two directions")
+    p.add_argument("--extent", type=float, help="grid over [-extent, extent] (default: from each direction)")
+    p.add_argument("--points", type=int, help="grid points per axis (default 101, or 41 for --surface)")
+    p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
+    p.add_argument("--formats", type=_parse_formats, default=("png",), help="of the figure")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_slice)
 
     p = command("demo", "run the default demonstration scans and their reports")
     p.add_argument("--out", default="sclandscape-demo", help="results folder")

@@ -597,7 +597,7 @@ def minimum_energy_path(
 # A finished scan
 
 
-def _minimum_rows(scan_data: dict) -> list[tuple[int, int]]:
+def minimum_rows(scan_data: dict) -> list[tuple[int, int]]:
     """``(distinct minimum index, row)``: the lowest-loss run of each of the summary's distinct minima."""
     runs, summary = scan_data["runs"], scan_data["summary"]
     kind = np.asarray(runs["kind"]).astype(str)
@@ -651,7 +651,7 @@ def scan_paths(
         raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
     kind = np.asarray(runs_rec["kind"]).astype(str)
-    minimum_of = {r: m for m, r in _minimum_rows(data)}
+    minimum_of = {r: m for m, r in minimum_rows(data)}
     if runs is not None:
         runs = [int(i) for i in runs]
         if len(runs) != 2 or runs[0] == runs[1]:
@@ -664,7 +664,7 @@ def scan_paths(
                 raise ValueError(f"run {i} is {kind[index_of[i]]}, not a local minimum")
         pairs = [(index_of[runs[0]], index_of[runs[1]])]
     else:
-        reps = [r for _, r in _minimum_rows(data)]
+        reps = [r for _, r in minimum_rows(data)]
         if len(reps) < 2:
             raise ValueError(
                 f"{out}: the scan found {len(reps)} distinct minimum(s); a path needs two "
