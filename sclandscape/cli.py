@@ -306,9 +306,42 @@ def _cmd_demo(args) -> int:
 # hessian
 
 
+def _cmd_curvature(args) -> int:
+    from sclandscape import curvature
+
+    runs = _parse_runs(args.runs)
+    _enable_x64()
+    with _progress(args.quiet, "hessian") as progress:
+        record = curvature.scan_curvature(
+            args.dir,
+            runs,
+            trace=args.trace,
+            spectrum=args.density,
+            trace_probes=args.trace_probes,
+            num_probes=args.probes,
+            num_iter=args.lanczos_steps,
+            recompute=not args.no_recompute,
+            formats=args.formats,
+            progress=progress,
+        )
+    header = f"{'run':>6} {'kind':<13} {'loss':>14} {'n(d-1)':>8}"
+    print(header + (f" {'trace':>12} {'+-':>9}" if args.trace else ""))
+    for e in record["runs"]:
+        line = f"{e['run']:>6} {e['kind']:<13} {e['loss']:>14.8f} {e['n_tangent']:>8}"
+        if args.trace:
+            line += f" {e['trace']:>12.6g} {e['trace_stderr']:>9.2g}"
+        print(line)
+    print(f"curvature: {os.path.join(args.dir, 'hessian', 'curvature.json')}")
+    for path in record.get("figures", []):
+        print(os.path.join(args.dir, path))
+    return 0
+
+
 def _cmd_hessian(args) -> int:
     from sclandscape import results
 
+    if args.density or args.trace:
+        return _cmd_curvature(args)
     runs = None
     if args.runs:
         try:
@@ -603,11 +636,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the optimum as JSON")
     p.set_defaults(func=_cmd_optimum)
 
-    p = command("hessian", "full Hessian spectra of chosen runs of a finished scan")
+    p = command(
+        "hessian",
+        "Hessian spectra of chosen runs of a finished scan: full (n(d-1) <= 3000), or the trace and "
+        "the spectral density at any size",
+    )
     p.add_argument("dir", help="a finished scan folder")
     p.add_argument("--runs", help="comma-separated run indices (default: one per distinct critical point)")
     p.add_argument("--no-recompute", action="store_true", help="only use embeddings the scan saved")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    g = p.add_argument_group("matrix-free, any size (instead of the full spectra)")
+    g.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
+    g.add_argument(
+        "--trace", action="store_true", help="trace by Hutchinson's estimator, with its standard error"
+    )
+    g.add_argument("--trace-probes", type=int, default=64, help="Rademacher probes of the trace")
+    g.add_argument("--probes", type=int, default=4, help="Rademacher probes of the density")
+    g.add_argument("--lanczos-steps", type=int, default=80, help="Lanczos steps per density probe")
+    g.add_argument("--formats", type=_parse_formats, default=("png",), help="of the density figures")
     p.set_defaults(func=_cmd_hessian)
 
     p = command("plot", "(re)draw the figures and report.md of a finished scan or sweep")
