@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import oblique, plots, precision, problems
+from sclandscape import oblique, precision, problems
 
 #: Step sizes ``t``: 51 points from 1e-8 to 1, as Manopt's ``checkgradient``.
 STEPS = np.logspace(-8, 0, 51)
@@ -284,9 +284,14 @@ def check_hessian(
     return dataclasses.replace(result, figure=taylor_figure(result) if plot else None)
 
 
-def taylor_figure(check: TaylorCheck, *, width: float = plots.COLUMN_WIDTH):
+def taylor_figure(check: TaylorCheck, *, width: float | None = None):
     """Log-log remainder against step size, the fitted window, and reference slopes 1, 2 and 3."""
     import matplotlib as mpl
+
+    # Imported here: ``import sclandscape`` (which exports the checks) must not load matplotlib.
+    from sclandscape import plots
+
+    width = plots.COLUMN_WIDTH if width is None else width
 
     t, e = check.steps, np.maximum(check.errors, np.finfo(float).tiny)
     with mpl.rc_context(plots.STYLE):
