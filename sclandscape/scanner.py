@@ -60,6 +60,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sclandscape import certify, hessian, metrics, oblique, optim, optimum, precision, problems, streaming
+from sclandscape import progress as progress_lib
 from sclandscape.optim import Status
 
 HESSIAN_MODES = ("auto", "all", "uncertified", "none")
@@ -716,17 +717,29 @@ def scan(
     settings: ScanSettings = ScanSettings(),
     *,
     keep_embeddings: bool = False,
+    progress=None,
 ) -> dict:
     """Optimise ``n_inits`` random initialisations of ``problem`` and return per-run records.
 
     Returns a dict of arrays ``(n_inits,)`` sorted by run index
     (``RECORD_FIELDS``, with each run's ``kind``, plus ``H`` ``(n_inits, n,
     d)`` when ``keep_embeddings``). For results on disk, resumable, use
-    ``sclandscape.results.run_scan``.
+    ``sclandscape.results.run_scan``. ``progress``: as ``run_scan``'s
+    (``sclandscape.progress``; e.g. ``sclandscape.Progress("scan")``).
     """
     problems.check_integer("n_inits", n_inits)
+    report = progress_lib.adapt(progress)
     scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
-    parts = list(scanner.results(range(int(n_inits))))
+    done, total = 0, int(n_inits)
+    if report:
+        report(done, total)
+        scanner.on_phase = lambda phase, detail=None: report(done, total, phase, detail)
+    parts = []
+    for part in scanner.results(range(total)):
+        parts.append(part)
+        done += part["run"].size
+        if report:
+            report(done, total)
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["run"])
     return {k: v[order] for k, v in merged.items()}

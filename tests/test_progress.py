@@ -193,3 +193,36 @@ def test_run_scan_reports_phases_to_a_callable_and_to_a_log_file(tmp_path):
     for phase in ("compiling", "first order", "polish", "classification", "writing"):
         assert phase in text
     assert "finished: 4/4 runs" in text and "\r" not in text
+
+
+def test_auto_mode_draws_a_bar_in_a_jupyter_kernel():
+    class OutStream(io.StringIO):  # what ipykernel gives a notebook's stderr (isatty() is False)
+        pass
+
+    OutStream.__module__ = "ipykernel.iostream"
+    stream = OutStream()
+    assert not stream.isatty()
+    p = Progress("scan", stream=stream)
+    assert p.mode == "bar"
+    p(1, 2, "polish")
+    p.close()
+    assert "\r" in stream.getvalue()
+
+
+def test_scan_api_reports_progress():
+    import jax
+
+    import sclandscape as sc
+
+    calls = []
+    with jax.enable_x64(True):
+        rec = sc.scan(
+            sc.Problem((2, 2), 2, 1.0),
+            3,
+            jax.random.key(0),
+            sc.ScanSettings(tol=1e-9, x64=True, slots=2),
+            progress=lambda *a: calls.append(a),
+        )
+    assert rec["run"].size == 3
+    assert calls[0][:2] == (0, 3) and calls[-1][:2] == (3, 3)
+    assert {"compiling", "first order", "polish", "classification"} <= {c[2] for c in calls if len(c) > 2}
