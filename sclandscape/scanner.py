@@ -507,6 +507,7 @@ class Scanner:
         self.keep_embeddings = keep_embeddings
         #: ``on_phase(phase, detail)``, called as the scan moves between phases (``progress``).
         self.on_phase: Callable[[str, str | None], None] | None = None
+        self._batches = 0
         self.key = key
         self.dtype = jnp.float64 if settings.x64 else jnp.float32
         self.sharding, self.n_devices = _device_mesh_sharding()
@@ -619,9 +620,13 @@ class Scanner:
             first = None
             if self.settings.optimizer != "lbfgs":  # the optimiser's own point, before any polish
                 first = self._records(H)
-            self._phase("polish", f"{runs.size} runs")
+            # The first batch also compiles the polish and the records (no separate phase: they
+            # compile when first called).
+            note = f"{runs.size} runs" + ("" if self._batches else "; the first batch compiles it")
+            self._batches += 1
+            self._phase("polish", note)
             polish_iters, polish_evals = self._polish(H, status)
-            self._phase("classification", f"{runs.size} runs")
+            self._phase("classification", note)
             rec = self._records(H)
         order = np.argsort(runs)
         out = {
