@@ -37,9 +37,10 @@ it) until ``|g| <= climb_rtol`` times the force scale, and
 ``critical.find_critical`` (Levenberg-Marquardt on the gradient equation,
 quadratic near a non-degenerate critical point) converges from there to
 ``|grad| <= CriticalSettings.gtol``. ``hessian.classify`` gives its kind and
-index. As an independent check, descents from both sides of its escape
-direction (``saddles.descend_from_saddles``) must end at the two minima
-(``connects``).
+index. As an independent check, descents (the scan's float64 L-BFGS and
+polish) from both sides of its escape direction, started as
+``saddles.descend_from_saddles`` starts them, must end at the two minima the
+string joins (``connects``: their losses within ``connect_rtol``).
 """
 
 from __future__ import annotations
@@ -629,14 +630,16 @@ def scan_paths(
     (``--save-embeddings``) or are recomputed from its seed (checked against
     the recorded loss) unless ``recompute`` is off.
 
-    Writes ``out/paths.json`` (``problem``, ``global_loss``, ``settings`` and
-    ``paths``: one entry per pair with ``from`` / ``to`` (run indices),
-    ``from_minimum`` / ``to_minimum`` (indices into ``distinct_minima``, or
-    ``None``), ``from_loss``, ``to_loss``, ``barrier``, ``barrier_reverse``,
-    ``saddle_loss``, ``saddle_index``, ``saddle_kind``, ... and ``profile``:
-    ``s``, ``loss`` along the string), ``out/paths/path_I_J.npz`` (images,
-    losses, saddle) and ``out/figures/path_I_J.{fmt}``; all atomically.
-    Returns the content of ``paths.json``. ``ValueError`` (one line) on bad input.
+    Writes ``out/paths.json`` (``problem``, ``global_loss`` and ``paths``, which
+    keeps the pairs computed by earlier calls and replaces those computed again:
+    one entry per pair with ``from`` / ``to`` (run indices), ``from_minimum`` /
+    ``to_minimum`` (indices into ``distinct_minima``, or ``None``), ``from_loss``,
+    ``to_loss``, ``barrier``, ``barrier_reverse``, ``saddle_loss``,
+    ``saddle_index``, ``saddle_kind``, ``connects``, ..., ``segments``,
+    ``settings`` and ``profile``: ``s``, ``loss`` along the string),
+    ``out/paths/path_I_J.npz`` (images, losses, saddle) and
+    ``out/figures/path_I_J.{fmt}``; all atomically. Returns ``paths.json``'s
+    content with only this call's paths. ``ValueError`` (one line) on bad input.
     """
     data = results.load_scan(out)
     problem, runs_rec = data["problem"], data["runs"]
@@ -745,14 +748,18 @@ def scan_paths(
         for fmt, rel in zip(formats, entry["figures"], strict=True):
             results.write_atomic(os.path.join(out, rel), plots.figure_bytes(fig, fmt))
             figures.append(rel)
+    # Paths computed earlier (other pairs, other settings) stay; a pair computed again is replaced.
+    path = os.path.join(out, "paths.json")
+    earlier = results.read_json(path).get("paths", []) if os.path.exists(path) else []
+    done = {(e["from"], e["to"]) for e in entries}
+    kept = [e for e in earlier if (e.get("from"), e.get("to")) not in done]
     state = {
         "problem": problem.to_json(),
         "global_loss": global_loss,
-        "settings": settings.to_json(),
-        "paths": entries,
+        "paths": kept + [{**e, "settings": settings.to_json()} for e in entries],
     }
-    results.write_json(os.path.join(out, "paths.json"), state)
-    return state
+    results.write_json(path, state)
+    return {**state, "paths": state["paths"][len(kept) :]}
 
 
 def path_figure(entry: dict, global_loss: float, problem: dict, *, width: float = plots.COLUMN_WIDTH):

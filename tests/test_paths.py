@@ -1,6 +1,7 @@
 """Minimum-energy paths: alignment modulo symmetry, the string, and the saddle between two minima."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -123,15 +124,13 @@ def test_path_between_two_minima_crosses_an_index_one_saddle(two_minima, capsys)
     scale = np.max(np.abs(eigs))
     assert np.sum(eigs < -1e-6 * scale) == 1  # rounding of eigvalsh is ~1e-15 * scale: far below
     assert float(sc.sc_loss(S, labels, problem.tau)) == pytest.approx(e["saddle_loss"], abs=1e-10)
-    # The profile: from the lower minimum up to the saddle's neighbourhood and down, with no dip.
+    # The profile: from the lower minimum up and down to the other, with no dip (a dip would have
+    # made the path cut or split there).
     loss = np.asarray(e["profile"]["loss"])
     top = int(np.argmax(loss))
     assert np.all(np.diff(loss[: top + 1]) > 0) and np.all(np.diff(loss[top:]) < 0)
-    assert loss[top] <= e["saddle_loss"] + 1e-6 * max(1.0, abs(e["saddle_loss"]))
     np.testing.assert_allclose(arrays["losses"], loss)
-    assert (
-        pytest.importorskip("pathlib").Path(two_minima) / "figures" / f"path_{e['from']}_{e['to']}.png"
-    ).exists()
+    assert os.path.exists(f"{two_minima}/figures/path_{e['from']}_{e['to']}.png")
 
 
 def test_path_refuses_bad_requests(two_minima, tmp_path):
@@ -172,3 +171,21 @@ def test_demo_d2_minima_are_joined_through_an_index_one_saddle(tmp_path):
     )
     assert e["saddle_kind"] == "saddle" and e["saddle_index"] == 1 and e["connects"]
     assert e["barrier"] > 0 and e["barrier_reverse"] > 0
+
+
+def test_paths_json_keeps_earlier_pairs(two_minima, capsys):
+    """A second call for one pair replaces that pair's entry and keeps the others."""
+    if not os.path.exists(f"{two_minima}/paths.json"):  # this test run on its own
+        assert cli.main(["path", two_minima, "--quiet"]) == 0
+    before = json.load(open(f"{two_minima}/paths.json"))["paths"]
+    assert len(before) == 1
+    entry = before[0]
+    assert cli.main(["path", two_minima, "--runs", f"{entry['to']},{entry['from']}", "--quiet"]) == 0
+    after = json.load(open(f"{two_minima}/paths.json"))["paths"]
+    assert [(e["from"], e["to"]) for e in after] == [
+        (entry["from"], entry["to"]),
+        (entry["to"], entry["from"]),
+    ]
+    # The reverse path crosses the same saddle: the barriers swap.
+    assert after[1]["saddle_loss"] == pytest.approx(entry["saddle_loss"], abs=1e-8)
+    assert after[1]["barrier"] == pytest.approx(entry["barrier_reverse"], abs=1e-8)
