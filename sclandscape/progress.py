@@ -260,16 +260,22 @@ class Progress:
 
     # -- heartbeat --------------------------------------------------------
 
+    def _finished(self) -> bool:
+        return self.total is not None and self.done is not None and self.done >= self.total
+
     def _ensure_heartbeat(self) -> None:
-        if self._thread is None and not self.closed:
+        if self._thread is None and not self.closed and not self._finished():
             self._thread = threading.Thread(target=self._beat, name="sclandscape-progress", daemon=True)
             self._thread.start()
 
     def _beat(self) -> None:
+        # Beats while work is under way; it stops once the count is complete (a display that is never
+        # closed then falls silent) and starts again if counting starts again (a new sweep cell).
         period = 1.0 if self.mode == "bar" else self.interval
         while not self._stop.wait(period):
             with self._lock:
-                if self.closed:
+                if self.closed or self._finished():
+                    self._thread = None
                     return
                 now = time.monotonic()
                 if self.mode == "bar":
@@ -299,8 +305,9 @@ class Progress:
             else:
                 head = f"[{self.label}] " if self.label else ""
                 self._write(head + (message or "finished: " + self.text(now)) + "\n")
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
 
     def __enter__(self) -> Progress:
         return self

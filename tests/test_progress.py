@@ -226,3 +226,18 @@ def test_scan_api_reports_progress():
     assert rec["run"].size == 3
     assert calls[0][:2] == (0, 3) and calls[-1][:2] == (3, 3)
     assert {"compiling", "first order", "polish", "classification"} <= {c[2] for c in calls if len(c) > 2}
+
+
+def test_heartbeat_stops_when_the_count_is_complete():
+    out = io.StringIO()
+    p = Progress("scan", stream=out, mode="lines", interval=0.1)
+    p(0, 2, "first order")
+    p(2, 2, "writing")
+    time.sleep(0.5)  # never closed: after the count is complete no heartbeat line may follow
+    lines = out.getvalue().splitlines()
+    time.sleep(0.3)
+    assert out.getvalue().splitlines() == lines and len(lines) <= 3
+    p(0, 2, "first order")  # counting again restarts it: the line of that call, then heartbeats
+    time.sleep(1.0)
+    assert len(out.getvalue().splitlines()) >= len(lines) + 2
+    p.close()
