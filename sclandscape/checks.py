@@ -159,7 +159,7 @@ def _fit(steps, errors, floor):
     return best[1], best[2]
 
 
-def _verdict(steps, errors, value, expected, what, extra_ok, extra_msg, plot):
+def _verdict(steps, errors, value, expected, what, extra_ok, extra_msg):
     floor = FLOOR_FACTOR * np.finfo(np.float64).eps * max(1.0, abs(value))
     exact = bool(np.all(errors <= floor))
     slope, window = (math.nan, None) if exact else _fit(steps, errors, floor)
@@ -210,7 +210,7 @@ def check_gradient(cost, point, gradient=None, *, direction=None, key=None, step
         f0 = _value(cost, x)
         slope0 = float(jnp.sum(g * u))
         errors = np.array([abs(_value(cost, oblique.retract(x, s * u)) - f0 - s * slope0) for s in t])
-    floor, exact, slope, window, passed, msg = _verdict(t, errors, f0, 2, "gradient", True, "", plot)
+    floor, exact, slope, window, passed, msg = _verdict(t, errors, f0, 2, "gradient", True, "")
     result = TaylorCheck(passed, slope, 2, t, errors, window, floor, exact, tangent_error, math.nan, msg)
     return dataclasses.replace(result, figure=taylor_figure(result) if plot else None)
 
@@ -277,7 +277,7 @@ def check_hessian(
     if tangent_error > EXACT_RTOL:
         defects.append(f"not tangent (relative normal part {tangent_error:.1e})")
     extra = "the Hessian is " + " and ".join(defects) if defects else ""
-    floor, exact, slope, window, passed, msg = _verdict(t, errors, f0, 3, "Hessian", not defects, extra, plot)
+    floor, exact, slope, window, passed, msg = _verdict(t, errors, f0, 3, "Hessian", not defects, extra)
     result = TaylorCheck(
         passed, slope, 3, t, errors, window, floor, exact, tangent_error, symmetry_error, msg
     )

@@ -11,6 +11,11 @@ as the trial of an Armijo backtracking search; ``lbfgs_init`` /
 scan, its polish, the variants and the saddle catalogue all use it), with
 the stopping rules and status of every run.
 
+**Optimisers people train with.** ``optax_init`` / ``optax_steps`` run
+optax's adam or sgd (``OPTIMIZERS``, ``optax_transform``) on the same
+``f(rownormalise(x))``, the rows re-normalised after every step, with the same
+stopping rules and status codes as the L-BFGS driver (``scan --optimizer``).
+
 **Trust regions.** ``trust_region`` is the Riemannian trust-region method
 with a truncated conjugate-gradient (Steihaug-Toint) inner solver (Absil,
 Baker & Gallivan, "Trust-region methods on Riemannian manifolds", FoCM 2007;

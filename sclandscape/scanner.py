@@ -17,7 +17,10 @@ One run is a pure function of ``(key, problem, settings)``:
    (measured, 10 classes of 10 in ``d = 16``, 256 runs to ``|grad| <= 1e-3``:
    median 56 evaluations at ``tau = 0.1``, 538 at ``0.02``, 27-40 at 1-10;
    12x faster than optax's zoom line search, which synchronised every run
-   on the batch's slowest search, ~22 evaluations per step).
+   on the batch's slowest search, ~22 evaluations per step). Or, to ask
+   whether the optimisers networks are trained with reach ``L*``, optax's
+   adam or sgd on the same ``f`` (``OptimiseSettings.optimizer``,
+   ``optim.optax_steps``).
 3. Polish, in float64: once ``|grad| <= polish_from`` (or, below ten times
    that, when float32 rounding stops progress: ``polish_patience``) the same
    L-BFGS continues in float64 for up to ``polish_steps`` evaluations (1e-4
