@@ -18,6 +18,8 @@ if _interrupts.invoked_as_command():
 
 from sclandscape.certify import certificate as certificate
 from sclandscape.certify import certificate_streaming as certificate_streaming
+from sclandscape.checks import check_gradient as check_gradient
+from sclandscape.checks import check_hessian as check_hessian
 from sclandscape.critical import CriticalSettings as CriticalSettings
 from sclandscape.critical import find_critical as find_critical
 from sclandscape.hessian import escape_direction as escape_direction
@@ -27,18 +29,22 @@ from sclandscape.loss import sc_gram_gradient as sc_gram_gradient
 from sclandscape.loss import sc_loss as sc_loss
 from sclandscape.loss import sc_loss_gram as sc_loss_gram
 from sclandscape.loss import sc_loss_minibatch as sc_loss_minibatch
+from sclandscape.metrics import class_mean_gram as class_mean_gram
 from sclandscape.optim import Status as Status
 from sclandscape.optimum import GlobalOptimum as GlobalOptimum
 from sclandscape.optimum import balanced_optimum_loss as balanced_optimum_loss
 from sclandscape.optimum import global_optimum as global_optimum
 from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
+from sclandscape.optimum import step_geometry as step_geometry
 from sclandscape.optimum import step_optimum as step_optimum
 from sclandscape.problems import Problem as Problem
 from sclandscape.problems import balanced_counts as balanced_counts
 from sclandscape.problems import labels_from_counts as labels_from_counts
 from sclandscape.problems import step_counts as step_counts
+from sclandscape.progress import Progress as Progress
 from sclandscape.results import load_scan as load_scan
 from sclandscape.results import run_scan as run_scan
+from sclandscape.results import summarize as summarize
 from sclandscape.scanner import ScanSettings as ScanSettings
 from sclandscape.scanner import scan as scan
 from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
@@ -55,12 +61,16 @@ __all__ = [
     "CriticalSettings",
     "GlobalOptimum",
     "Problem",
+    "Progress",
     "ScanSettings",
     "Status",
     "balanced_counts",
     "balanced_optimum_loss",
     "certificate",
     "certificate_streaming",
+    "check_gradient",
+    "check_hessian",
+    "class_mean_gram",
     "classify",
     "escape_direction",
     "find_critical",
@@ -78,5 +88,7 @@ __all__ = [
     "sc_loss_streaming",
     "scan",
     "step_counts",
+    "step_geometry",
     "step_optimum",
+    "summarize",
 ]

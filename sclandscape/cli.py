@@ -1,4 +1,4 @@
-"""Command line: ``sclandscape scan | optimum | demo | hessian | plot | sweep | saddles``.
+"""Command line: ``sclandscape scan | optimum | hessian | plot | sweep | saddles | path | slice | demo``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Argument parsing imports neither JAX nor the numerical modules:
@@ -16,7 +16,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 
 
 class _UsageError(Exception):
@@ -28,8 +27,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every real default; options without one (``None``) and flags (``False``) say nothing."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _HelpFormatter(prog, max_help_position=32)
 
 
 # --------------------------------------------------------------------------
@@ -131,6 +139,7 @@ def _settings(args):
         max_steps=args.max_steps,
         x64=args.x64,
         slots=args.slots,
+        **_optimizer_settings(args),
     )
 
 
@@ -138,27 +147,33 @@ def _note(line: str) -> None:
     print(f"sclandscape: note: {line}", file=sys.stderr, flush=True)
 
 
-def _progress(quiet: bool):
-    from sclandscape import interrupts
+def _optimizer_settings(args) -> dict:
+    """``optimizer``, ``learning_rate``, ``momentum``, ``polish`` from ``scan``'s options (checked)."""
+    name = getattr(args, "optimizer", "lbfgs")
+    fields = {}
+    if name != "lbfgs":
+        fields["optimizer"] = name
+    if getattr(args, "learning_rate", None) is not None:
+        if name == "lbfgs":
+            raise ValueError("--learning-rate applies to --optimizer adam or sgd (L-BFGS sets its own steps)")
+        fields["learning_rate"] = args.learning_rate
+    if getattr(args, "momentum", None) is not None:
+        if name != "sgd":
+            raise ValueError("--momentum applies to --optimizer sgd only")
+        fields["momentum"] = args.momentum
+    if getattr(args, "no_polish", False):
+        fields["polish"] = False
+    return fields
 
-    display = not quiet and sys.stderr.isatty()
-    start = time.monotonic()
-    first = []
 
-    def report(done, total):
-        interrupts.progress(done, total, drawn=display and done < total)
-        if not display:
-            return
-        if not first:
-            first.append(done)
-        elapsed = time.monotonic() - start
-        rate = (done - first[0]) / elapsed if elapsed > 0 else 0.0
-        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
-        bar = "#" * int(30 * done / total)
-        end = "\n" if done >= total else ""
-        print(f"\r[{bar:<30}] {done}/{total} runs, ETA {eta}   ", end=end, file=sys.stderr, flush=True)
+def _progress(quiet: bool, label: str = "scan"):
+    """The progress display of a long command (``sclandscape.progress``): a bar on a terminal or in a
+    notebook, plain lines when stderr goes to a file, nothing with ``--quiet``. Use with ``with``."""
+    from sclandscape import interrupts, progress
 
-    return report
+    shown = progress.display(label, quiet=quiet)
+    shown.observers.append(lambda done, total: interrupts.progress(done, total, drawn=shown.mode == "bar"))
+    return shown
 
 
 def _enable_x64() -> None:
@@ -212,6 +227,13 @@ def _print_summary(summary: dict, out: str) -> None:
             what += f", a saddle of index {m['lifted_index']} at d + 1"
         gap = f"gap {m['gap']:.2e}" if attainable else f"{m['gap_to_lowest']:.2e} above the lowest found"
         print(f"  minimum at L = {m['loss']:.6f} ({gap}): {m['count']} runs, {what}")
+    fo = summary.get("first_order")
+    if fo:
+        print(
+            f"  {fo['optimizer']} itself (before {'the polish' if fo['polished'] else 'no polish'}): "
+            f"{fo['n_at_optimum']} of {summary['n_inits']} runs at L* within their gap tolerance, "
+            f"median |grad| {fo['median_grad_norm']:.1e}, median gap {fo['median_gap']:.2e}"
+        )
     print(f"results in {out}")
 
 
@@ -255,17 +277,18 @@ def _cmd_scan(args) -> int:
     interrupts.expect("rerun with --resume")
     _join_processes(args)
     _enable_x64()
-    summary = results.run_scan(
-        problem,
-        args.inits,
-        args.seed,
-        settings,
-        args.out,
-        resume=args.resume,
-        keep_embeddings=args.save_embeddings,
-        progress=_progress(args.quiet),
-        log=_note,
-    )
+    with _progress(args.quiet, "scan") as progress:
+        summary = results.run_scan(
+            problem,
+            args.inits,
+            args.seed,
+            settings,
+            args.out,
+            resume=args.resume,
+            keep_embeddings=args.save_embeddings,
+            progress=progress,
+            log=_note,
+        )
     _print_summary(summary, args.out)
     return 0
 
@@ -311,19 +334,22 @@ def _cmd_demo(args) -> int:
         folders.append(out)
         print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
         settings = scanner.ScanSettings(tol=1e-9, x64=True, slots=64)
-        summary = results.run_scan(
-            problems.Problem(counts, dim, tau),
-            args.inits,
-            0,
-            settings,
-            out,
-            resume=True,
-            progress=_progress(args.quiet),
-            log=_note,
-        )
+        with _progress(args.quiet, f"demo case {i}") as progress:
+            summary = results.run_scan(
+                problems.Problem(counts, dim, tau),
+                args.inits,
+                0,
+                settings,
+                out,
+                resume=True,
+                progress=progress,
+                log=_note,
+            )
         _print_summary(summary, out)
-        results.hessian_spectra(out)
-        report.plot_results(out)
+        with _progress(args.quiet, f"demo case {i}: hessian") as progress:
+            results.hessian_spectra(out, progress=progress)
+        with _progress(args.quiet, f"demo case {i}: plot") as progress:
+            report.plot_results(out, progress=progress)
         print(f"report: {os.path.join(out, 'report.md')}")
     # the two regimes side by side (d >= k - 1 beside d < k - 1), read back from the two folders
     for path in report.write_comparison(folders, args.out):
@@ -335,9 +361,41 @@ def _cmd_demo(args) -> int:
 # hessian
 
 
+def _cmd_curvature(args) -> int:
+    from sclandscape import curvature
+
+    runs = _parse_runs(args.runs)
+    _enable_x64()
+    with _progress(args.quiet, "hessian") as progress:
+        record = curvature.scan_curvature(
+            args.dir,
+            runs,
+            trace=args.trace,
+            spectrum=args.density,
+            trace_probes=args.trace_probes,
+            num_probes=args.probes,
+            num_iter=args.lanczos_steps,
+            formats=args.formats,
+            progress=progress,
+        )
+    header = f"{'run':>6} {'kind':<13} {'loss':>14} {'n(d-1)':>8}"
+    print(header + (f" {'trace':>12} {'+-':>9}" if args.trace else ""))
+    for e in record["runs"]:
+        line = f"{e['run']:>6} {e['kind']:<13} {e['loss']:>14.8f} {e['n_tangent']:>8}"
+        if args.trace:
+            line += f" {e['trace']:>12.6g} {e['trace_stderr']:>9.2g}"
+        print(line)
+    print(f"curvature: {os.path.join(args.dir, 'hessian', 'curvature.json')}")
+    for path in record.get("figures", []):
+        print(os.path.join(args.dir, path))
+    return 0
+
+
 def _cmd_hessian(args) -> int:
     from sclandscape import results
 
+    if args.density or args.trace:
+        return _cmd_curvature(args)
     runs = None
     if args.runs:
         try:
@@ -345,7 +403,8 @@ def _cmd_hessian(args) -> int:
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
     _enable_x64()
-    path = results.hessian_spectra(args.dir, runs)
+    with _progress(args.quiet, "hessian") as progress:
+        path = results.hessian_spectra(args.dir, runs, progress=progress)
     data = results.read_npz(path)
     header = ("run", "point", "kind", "index", "lambda_min", "zeros(pred)", "loss")
     print("{:>6} {:>5} {:<13} {:>5} {:>12} {:>11} {:>14}".format(*header))
@@ -463,10 +522,12 @@ def _cmd_plot(args) -> int:
     if not os.path.isdir(args.dir):
         raise ValueError(f"{args.dir} is not a folder")
     _enable_x64()
-    if os.path.exists(os.path.join(args.dir, "sweep.json")):
-        written = sweep.plot_sweep(args.dir, args.formats)
-    else:
-        written = report.plot_results(args.dir, args.formats)
+    with _progress(args.quiet, "plot") as progress:
+        if os.path.exists(os.path.join(args.dir, "sweep.json")):
+            progress.phase("drawing", "the phase map")
+            written = sweep.plot_sweep(args.dir, args.formats)
+        else:
+            written = report.plot_results(args.dir, args.formats, progress=progress)
     for path in written:
         print(path)
     return 0
@@ -508,18 +569,19 @@ def _cmd_sweep(args) -> int:
     settings = _settings(args)
     interrupts.expect("rerun the same sweep command to continue it", "runs of the current cell")
     _enable_x64()
-    state = sweep.run_sweep(
-        problem,
-        grid,
-        args.inits,
-        args.out,
-        seed=args.seed,
-        settings=settings,
-        step=step,
-        formats=args.formats,
-        progress=_progress(args.quiet),
-        log=print,
-    )
+    with _progress(args.quiet, "sweep") as progress:
+        state = sweep.run_sweep(
+            problem,
+            grid,
+            args.inits,
+            args.out,
+            seed=args.seed,
+            settings=settings,
+            step=step,
+            formats=args.formats,
+            progress=progress,
+            log=print,
+        )
     print(f"sweep of {len(state['cells'])} cells in {args.out}: {os.path.join(args.out, 'sweep.json')}")
     for path in state["figures"]:
         print(os.path.join(args.out, path))
@@ -561,7 +623,8 @@ def _cmd_saddles(args) -> int:
     _check_new_folder(args.out)
     interrupts.expect("rerun into a new or empty --out")
     _enable_x64()
-    summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings)
+    with _progress(args.quiet, "saddles") as progress:
+        summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings, progress=progress)
     figures = []
     if summary["entries"]:
         fig = saddles.catalogue_figure(summary)
@@ -597,6 +660,89 @@ def _cmd_saddles(args) -> int:
 
 
 # --------------------------------------------------------------------------
+# path
+
+
+def _parse_runs(text: str | None, count: int | None = None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        runs = [int(r) for r in text.split(",")]
+    except ValueError:
+        raise _UsageError(f"--runs must be comma-separated run indices, got {text!r}") from None
+    if count is not None and len(runs) != count:
+        raise _UsageError(f"--runs takes {count} run indices, got {len(runs)}")
+    return runs
+
+
+def _cmd_path(args) -> int:
+    from sclandscape import paths
+
+    runs = _parse_runs(args.runs, 2)
+    settings = paths.PathSettings(images=args.images, max_iter=args.max_iter)
+    _enable_x64()
+    with _progress(args.quiet, "path") as progress:
+        state = paths.scan_paths(
+            args.dir,
+            runs,
+            settings=settings,
+            max_pairs=args.max_pairs,
+            formats=args.formats,
+            progress=progress,
+        )
+    print(
+        f"{'from':>6} {'to':>6} {'L(from)':>12} {'L(to)':>12} {'barrier':>10} {'saddle L':>12} index connects"
+    )
+    for e in state["paths"]:
+        print(
+            f"{e['from']:>6} {e['to']:>6} {e['from_loss']:>12.6f} {e['to_loss']:>12.6f} "
+            f"{e['barrier']:>10.4g} {e['saddle_loss']:>12.6f} {e['saddle_index']:>5} "
+            f"{'yes' if e['connects'] else 'NO':>8}"
+        )
+        if e["intermediate_minima"]:
+            print(f"{'':>14}through intermediate minima at L = {e['intermediate_minima']}")
+    print(f"paths: {os.path.join(args.dir, 'paths.json')}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# slice
+
+
+def _cmd_slice(args) -> int:
+    from sclandscape import slices
+
+    directions = [d.strip() for d in args.directions.split(",") if d.strip()]
+    _enable_x64()
+    with _progress(args.quiet, "slice") as progress:
+        record = slices.scan_slice(
+            args.dir,
+            run=args.run,
+            minimum=args.minimum,
+            directions=directions,
+            surface=args.surface,
+            extent=args.extent,
+            points=args.points,
+            formats=args.formats,
+            progress=progress,
+        )
+    what = "2-D slice" if record["surface"] else "1-D slices"
+    print(f"{what} around run {record['point']} (L = {record['loss']:.6f})")
+    for d in record["directions"]:
+        notes = []
+        if d["eigenvalue"] is not None:
+            notes.append(f"eigenvalue {d['eigenvalue']:.4g}")
+        if d["distance"] is not None:
+            notes.append(
+                f"the other point at step {d['distance']:.4g}" + ("" if d["exact"] else " (not on the slice)")
+            )
+        print(f"  {d['name']}" + (": " + ", ".join(notes) if notes else ""))
+    for path in record["files"]:
+        print(os.path.join(args.dir, path))
+    return 0
+
+
+# --------------------------------------------------------------------------
 # The parser
 
 
@@ -614,6 +760,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan in --out")
     p.add_argument("--save-embeddings", action="store_true", help="store the final H of every run")
+    g = p.add_argument_group("first-order optimiser (does the optimiser you train with reach L*?)")
+    g.add_argument(
+        "--optimizer",
+        choices=("lbfgs", "adam", "sgd"),
+        default="lbfgs",
+        help="first-order phase; adam and sgd (optax) re-normalise the rows after every step",
+    )
+    g.add_argument("--learning-rate", type=float, help="of adam / sgd (default 0.01)")
+    g.add_argument("--momentum", type=float, help="of sgd, heavy ball, 0 for none (default 0.9)")
+    g.add_argument(
+        "--no-polish",
+        action="store_true",
+        help="judge the point the optimiser reached as it is (no float64 L-BFGS / trust-region polish; "
+        "the run must reach --tol itself)",
+    )
     g = p.add_argument_group("several processes (jax.distributed)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="share the scan: jax.distributed coordinator")
     g.add_argument("--num-processes", type=int, metavar="N", help="processes sharing the scan")
@@ -634,14 +795,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_classify)
 
-    p = command("hessian", "full Hessian spectra of chosen runs of a finished scan")
+    p = command(
+        "hessian",
+        "Hessian spectra of chosen runs of a finished scan: full (n(d-1) <= 3000), or the trace and "
+        "the spectral density at any size",
+    )
     p.add_argument("dir", help="a finished scan folder")
     p.add_argument("--runs", help="comma-separated run indices (default: every distinct critical point)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    g = p.add_argument_group("matrix-free, any size (instead of the full spectra)")
+    g.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
+    g.add_argument(
+        "--trace", action="store_true", help="trace by Hutchinson's estimator, with its standard error"
+    )
+    g.add_argument("--trace-probes", type=int, default=64, help="Rademacher probes of the trace")
+    g.add_argument("--probes", type=int, default=4, help="Rademacher probes of the density")
+    g.add_argument("--lanczos-steps", type=int, default=80, help="Lanczos steps per density probe")
+    g.add_argument("--formats", type=_parse_formats, default=("png",), help="of the density figures")
     p.set_defaults(func=_cmd_hessian)
 
     p = command("plot", "(re)draw the figures and report.md of a finished scan or sweep")
     p.add_argument("dir", metavar="DIR", help="a folder written by `sclandscape scan` or `sclandscape sweep`")
     p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="comma-separated formats")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_plot)
 
     p = command("sweep", "one scan per cell of a grid over d, tau or the STEP ratio R, and the phase map")
@@ -667,7 +843,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-escape", action="store_true", help="skip the descents from the saddles")
     p.add_argument("--formats", type=_parse_formats, default=("png", "pdf"), help="of the figure")
     p.add_argument("--out", required=True, help="results folder (must be new or empty)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_saddles)
+
+    p = command("path", "minimum-energy paths between the minima of a finished scan: barriers and saddles")
+    p.add_argument("dir", metavar="DIR", help="a finished scan folder (best with --save-embeddings)")
+    p.add_argument(
+        "--runs", metavar="I,J", help="the path between these two runs (default: every pair of minima)"
+    )
+    p.add_argument("--images", type=int, default=17, help="images on the string, endpoints included")
+    p.add_argument("--max-iter", type=int, default=4000, help="string iterations per string")
+    p.add_argument("--max-pairs", type=int, default=10, help="at most this many pairs of distinct minima")
+    p.add_argument("--formats", type=_parse_formats, default=("png",), help="of the figures")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_path)
+
+    p = command("slice", "1-D and 2-D loss slices around a run or a minimum of a finished scan")
+    p.add_argument("dir", metavar="DIR", help="a finished scan folder (best with --save-embeddings)")
+    p.add_argument("--run", type=int, help="around this run (default: the lowest distinct minimum)")
+    p.add_argument("--minimum", type=int, help="around this distinct minimum (0 = lowest loss)")
+    p.add_argument(
+        "--directions",
+        default="escape,random",
+        help="comma-separated: eig:K (K-th Hessian eigenvector, symmetry modes removed), escape, "
+        "random[:SEED], minimum:M or run:J (towards another minimum or run)",
+    )
+    p.add_argument("--surface", action="store_true", help="one 2-D slice along two directions")
+    p.add_argument("--extent", type=float, help="grid over [-extent, extent] (default: from each direction)")
+    p.add_argument("--points", type=int, help="grid points per axis (default 101, or 41 for --surface)")
+    p.add_argument("--formats", type=_parse_formats, default=("png",), help="of the figure")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_slice)
 
     p = command("demo", "run the default demonstration scans and their reports")
     p.add_argument("--out", default="sclandscape-demo", help="results folder")

@@ -11,6 +11,11 @@ as the trial of an Armijo backtracking search; ``lbfgs_init`` /
 scan, its polish, the variants and the saddle catalogue all use it), with
 the stopping rules and status of every run.
 
+**Optimisers people train with.** ``optax_init`` / ``optax_steps`` run
+optax's adam or sgd (``OPTIMIZERS``, ``optax_transform``) on the same
+``f(rownormalise(x))``, the rows re-normalised after every step, with the same
+stopping rules and status codes as the L-BFGS driver (``scan --optimizer``).
+
 **Trust regions.** ``trust_region`` is the Riemannian trust-region method
 with a truncated conjugate-gradient (Steihaug-Toint) inner solver (Absil,
 Baker & Gallivan, "Trust-region methods on Riemannian manifolds", FoCM 2007;
@@ -274,6 +279,101 @@ def lbfgs_minimise(f, x0, *, tol, max_steps: int, memory: int = 10, patience: in
         lambda s: lbfgs_steps(f, s, 1, tol=tol, max_steps=max_steps, memory=memory, patience=patience),
         run,
     )
+
+
+# --------------------------------------------------------------------------
+# First order: the optimisers people train with (optax adam / sgd), projected on OB(n, d)
+
+#: First-order optimisers a scan can run: ``lbfgs`` (the default, above) and two optax ones.
+OPTIMIZERS = ("lbfgs", "adam", "sgd")
+
+
+def optax_transform(name: str, learning_rate: float, momentum: float = 0.0):
+    """``optax.adam(learning_rate)`` or ``optax.sgd(learning_rate, momentum)`` (heavy ball; none at 0)."""
+    if name == "adam":
+        return optax.adam(learning_rate)
+    if name == "sgd":
+        return optax.sgd(learning_rate, momentum=momentum if momentum > 0 else None)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd' here, got {name!r}")
+
+
+class OptaxRun(NamedTuple):
+    """One run of an optax optimiser on ``f(rownormalise(x))`` (a leading runs axis when vmapped).
+
+    The fields shared with ``LBFGSRun`` (``x``, ``value``, ``grad_norm``,
+    ``steps``, ``status``, ``mark``, ``since``) mean the same; ``x`` is the
+    point evaluated last, frozen once the run ends.
+    """
+
+    x: jax.Array
+    opt_state: optax.OptState
+    value: jax.Array
+    grad_norm: jax.Array
+    steps: jax.Array
+    status: jax.Array
+    mark: jax.Array
+    since: jax.Array
+
+
+def optax_init(x, transform) -> OptaxRun:
+    """A fresh run of the optax ``transform`` from ``x`` (unit rows)."""
+    inf = jnp.asarray(jnp.inf, x.dtype)
+    zero = jnp.zeros((), jnp.int32)
+    return OptaxRun(x, transform.init(x), inf, inf, zero, -jnp.ones((), jnp.int32), inf, zero)
+
+
+def optax_steps(
+    f,
+    run: OptaxRun,
+    num_steps: int,
+    transform,
+    *,
+    tol,
+    max_steps: int,
+    patience: int = 0,
+    patience_zone: float = 10.0,
+) -> OptaxRun:
+    """Advance a run by ``num_steps`` evaluations of ``f(rownormalise(x))``, projected (frozen once finished).
+
+    Each step evaluates the loss and its gradient at the unit-norm ``x`` (the
+    Euclidean gradient of ``f(rownormalise(x))`` there *is* the Riemannian
+    gradient), judges that point, and, while the run goes on, moves to
+    ``rownormalise(x + u)`` with ``u`` the optax update (Adam's moments and
+    SGD's momentum are kept in ambient coordinates: ``u`` mixes tangent vectors
+    of past points, and the row normalisation retracts the step onto
+    ``OB(n, d)``). Stopping rules and status exactly as ``lbfgs_steps``:
+    ``CONVERGED`` at ``|grad| <= tol`` (or, ``patience > 0``, within
+    ``patience_zone * tol`` without halving for ``patience`` evaluations),
+    ``MAX_STEPS``, ``NON_FINITE``; an optax optimiser never ``STALLED``.
+    """
+    cost = lambda x: f(normalize_rows(x))  # noqa: E731
+
+    def step(_, s: OptaxRun):
+        value, grad = jax.value_and_grad(cost)(s.x)
+        gnorm = jnp.linalg.norm(grad)
+        finite = jnp.isfinite(value) & jnp.isfinite(gnorm)
+        evals = s.steps + 1
+        halved = gnorm <= s.mark / 2
+        mark = jnp.where(halved, gnorm, s.mark)
+        since = jnp.where(halved, 0, s.since + 1)
+        stuck = (patience > 0) & (gnorm <= patience_zone * tol) & (since >= patience)
+        status = run_status(finite, (gnorm <= tol) | stuck, False, evals >= max_steps)
+        updates, opt_state = transform.update(grad, s.opt_state, s.x)
+        x = jnp.where(status == -1, normalize_rows(s.x + updates), s.x)
+        running = s.status == -1
+        keep = lambda new, old: jnp.where(running, new, old)  # noqa: E731
+        return OptaxRun(
+            keep(x, s.x),
+            jax.tree.map(keep, opt_state, s.opt_state),
+            keep(value, s.value),
+            keep(gnorm, s.grad_norm),
+            keep(evals, s.steps),
+            keep(status, s.status),
+            keep(mark, s.mark),
+            keep(since, s.since),
+        )
+
+    return jax.lax.fori_loop(0, num_steps, step, run)
 
 
 # --------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import re
 import numpy as np
 
 from sclandscape import metrics, plots, problems, results
+from sclandscape import progress as progress_lib
 
 MINIMA = results.MINIMA
 
@@ -334,13 +335,15 @@ def remove_stale_figures(out: str, keep) -> list[str]:
     return removed
 
 
-def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3) -> list[str]:
+def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3, progress=None) -> list[str]:
     """Draw the figures of the finished scan in ``out`` into ``out/figures/`` and write ``out/report.md``.
 
     Args:
       out: a folder written by ``results.run_scan`` (or ``sclandscape scan``).
       formats: file formats, from ``plots.FORMATS``.
       max_minima: Gram figures for at most this many distinct minima (lowest loss first).
+      progress: ``progress(done, total, phase, detail)`` (``sclandscape.progress``):
+        phases ``loading`` (and recomputing embeddings), ``drawing``, ``writing``.
 
     Returns the written paths (figures, then ``report.md``). Figure files of
     an earlier call that the new report does not link are removed
@@ -351,10 +354,13 @@ def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3) -> li
     formats = _check_formats(formats)
     if isinstance(max_minima, bool) or not isinstance(max_minima, int) or max_minima < 0:
         raise ValueError(f"max_minima must be an integer >= 0, got {max_minima!r}")
+    progress = progress_lib.adapt(progress) or (lambda *a: None)
+    progress(None, None, "loading", out)
     scan_data = results.load_scan(out)
     figures, skipped = _figures(out, scan_data, max_minima)
     written, drawn = [], []
-    for name, build, caption in figures:
+    for done, (name, build, caption) in enumerate(figures):
+        progress(done, len(figures), "drawing", name)
         try:
             fig = build()
         except ValueError as err:  # the data cannot make this figure (e.g. no converged run)
@@ -367,6 +373,7 @@ def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3) -> li
             written.append(path)
             files.append(f"figures/{name}.{fmt}")
         drawn.append((name, caption, files))
+    progress(len(figures), len(figures), "writing", "report.md")
     report = os.path.join(out, "report.md")
     results.write_atomic(report, markdown_report(scan_data, drawn, skipped).encode())
     written.append(report)

@@ -72,6 +72,7 @@ from sclandscape import (
     streaming,
     verdict,
 )
+from sclandscape import progress as progress_lib
 
 
 class ResultsError(ValueError):
@@ -737,7 +738,10 @@ def run_scan(
     without ``resume``, a ``resume`` whose config differs from the one on disk
     (every differing field named; the ``execution`` settings may differ), and a
     folder another scan is writing (``FolderLock``; held for the whole run).
-    ``progress(done, total)`` is called as this process's runs finish;
+    ``progress(done, total, phase, detail)`` (or a callable of the first two or
+    three of those; ``sclandscape.progress``) is called as this process's runs
+    finish and at each phase change (``compiling``, ``first order``,
+    ``polish``, ``classification``, ``writing``);
     ``log(line)`` gets notes on what was repaired (leftover lock records,
     a damaged ``runs.npz`` rebuilt, duplicate runs dropped).
 
@@ -754,6 +758,7 @@ def run_scan(
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     seed = problems.check_seed(seed)
+    progress = progress_lib.adapt(progress)
     p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
@@ -812,7 +817,10 @@ def run_scan(
         finished = len(share) - len(todo)
         if progress:
             progress(finished, len(share))
+            runner.on_phase = lambda phase, detail=None: progress(finished, len(share), phase, detail)
         for seq, part in enumerate(runner.results(todo)):
+            if progress:
+                progress(finished, len(share), "writing", f"{part['run'].size} runs")
             name = f"{prefix}{seq:05d}.npz"
             write_points(out, name, part.pop("points"))  # before the chunk: a chunk implies its points
             write_npz(os.path.join(chunks, name), part)
@@ -824,6 +832,8 @@ def run_scan(
             _wait(
                 f"the other processes' runs in {out}", lambda: _runs_present(out, n_inits, seen), wait_timeout
             )
+        if progress:
+            progress(finished, len(share), "writing", "runs.npz and summary.json")
         merged = merge_runs(out, n_inits)
         if merged.missing.size:
             raise ResultsError(
@@ -1146,6 +1156,16 @@ def summarize(
     decided = np.asarray(rec.get("decided_by", np.full(kind.size, "")))
     counts = {k: int(np.sum(kind == k)) for k in metrics.KINDS}
     n_inits = int(rec["run"].size)
+    extra = {}
+    if "first_order_loss" in rec:  # adam / sgd scans: where the optimiser itself got, before the polish
+        fo_gap = np.asarray(rec["first_order_loss"]) - global_loss
+        extra["first_order"] = {
+            "optimizer": settings.optimizer,
+            "n_at_optimum": int(np.sum(np.abs(fo_gap) <= np.asarray(rec["first_order_gap_tol"]))),
+            "median_grad_norm": float(np.median(rec["first_order_grad_norm"])),
+            "median_gap": float(np.median(fo_gap)),
+            "polished": bool(settings.polish),
+        }
     summary = {
         "n_inits": n_inits,
         "global_loss": float(global_loss),
@@ -1171,6 +1191,7 @@ def summarize(
             "gtol": settings.gtol_factor * settings.tol,
             "group_atol": settings.group_atol,
         },
+        **extra,
     }
     if global_rank is not None:
         summary["global_rank"] = int(global_rank)
@@ -1339,7 +1360,7 @@ def embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
     return found, notes
 
 
-def hessian_spectra(out: str, run_indices=None) -> str:
+def hessian_spectra(out: str, run_indices=None, *, progress=None) -> str:
     """Full Riemannian Hessian spectra into ``out/hessian/spectra.npz``: the distinct points, or chosen runs.
 
     Default: every distinct critical point of the scan (``points.npz``,
@@ -1349,8 +1370,10 @@ def hessian_spectra(out: str, run_indices=None) -> str:
     point), ``points``, ``eigenvalues`` ``(r, n(d-1))`` ascending,
     ``n_zero_predicted``, ``kind``, ``index``, ``lambda_min``, ``tol`` and
     ``loss`` (the scan's verdict on each point); it is written atomically.
+    ``progress``: as in ``run_scan`` (phases ``spectra``, ``writing``).
     Returns its path. Raises ``ValueError`` (one line) on bad input.
     """
+    progress = progress_lib.adapt(progress) or (lambda *a: None)
     data = load_scan(out)
     runs, problem, points = data["runs"], data["problem"], data.get("points") or {}
     N = problem.n * (problem.dim - 1)
@@ -1392,6 +1415,7 @@ def hessian_spectra(out: str, run_indices=None) -> str:
             "loss": np.asarray(runs["loss"])[rows],
             "n_zero_predicted": np.asarray(runs["hess_n_zero_predicted"])[rows],
         }
+    progress(0, H.shape[0], "spectra", f"dense, n(d-1) = {N}")
     with precision.float64():
         eigs = np.asarray(hessian.riemannian_hessian_eigs(H, problem.labels, problem.tau))
         if np.any(fields["n_zero_predicted"] < 0):  # runs judged without a spectrum: the symmetry count
@@ -1410,6 +1434,7 @@ def hessian_spectra(out: str, run_indices=None) -> str:
         "tol": np.asarray(fields["tol"], np.float64),
         "loss": np.asarray(fields["loss"], np.float64),
     }
+    progress(H.shape[0], H.shape[0], "writing")
     path = os.path.join(out, "hessian", "spectra.npz")
     write_npz(path, arrays)
     return path

@@ -72,6 +72,7 @@ from sclandscape import (
     scanner,
     verdict,
 )
+from sclandscape import progress as progress_lib
 from sclandscape.optim import Status
 
 #: Partitions of the classes are enumerated for at most this many classes.
@@ -469,7 +470,13 @@ def _endpoint(loss, kind, index, status, global_loss, match) -> dict:
     }
 
 
-def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSettings = CatalogueSettings()):
+def catalogue(
+    problem: problems.Problem,
+    *,
+    seed: int = 0,
+    settings: CatalogueSettings = CatalogueSettings(),
+    progress=None,
+):
     """The distinct critical points found from every construction and random start.
 
     Returns ``(summary, H)``: ``summary`` is the content of ``catalogue.json`` (``problem``,
@@ -480,9 +487,16 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
     attempts that reached it), ``count``, ``moved``, ``class_mean_products`` and, for saddles, ``escape``:
     the eigenvalue and the endpoint of a descent from each side (``plus``, ``minus``: loss, gap,
     kind, index and the matching ``entry`` id when the endpoint is in the catalogue)); ``H`` is
-    ``(entries, n, d)`` in catalogue order.
+    ``(entries, n, d)`` in catalogue order. ``progress(done, total, phase, detail)``
+    (``sclandscape.progress``) hears the phases ``critical points``, ``deduplication``
+    and ``escape descents``.
     """
+    progress = progress_lib.adapt(progress) or (lambda *a: None)
+    progress(
+        None, None, "critical points", f"{len(attempts(problem, settings))} attempts: finder, classification"
+    )
     found = find_critical_points(problem, seed=seed, settings=settings)
+    progress(None, None, "deduplication")
     L_star = found["global_loss"]
     ok = np.flatnonzero(found["kind"] != "not_converged")
     # Sort by loss, then prefer symmetric constructions, then those the finder moved least.
@@ -539,6 +553,7 @@ def catalogue(problem: problems.Problem, *, seed: int = 0, settings: CatalogueSe
         )
     saddles = [e for e, entry in enumerate(entries) if entry["kind"] == "saddle"]
     if settings.escape and saddles:
+        progress(None, None, "escape descents", f"{len(saddles)} saddles, both sides")
         with precision.float64():
             desc = descend_from_saddles(
                 H[saddles], labels, problem.tau, settings, L_star, key=jax.random.key(seed + 1)

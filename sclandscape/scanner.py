@@ -17,7 +17,10 @@ One run is a pure function of ``(key, problem, settings)``:
    (measured, 10 classes of 10 in ``d = 16``, 256 runs to ``|grad| <= 1e-3``:
    median 56 evaluations at ``tau = 0.1``, 538 at ``0.02``, 27-40 at 1-10;
    12x faster than optax's zoom line search, which synchronised every run
-   on the batch's slowest search, ~22 evaluations per step).
+   on the batch's slowest search, ~22 evaluations per step). Or, to ask
+   whether the optimisers networks are trained with reach ``L*``, optax's
+   adam or sgd on the same ``f`` (``OptimiseSettings.optimizer``,
+   ``optim.optax_steps``).
 3. Polish, in float64: once ``|grad| <= polish_from`` (or, below ten times
    that, when float32 rounding stops progress: ``polish_patience``) the same
    L-BFGS continues in float64 for up to ``polish_steps`` evaluations (1e-4
@@ -73,6 +76,7 @@ from sclandscape import (
     streaming,
     verdict,
 )
+from sclandscape import progress as progress_lib
 from sclandscape.optim import Status
 
 STREAM_BLOCK = 128  # tiles of 128 x 128 per run: small enough for many runs under vmap
@@ -99,6 +103,18 @@ class OptimiseSettings:
       polish_iters: trust-region iterations allowed in the polish after them.
       x64: run the first-order phase in float64 (the polish and the records
         always run in float64).
+      optimizer: the first-order optimiser (``optim.OPTIMIZERS``): ``"lbfgs"``
+        (Riemannian L-BFGS with one-evaluation Armijo steps, the default), or
+        ``"adam"`` / ``"sgd"`` (optax, ``learning_rate``; ``momentum`` for sgd,
+        heavy ball, 0 for none) on ``f(rownormalise(H))``, the rows
+        re-normalised after every step (``optim.optax_steps``). Same stopping
+        rule, status codes, polish and classification. Scans with adam or sgd
+        also record, in float64, the loss, gradient norm and gap of the point
+        the optimiser itself reached (``first_order_*``), before any polish;
+        with ``polish=False`` the recorded point *is* that point.
+      learning_rate, momentum: of adam / sgd (ignored by lbfgs, and not
+        recorded in ``to_json`` for it, so that the default settings keep
+        their identity).
     """
 
     tol: float = 1e-5
@@ -109,13 +125,28 @@ class OptimiseSettings:
     polish_steps: int = 100
     polish_iters: int = 200
     x64: bool = False
+    optimizer: str = "lbfgs"
+    learning_rate: float = 1e-2
+    momentum: float = 0.9
 
     def __post_init__(self):
         problems.check_fields(
             self,
-            positive=("tol", "polish_from"),
+            positive=("tol", "polish_from", "learning_rate"),
+            nonnegative=("momentum",),
             integers={"max_steps": 1, "polish_patience": 1, "polish_steps": 1, "polish_iters": 1},
+            choices={"optimizer": optim.OPTIMIZERS},
         )
+        if not self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+
+    def to_json(self) -> dict:
+        """The fields; ``learning_rate``/``momentum`` and ``optimizer`` only when it is not L-BFGS."""
+        data = dataclasses.asdict(self)
+        if self.optimizer == "lbfgs":
+            for name in ("optimizer", "learning_rate", "momentum"):
+                del data[name]
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +242,12 @@ class ScanSettings:
         raise AttributeError(f"ScanSettings has no setting {name!r}")
 
     def to_json(self) -> dict:
-        return {group: dataclasses.asdict(getattr(self, group)) for group in _GROUPS}
+        return {
+            group: getattr(self, group).to_json()
+            if hasattr(getattr(self, group), "to_json")
+            else dataclasses.asdict(getattr(self, group))
+            for group in _GROUPS
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> ScanSettings:
@@ -251,19 +287,38 @@ def _switch(settings: ScanSettings) -> float:
     return max(settings.polish_from if settings.polish else settings.tol, settings.tol)
 
 
-def first_order_init(H, labels, tau) -> optim.LBFGSRun:
-    """A fresh first-order run from ``H`` (``labels`` and ``tau`` for symmetry with the steps)."""
+def _transform(settings: ScanSettings):
+    return optim.optax_transform(settings.optimizer, settings.learning_rate, settings.momentum)
+
+
+def first_order_init(H, labels, tau, settings: ScanSettings | None = None):
+    """A fresh first-order run from ``H``: an ``optim.LBFGSRun`` (default), or an ``optim.OptaxRun``
+    for ``settings.optimizer`` adam / sgd (``labels`` and ``tau`` for symmetry with the steps)."""
     del labels, tau
+    if settings is not None and settings.optimizer != "lbfgs":
+        return optim.optax_init(H, _transform(settings))
     return optim.lbfgs_init(H, LBFGS_MEMORY)
 
 
-def first_order_steps(state: optim.LBFGSRun, labels, tau, settings: ScanSettings, num_steps: int):
-    """Advance one run by ``num_steps`` evaluations of L-BFGS with Armijo steps (frozen once finished).
+def first_order_steps(state, labels, tau, settings: ScanSettings, num_steps: int):
+    """Advance one run by ``num_steps`` evaluations of its optimiser (frozen once finished).
 
-    ``CONVERGED`` here means "ready to polish" (``|grad| <= polish_from``, or
-    float32 rounding has stopped the progress, ``polish_patience``).
+    L-BFGS with Armijo steps by default, adam / sgd (``optim.optax_steps``) when
+    ``settings.optimizer`` says so. ``CONVERGED`` here means "ready to polish"
+    (``|grad| <= polish_from``, or float32 rounding has stopped the progress,
+    ``polish_patience``).
     """
     cost = _loss_fn(labels, tau, streams(labels.shape[0], settings))
+    if settings.optimizer != "lbfgs":
+        return optim.optax_steps(
+            cost,
+            state,
+            num_steps,
+            _transform(settings),
+            tol=_switch(settings),
+            max_steps=settings.max_steps,
+            patience=settings.polish_patience if settings.polish else 0,
+        )
     return optim.lbfgs_steps(
         cost,
         state,
@@ -315,7 +370,7 @@ def solve_one(H0, labels, tau, settings: ScanSettings):
     The same steps as the batched driver (first order until ``polish_from``,
     then the polish, here in ``H0``'s dtype); used to check loop == vmap.
     """
-    state = first_order_init(H0, labels, tau)
+    state = first_order_init(H0, labels, tau, settings)
     state = jax.lax.while_loop(
         lambda s: s.status < 0,
         lambda s: first_order_steps(s, labels, tau, settings, settings.chunk_steps),
@@ -442,7 +497,7 @@ class _Programs:
 
         def init_slots(indices):
             H = jax.vmap(lambda i: initial(key, i).astype(dtype))(indices)
-            state = jax.vmap(first_order_init, in_axes=(0, None, None))(H, labels, tau)
+            state = jax.vmap(first_order_init, in_axes=(0, None, None, None))(H, labels, tau, settings)
             # optax initialises some scalars as weakly typed; make them strong so that
             # the state from init and from a step have one signature (one compilation).
             return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), state)
@@ -504,6 +559,9 @@ class Scanner:
         self.problem = problem
         self.settings = settings
         self.keep_embeddings = keep_embeddings
+        #: ``on_phase(phase, detail)``, called as the scan moves between phases (``progress``).
+        self.on_phase: Callable[[str, str | None], None] | None = None
+        self._batches = 0
         self.key = key
         self.dtype = jnp.float64 if settings.x64 else jnp.float32
         self.sharding, self.n_devices = _device_mesh_sharding()
@@ -523,6 +581,10 @@ class Scanner:
         else:
             self._programs = _Programs(problem, key, settings, self._initial, self.dtype, self.sharding)
 
+    def _phase(self, name: str, detail: str | None = None) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name, detail)
+
     def _indices(self, values) -> jax.Array:
         return jax.device_put(jnp.asarray(np.asarray(values, np.int32)), self.sharding)
 
@@ -540,9 +602,11 @@ class Scanner:
         slot_run = np.full(S, -1, np.int64)
         first = [next(pending, -1) for _ in range(S)]
         slot_run[:] = first
+        self._phase("compiling")
         state = programs.init_slots(self._indices(np.maximum(slot_run, 0)))
         queue: list[tuple] = []
         exhausted = False
+        advanced = moved = 0
         while True:
             active = slot_run >= 0
             if not active.any():
@@ -550,6 +614,10 @@ class Scanner:
             state = programs.advance(state)
             status = np.asarray(state.status)
             finished = active & (status >= 0)
+            advanced += 1
+            if advanced == 1 or finished.any():
+                moved += int(finished.sum())
+                self._phase("first order", f"{moved} runs past it")
             if finished.any():
                 idx = np.flatnonzero(finished)
                 H = np.asarray(state.x)[idx]
@@ -567,6 +635,8 @@ class Scanner:
             if queued >= S or (queued and not (slot_run >= 0).any()):
                 yield self._complete(queue)
                 queue = []
+                if (slot_run >= 0).any():
+                    self._phase("first order", f"{moved} runs past it")
 
     def _blocks(self, fn, H, rows):
         """``fn`` on ``H[rows]`` in blocks of ``slots`` (the last padded: one compilation serves all)."""
@@ -606,7 +676,16 @@ class Scanner:
         with precision.float64():
             # The polish and the records run in float64 whatever the scan's dtype: near
             # convergence a float32 loss cannot resolve the trust-region ratio.
+            first = None
+            if self.settings.optimizer != "lbfgs":  # the optimiser's own point, before any polish
+                first = self._records(H)
+            # The first batch also compiles the polish and the records (no separate phase: they
+            # compile when first called).
+            note = f"{runs.size} runs" + ("" if self._batches else "; the first batch compiles it")
+            self._batches += 1
+            self._phase("polish", note)
             polish_iters, polish_evals = self._polish(H, status)
+            self._phase("classification", note)
             rec = self._records(H)
             out = {
                 "run": runs,
@@ -618,6 +697,16 @@ class Scanner:
             }
             new_points = self._judge(H, out)
         out["gap"] = out["loss"] - self.optimum.loss
+        if first is not None:
+            out["first_order_loss"] = first["loss"]
+            out["first_order_grad_norm"] = first["grad_norm"]
+            out["first_order_gap"] = first["loss"] - self.optimum.loss
+            # The gap tolerance of verdict.classify, at the optimiser's own point.
+            out["first_order_gap_tol"] = (
+                first["loss_rounding"]
+                + self.optimum.loss_error
+                + 2 * np.sqrt(self.problem.n) * first["grad_norm"]
+            )
         if self.keep_embeddings:
             out["H"] = H.astype(np.float64)
         order = np.argsort(runs)
@@ -815,6 +904,7 @@ def scan(
     settings: ScanSettings = ScanSettings(),
     *,
     keep_embeddings: bool = False,
+    progress=None,
 ) -> dict:
     """Optimise ``n_inits`` random initialisations of ``problem`` and return per-run records.
 
@@ -823,11 +913,22 @@ def scan(
     d)`` when ``keep_embeddings``), and ``points``: the distinct critical
     points found (a dict of arrays, ``H`` and the ``verdict`` fields), which
     each run's ``point`` indexes. For results on disk, resumable, use
-    ``sclandscape.results.run_scan``.
+    ``sclandscape.results.run_scan``. ``progress``: as ``run_scan``'s
+    (``sclandscape.progress``; e.g. ``sclandscape.Progress("scan")``).
     """
     problems.check_integer("n_inits", n_inits)
+    report = progress_lib.adapt(progress)
     scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
-    parts = list(scanner.results(range(int(n_inits))))
+    done, total = 0, int(n_inits)
+    if report:
+        report(done, total)
+        scanner.on_phase = lambda phase, detail=None: report(done, total, phase, detail)
+    parts = []
+    for part in scanner.results(range(total)):
+        parts.append(part)
+        done += part["run"].size
+        if report:
+            report(done, total)
     points = [p.pop("points") for p in parts]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["run"])

@@ -82,3 +82,23 @@ def test_hessian_command_stores_spectra_of_the_distinct_points(tmp_path, capsys)
     capsys.readouterr()
     assert cli.main(["hessian", out, "--runs", "99"]) == 2
     assert "runs must be indices of this scan" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_and_shows_defaults(capsys):
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = capsys.readouterr().out
+    assert {"path", "slice", "scan", "hessian"} <= set(sub.choices)
+    for name, command in sub.choices.items():
+        assert f"\n    {name} " in top, name
+        assert name in top.splitlines()[2] + top.splitlines()[3]  # the one-line summary names it too
+        text = " ".join(command.format_help().split())  # the wrapping undone
+        for action in command._actions:
+            if action.default not in (None, False) and action.option_strings and action.dest != "help":
+                assert f"(default: {action.default})" in text or f"(default: {action.default}" in text, (
+                    name,
+                    action.dest,
+                )
+        assert "(default: None)" not in text and "(default: False)" not in text

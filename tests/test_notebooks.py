@@ -39,3 +39,36 @@ def test_notebook_runs_at_tiny_size(name, tmp_path, monkeypatch):
         o for c in book.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
     ]
     assert images, "the notebook drew no figure"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_calls_only_the_public_api(name):
+    """Computation through ``import sclandscape as sc`` (names in ``__all__``); ``sclandscape.plots``
+    draws; anything else reads a folder the command line wrote."""
+    import ast
+
+    import sclandscape
+
+    book = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
+    code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    tree = ast.parse("\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%")))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sclandscape"):
+            assert node.module == "sclandscape" and [a.name for a in node.names] == ["plots"], ast.unparse(
+                node
+            )
+        if isinstance(node, ast.Import):
+            assert all(a.name == "sclandscape" for a in node.names if a.name.startswith("sclandscape"))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sc":
+            assert node.attr in sclandscape.__all__, f"sc.{node.attr} is not public"
+
+
+def test_colab_cell_installs_from_one_visible_source_and_only_on_colab():
+    book = nbformat.read(os.path.join(NOTEBOOKS, "02_colab_tpu.ipynb"), as_version=4)
+    first = next(c for c in book.cells if c.cell_type == "code").source
+    assigned = [line for line in first.splitlines() if line.startswith("SCLANDSCAPE_SOURCE = ")]
+    assert assigned == ['SCLANDSCAPE_SOURCE = "git+https://github.com/<owner>/sclandscape.git"']
+    for needle in ('"google.colab" in sys.modules', "nvidia-smi", "COLAB_TPU_ADDR", "TPU_NAME", "/dev/accel"):
+        assert needle in first
+    assert "jax[cuda12]" in first and "jax[tpu]" in first and "jax.devices()" in first
+    assert "colab.research.google.com/github/<owner>/sclandscape" in book.cells[0].source
