@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 from sclandscape import hessian as hs  # noqa: E402
-from sclandscape import linalg, oblique, optimum, problems, results, scanner  # noqa: E402
+from sclandscape import linalg, oblique, optimum, problems, results, scanner, verdict  # noqa: E402
 
 # (classes, per class, d, tau): N = n (d - 1) = 100, 500, 2000.
 SIZES = [(4, 5, 6, 0.5), (5, 10, 11, 0.5), (10, 10, 21, 0.5)]
@@ -120,19 +120,19 @@ def size_row(k, m, d, tau, repeats, pymanopt_repeats):
     labels = opt.labels
     n = H.shape[0]
     N = n * (d - 1)
-    dense = hs.ClassifySettings(method="dense")
-    lanczos = hs.ClassifySettings(method="lanczos")
+    dense = verdict.ClassifySettings(method="dense")
+    lanczos = verdict.ClassifySettings(method="lanczos")
     eigs, t_eigs = warm_median(lambda: hs.riemannian_hessian_eigs(H, labels, tau), repeats)
     eigs = np.asarray(eigs)
     c_dense, t_dense = warm_median(
-        lambda: hs.classify(H, labels, tau, global_loss=opt.loss, settings=dense), repeats
+        lambda: verdict.classify(H, labels, tau, global_loss=opt.loss, settings=dense), repeats
     )
     c_lanczos, t_lanczos = warm_median(
-        lambda: hs.classify(H, labels, tau, global_loss=opt.loss, settings=lanczos), repeats
+        lambda: verdict.classify(H, labels, tau, global_loss=opt.loss, settings=lanczos), repeats
     )
     batch = np.stack([etf_point(k, m, d, tau, seed=s)[0] for s in range(8)])
     c_batch, t_batch = warm_median(
-        lambda: hs.classify(batch, labels, tau, global_loss=opt.loss, settings=dense),
+        lambda: verdict.classify(batch, labels, tau, global_loss=opt.loss, settings=dense),
         max(1, repeats // 2),
     )
     run, one_hvp, one_hvp_eager = pymanopt_eigs(H, labels, tau)
@@ -222,7 +222,7 @@ def large_rows(repeats):
         curve, count = convergence(H, labels, tau, 300, jax.random.key(1))
         errors = {j: abs(v - lam_ref) / abs(lam_ref) for j, v in curve.items()}
         reached = [j for j in CHECKPOINTS if j in errors and all(errors[i] <= 1e-6 for i in errors if i >= j)]
-        c = hs.classify(H, labels, tau, settings=hs.ClassifySettings(num_iter=300))
+        c = verdict.classify(H, labels, tau, settings=verdict.ClassifySettings(num_iter=300))
         row = {
             "point": name,
             "n": n,

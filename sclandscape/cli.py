@@ -1,4 +1,4 @@
-"""Command line: ``sclandscape scan | optimum | hessian | plot | sweep | saddles | path | slice | demo``.
+"""The command line: scan, optimum, classify, hessian, plot, sweep, saddles, path, slice, demo.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Argument parsing imports neither JAX nor the numerical modules:

@@ -122,8 +122,8 @@ def scan_curvature(
 ) -> dict:
     """Trace and/or spectral density of chosen runs of the finished scan ``out``, at any size.
 
-    ``run_indices`` default: one run per distinct converged critical point
-    (``results.critical_representatives``). Writes ``out/hessian/curvature.json``
+    ``run_indices`` default: one run per distinct critical point of the scan
+    (``results.point_rows``). Writes ``out/hessian/curvature.json``
     (per run: ``run``, ``kind``, ``loss``, ``trace``, ``trace_stderr``,
     ``trace_probes``, ``n_tangent``; the density's ``sigma``, ``num_iter``,
     ``num_probes``), ``out/hessian/density.npz`` (``runs``, ``grid``,
@@ -141,7 +141,7 @@ def scan_curvature(
         raise ValueError("OB(n, 1) has no tangent space: no Hessian")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
     if run_indices is None:
-        rows = results.critical_representatives(runs, float(data["summary"].get("grouping_tolerance", 0.0)))
+        rows = results.point_rows(data)
         if not rows:
             raise ValueError(f"{out}: no converged run to take a spectrum of")
     else:

@@ -36,7 +36,7 @@ image.
 it) until ``|g| <= climb_rtol`` times the force scale, and
 ``critical.find_critical`` (Levenberg-Marquardt on the gradient equation,
 quadratic near a non-degenerate critical point) converges from there to
-``|grad| <= CriticalSettings.gtol``. ``hessian.classify`` gives its kind and
+``|grad| <= CriticalSettings.gtol``. ``verdict.classify`` gives its kind and
 index. As an independent check, descents (the scan's float64 L-BFGS and
 polish) from both sides of its escape direction, started as
 ``saddles.descend_from_saddles`` starts them, must end at the two minima the
@@ -55,7 +55,18 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from sclandscape import critical, hessian, oblique, plots, precision, problems, results, saddles, streaming
+from sclandscape import (
+    critical,
+    hessian,
+    metrics,
+    oblique,
+    plots,
+    precision,
+    problems,
+    results,
+    streaming,
+    verdict,
+)
 from sclandscape import progress as progress_lib
 from sclandscape.optim import Status
 
@@ -64,8 +75,6 @@ from sclandscape.optim import Status
 #: ``<= 1e-3`` where the smallest non-symmetry Hessian eigenvalue is ``>= 1e-2``; distinct minima
 #: differ by rows turned through angles of order one.
 SAME_POINT_ATOL = 1e-3
-#: Kinds of scan runs that are local minima (endpoints of paths).
-MINIMUM_KINDS = ("global_min", "spurious_min", "degenerate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +141,7 @@ def align(A, B, labels, *, rounds: int = 10) -> tuple[np.ndarray, float]:
     """The copy ``P B Q`` of ``B`` closest to ``A`` (``Q in O(d)``, ``P`` label-partition preserving).
 
     For each size-preserving relabelling of the classes (all of them when at
-    most ``saddles.MAX_PERMUTATIONS``, else none), and from two starting
+    most ``metrics.MAX_PERMUTATIONS``, else none), and from two starting
     rotations (matching the class sums, and the rows as given), alternates
     ``rounds`` times an optimal within-class assignment of samples
     (``linear_sum_assignment`` on ``-<a_i, (B Q)_j>``) with the Procrustes
@@ -144,7 +153,7 @@ def align(A, B, labels, *, rounds: int = 10) -> tuple[np.ndarray, float]:
     B = np.asarray(B, np.float64)
     rows = _class_rows(labels)
     counts = [r.size for r in rows]
-    perms = saddles.class_permutations(counts)
+    perms = metrics.class_permutations(counts)
     if perms is None:
         perms = np.arange(len(counts))[None]
     best = (math.inf, B)
@@ -441,12 +450,12 @@ class _Landscape:
         self.report(0, 1, "saddle refinement", "critical-point finder")
         crit = critical.find_critical(H_climb, self.labels_np, self.tau, s.critical)
         self.report(0, 1, "classification")
-        c = hessian.classify(
+        c = verdict.classify(
             crit.x,
             self.labels_np,
             self.tau,
             global_loss=self.global_loss,
-            settings=hessian.ClassifySettings(gtol=max(10 * s.critical.gtol, 1e-9)),
+            settings=verdict.ClassifySettings(gtol=max(10 * s.critical.gtol, 1e-9), lift=False),
         )
         connects, descent = False, [math.nan, math.nan]
         if c.kind == "saddle":
@@ -603,7 +612,7 @@ def minimum_rows(scan_data: dict) -> list[tuple[int, int]]:
     runs, summary = scan_data["runs"], scan_data["summary"]
     kind = np.asarray(runs["kind"]).astype(str)
     loss = np.asarray(runs["loss"])
-    rows = np.flatnonzero(np.isin(kind, MINIMUM_KINDS))
+    rows = np.flatnonzero(np.isin(kind, results.MINIMA))
     out = []
     for m, entry in enumerate(summary["distinct_minima"]):
         if rows.size:
@@ -661,7 +670,7 @@ def scan_paths(
         if bad:
             raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad}")
         for i in runs:
-            if kind[index_of[i]] not in MINIMUM_KINDS:
+            if kind[index_of[i]] not in results.MINIMA:
                 raise ValueError(f"run {i} is {kind[index_of[i]]}, not a local minimum")
         pairs = [(index_of[runs[0]], index_of[runs[1]])]
     else:
@@ -674,9 +683,7 @@ def scan_paths(
         pairs = [(reps[i], reps[j]) for i in range(len(reps)) for j in range(i + 1, len(reps))][:max_pairs]
     report = progress_lib.adapt(progress) or (lambda *a: None)
     rows = sorted({r for pair in pairs for r in pair})
-    report(
-        0, len(pairs), "embeddings", "saved" if "H" in runs_rec else "stored points"
-    )
+    report(0, len(pairs), "embeddings", "saved" if "H" in runs_rec else "stored points")
     found, notes = results.embeddings(data, rows)
     if notes:
         raise ValueError(f"{out}: {notes[0]}")

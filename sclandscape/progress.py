@@ -32,6 +32,13 @@ In ``lines`` mode every phase is logged the first time it is entered; the
 cycle a scan repeats for every batch is then logged at most once per
 ``interval``, so a long scan's log stays short.
 
+**Grace.** The command line's display (``display``) writes nothing in
+``lines`` mode during its first ``GRACE`` seconds: a command that ends at
+once (bad input, a one-second job) leaves only its own message, and a line
+reported during the grace is written when it ends if the work goes on. A
+display closed by an exception never claims ``finished``: it writes
+``stopped: ...`` if it had written anything, and nothing otherwise.
+
 This module imports nothing from the package (any layer may use it).
 """
 
@@ -48,6 +55,8 @@ BAR_WIDTH = 24
 #: Shortest time window (s) a rate is measured over: batches that finish in one burst (a scan's
 #: queue drained at once) would otherwise give a rate of thousands per second and an ETA of 0.
 MIN_WINDOW = 1.0
+#: Seconds the command line's display stays silent in ``lines`` mode (module docstring, "Grace").
+GRACE = 1.0
 
 
 def _format_seconds(seconds: float) -> str:
@@ -112,22 +121,35 @@ class Progress:
         lines otherwise.
       interval: seconds between plain lines (and heartbeat lines) in ``lines`` mode.
       unit: what ``done`` counts (``"runs"``).
+      grace: seconds during which ``lines`` mode writes nothing (module docstring).
 
     Use as a context manager (or call ``close()``) so the last line is finished
     and the heartbeat stops. Thread-safe.
     """
 
     def __init__(
-        self, label: str = "", *, stream=None, mode: str = "auto", interval: float = 10.0, unit="runs"
+        self,
+        label: str = "",
+        *,
+        stream=None,
+        mode: str = "auto",
+        interval: float = 10.0,
+        unit="runs",
+        grace: float = 0.0,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not interval > 0:
             raise ValueError(f"interval must be > 0, got {interval!r}")
+        if not grace >= 0:
+            raise ValueError(f"grace must be >= 0, got {grace!r}")
         self.label = label
         self._stream = stream
         self.unit = unit
         self.interval = float(interval)
+        self.grace = float(grace)
+        self._pending = False  # a line was due during the grace
+        self._wrote = False
         if mode == "auto":
             out = self.stream
             tty = getattr(out, "isatty", lambda: False)
@@ -260,8 +282,12 @@ class Progress:
         self._last_draw = now
 
     def _line(self, now: float) -> None:
+        if now - self.start < self.grace:
+            self._pending = True
+            return
         head = f"[{self.label}] " if self.label else ""
         self._write(head + self.text(now) + "\n")
+        self._wrote, self._pending = True, False
         self._last_line = now
 
     # -- heartbeat --------------------------------------------------------
@@ -278,7 +304,12 @@ class Progress:
         # Beats while work is under way; it stops once the count is complete (a display that is never
         # closed then falls silent) and starts again if counting starts again (a new sweep cell).
         period = 1.0 if self.mode == "bar" else self.interval
-        while not self._stop.wait(period):
+        while True:
+            wait = period
+            if self._pending:  # the line held back by the grace is written when it ends
+                wait = min(wait, max(0.0, self.start + self.grace - time.monotonic()))
+            if self._stop.wait(wait):
+                return
             with self._lock:
                 if self.closed or self._finished():
                     self._thread = None
@@ -286,11 +317,15 @@ class Progress:
                 now = time.monotonic()
                 if self.mode == "bar":
                     self._draw(now)
-                elif now - self._last_line >= self.interval:
+                elif self._pending or now - self._last_line >= self.interval:
                     self._line(now)
 
-    def close(self, message: str | None = None) -> None:
-        """Finish the display (a last line with the final state, or ``message``); idempotent."""
+    def close(self, message: str | None = None, *, failed: bool = False) -> None:
+        """Finish the display (a last line with the final state, or ``message``); idempotent.
+
+        ``failed``: the work stopped on an error, which its caller reports: the bar is erased, and a
+        log gets ``stopped: ...`` only if it already holds lines of this display.
+        """
         if self.closed:
             return
         self._stop.set()
@@ -299,7 +334,13 @@ class Progress:
             if self.mode == "off":
                 return
             now = time.monotonic()
-            if self.mode == "bar":
+            if failed:
+                if self.mode == "bar" and self._width:
+                    self._write("\r" + " " * self._width + "\r")
+                elif self.mode == "lines" and self._wrote:
+                    head = f"[{self.label}] " if self.label else ""
+                    self._write(head + "stopped: " + self.text(now) + "\n")
+            elif self.mode == "bar":
                 if self._width or message:
                     if message:
                         self._write("\r" + " " * self._width + "\r")
@@ -318,10 +359,12 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
 
 
 def display(label: str, *, quiet: bool = False, **kwargs) -> Progress:
-    """The command line's display: ``Progress(label)`` on stderr, or a silent one when ``quiet``."""
+    """The command line's display: ``Progress(label)`` on stderr with a ``GRACE`` second grace, or a
+    silent one when ``quiet``."""
+    kwargs.setdefault("grace", GRACE)
     return Progress(label, mode="off" if quiet else kwargs.pop("mode", "auto"), **kwargs)

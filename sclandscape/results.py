@@ -1360,6 +1360,18 @@ def embeddings(scan_data: dict, rows: list[int]) -> tuple[dict, list[str]]:
     return found, notes
 
 
+def point_rows(scan_data: dict) -> list[int]:
+    """One run row per distinct critical point of a loaded scan (``points.npz``): its lowest-loss member."""
+    runs = scan_data["runs"]
+    point = np.asarray(runs.get("point", np.full(len(runs["run"]), -1)))
+    loss = np.asarray(runs["loss"])
+    rows = []
+    for p in np.unique(point[point >= 0]):
+        members = np.flatnonzero(point == p)
+        rows.append(int(members[np.argmin(loss[members])]))
+    return rows
+
+
 def hessian_spectra(out: str, run_indices=None, *, progress=None) -> str:
     """Full Riemannian Hessian spectra into ``out/hessian/spectra.npz``: the distinct points, or chosen runs.
 

@@ -3,16 +3,21 @@
 - no import cycle among ``sclandscape`` modules, counting imports inside functions;
 - no module reads another module's private (``_name``) attributes;
 - ``plots`` and ``report`` import neither JAX nor a module that computes;
-- ``__all__`` lists exactly the names ``__init__`` re-exports.
+- ``__all__`` lists exactly the names ``__init__`` re-exports;
+- every ``module.name`` the package, the tests and the benchmarks read from a
+  ``sclandscape`` module exists (a name moved by a refactoring fails here, not
+  at run time in one branch of one command).
 """
 
 import ast
+import importlib
 import pathlib
 
 import sclandscape
 
 PACKAGE = pathlib.Path(sclandscape.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+ROOT = PACKAGE.parent
 
 
 def _tree(name):
@@ -82,3 +87,38 @@ def test_public_surface_is_all():
     exported = {n for n in dir(sclandscape) if not n.startswith("_")} - set(MODULES)
     assert set(sclandscape.__all__) == exported
     assert sclandscape.__version__
+
+
+def _module_attributes(path: pathlib.Path) -> list[tuple[str, str, int]]:
+    """``(module, name, line)`` for every ``alias.name`` in ``path`` whose ``alias`` is a ``sclandscape``
+    module (``from sclandscape import m [as alias]``, ``import sclandscape.m as alias``)."""
+    tree = ast.parse(path.read_text())
+    aliases, rebound = {}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "sclandscape":
+            aliases |= {(a.asname or a.name): a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("sclandscape.") and a.asname:
+                    aliases[a.asname] = a.name.split(".")[1]
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            rebound.add(node.id)  # a local that shadows a module name in some scope: not checked
+        elif isinstance(node, ast.arg):
+            rebound.add(node.arg)
+    aliases = {k: v for k, v in aliases.items() if k not in rebound}
+    return [
+        (aliases[node.value.id], node.attr, node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+    ]
+
+
+def test_every_name_read_from_a_module_exists():
+    files = [PACKAGE / f"{m}.py" for m in MODULES] + sorted((ROOT / "tests").glob("*.py"))
+    files += sorted((ROOT / "benchmarks").glob("*.py"))
+    missing = []
+    for path in files:
+        for module, name, line in _module_attributes(path):
+            if not hasattr(importlib.import_module(f"sclandscape.{module}"), name):
+                missing.append(f"{path.relative_to(ROOT)}:{line}: sclandscape.{module} has no {name!r}")
+    assert not missing, "\n".join(missing)
