@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape import critical, hessian, loss, oblique, optimum, precision, problems, verdict
+from sclandscape import critical, hessian, loss, oblique, optimum, precision, problems, scanner, verdict
 
 ENDINGS = ("reached_end", "fold", "crossing", "merges_global", "undetermined")
 
@@ -164,7 +164,9 @@ def gradient_rounding_bound(H, labels, tau):
     dF = delta_p * (P + P.T) / (2 * tau)
     absF = jnp.sum(jnp.abs(F), axis=1)
     e = 2 * F @ H
-    err = 2 * (2 * jnp.sum(dF, axis=1) + 2 * (n + d + 2) * eps * absF) + (d + 2) * eps * jnp.linalg.norm(e, axis=1)
+    err = 2 * (2 * jnp.sum(dF, axis=1) + 2 * (n + d + 2) * eps * absF) + (d + 2) * eps * jnp.linalg.norm(
+        e, axis=1
+    )
     return jnp.sqrt(jnp.sum(err**2))
 
 
@@ -514,9 +516,7 @@ def continue_minimum(
         if progress is not None:
             progress(int(1000 * abs(tau - tau_start) / span), 1000, "continuation", f"tau={tau:.7g}")
     fields = {name: np.asarray([r[name] for r in records]) for name in POINT_FIELDS}
-    proven = [
-        r["tau"] for r in records if r["kind"] == "spurious_min" and r["strict_certified"]
-    ]
+    proven = [r["tau"] for r in records if r["kind"] == "spurious_min" and r["strict_certified"]]
     return Branch(
         counts=problems.counts_from_labels(labels),
         dim=int(np.shape(H0)[1]),
@@ -549,9 +549,11 @@ class Ending:
       with the fold fit's ``tau_c``.
     - ``beyond``: the unguarded corrector (any index) from the predictor at
       ``tau_fail``: its status, index, loss and whether it stayed on the branch.
-    - ``partner``: an index-1 critical point found by the unguarded corrector
-      from ``H_last +- s v_soft`` at ``tau_last`` (``v_soft`` the soft
-      eigenvector): its loss, ``lambda_min``, distance modulo rotations.
+    - ``partner``: the unguarded corrector at ``tau_last`` from ``R(H_last, s v_soft)``
+      (``v_soft`` the soft eigenvector, ``s = -2 lambda_min / D^3 f[v, v, v]`` where
+      the soft mode's cubic puts the other critical point): whether it is an
+      index-1 saddle distinct from the minimum, its loss, ``lambda_min``, distance
+      modulo rotations (at a fold ``lambda_min`` is ``~ -lambda_min`` of the minimum).
     """
 
     kind: str
@@ -588,13 +590,26 @@ def _fits(tau, lam, tau_last, tau_fail) -> dict:
     return out
 
 
-def diagnose_end(
-    branch: Branch,
-    labels,
-    *,
-    fit_points: int = 6,
-    partner_steps: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-) -> Ending:
+def soft_cubic(H, labels, tau, v, s: float = 1e-2) -> float:
+    """``D^3 f[v, v, v]`` along the unit tangent ``v`` from ``f'(s) + f'(-s) = D3 s^2 + O(s^4)``.
+
+    ``f(s) = L(R_H(s v))``; ``f'`` by forward differentiation along the line.
+    """
+    with precision.float64(), precision.float64_placement():
+        Hj, vj = jnp.asarray(H, jnp.float64), jnp.asarray(v, jnp.float64)
+        total = 0.0
+        for t in (s, -s):
+            _, slope = _line_slope(Hj, vj, jnp.asarray(labels), jnp.asarray(float(tau)), jnp.asarray(t))
+            total += float(slope)
+    return total / s**2
+
+
+@jax.jit
+def _line_slope(H, v, labels, tau, t):
+    return jax.jvp(lambda x: loss.sum_loss(oblique.retract(H, x * v), labels, tau), (t,), (jnp.ones_like(t),))
+
+
+def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
     """What happens at the end of ``branch`` (module docstring): fold, crossing, merge, or the range's end.
 
     Checked, not guessed: the eigenvalue's law near the end (``fit``), whether a
@@ -636,30 +651,34 @@ def diagnose_end(
     }
 
     partner = {"found": False}
-    corr = _corrector_settings(corrector_gtol(H_last, labels, branch.tau_last, settings.gtol), settings.max_iter, -1)
-    for size in partner_steps:
-        for sgn in (1.0, -1.0):
-            with precision.float64(), precision.float64_placement():
-                start = oblique.retract(jnp.asarray(H_last), sgn * size * jnp.asarray(local.soft))
-                res = critical.find_critical(np.asarray(start), labels, branch.tau_last, corr)
-            if critical.status_names(res.status)[0] != "converged":
-                continue
-            X = np.asarray(res.x)
-            distance = rotation_distance(X, H_last)
-            other = analyse(X, labels, branch.tau_last)
-            if int(other.index) == 1 and distance > 2.0 * corr.gtol / abs(lambda_min(local)):
-                partner = {
-                    "found": True,
-                    "step": size * sgn,
-                    "loss": float(other.loss),
-                    "loss_minus_minimum": float(other.loss) - float(local.loss),
-                    "lambda_min": lambda_min(other),
-                    "distance": distance,
-                    "index": 1,
-                }
-                break
-        if partner["found"]:
-            break
+    lam = lambda_min(local)
+    d3 = soft_cubic(H_last, labels, branch.tau_last, local.soft)
+    partner["cubic"] = d3
+    if lam > 0 and d3 != 0 and math.isfinite(d3):
+        # Along the soft mode f(s) ~ f0 + lam s^2/2 + d3 s^3/6: the other critical point is at s = -2 lam/d3.
+        s_star = -2.0 * lam / d3
+        corr = _corrector_settings(
+            corrector_gtol(H_last, labels, branch.tau_last, settings.gtol), settings.max_iter, -1
+        )
+        with precision.float64(), precision.float64_placement():
+            start = np.asarray(oblique.retract(jnp.asarray(H_last), s_star * jnp.asarray(local.soft)))
+            res = critical.find_critical(start, labels, branch.tau_last, corr)
+        X, other = _newton_polish(np.asarray(res.x), labels, branch.tau_last, settings.newton_steps)
+        distance = rotation_distance(X, H_last)
+        partner.update(
+            predicted_step=s_star,
+            found=bool(
+                float(other.grad_norm) <= corr.gtol
+                and int(other.index) == 1
+                and distance > 2.0 * corr.gtol / lam
+            ),
+            grad_norm=float(other.grad_norm),
+            index=int(other.index),
+            loss=float(other.loss),
+            loss_minus_minimum=float(other.loss) - float(local.loss),
+            lambda_min=lambda_min(other),
+            distance=distance,
+        )
 
     if last["kind"] == "global_min":
         kind, reason = "merges_global", "the last point is a global minimum (the gap to L* vanished)"
@@ -667,7 +686,111 @@ def diagnose_end(
         kind, reason = "crossing", "a critical point of index >= 1 continues the branch past its end"
     elif not beyond["on_branch"] and partner["found"]:
         kind = "fold"
-        reason = "no critical point continues the branch past its end; an index-1 saddle lies along the soft mode"
+        reason = (
+            "no critical point continues the branch past its end; an index-1 saddle lies along the soft mode"
+        )
     else:
         kind, reason = "undetermined", "the diagnostics disagree"
     return Ending(kind, tau_c, fit=fit, beyond=beyond, partner=partner, reason=reason, **common)
+
+
+# --------------------------------------------------------------------------
+# A family: branches joined where the minimum falls past a fold
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Branches followed one after the other (``follow_family``) and what each ended with.
+
+    ``branches`` and ``endings`` pair up; ``landings`` records, after each
+    ending but the last, the descent from just past it (``tau``, ``loss``,
+    ``kind``, ``decided_by``, ``strict_certified``); ``tau_proven`` is the
+    largest ``tau`` at which any branch holds a proven strict spurious minimum.
+    """
+
+    branches: tuple
+    endings: tuple
+    landings: tuple
+    tau_proven: float
+
+    def to_json(self) -> dict:
+        return {
+            "tau_proven": self.tau_proven,
+            "branches": [
+                b.to_json() | {"ending": e.to_json()}
+                for b, e in zip(self.branches, self.endings, strict=True)
+            ],
+            "landings": list(self.landings),
+        }
+
+
+def descend(H0, labels, tau, *, tol: float = 1e-10, max_steps: int = 50000) -> np.ndarray:
+    """The scan's float64 descent (``scanner.solve_one``) from ``H0`` at ``tau``: where a minimum falls to."""
+    settings = scanner.ScanSettings(tol=tol, x64=True, max_steps=max_steps)
+    with precision.float64(), precision.float64_placement():
+        return np.asarray(
+            _descend(jnp.asarray(H0, jnp.float64), jnp.asarray(labels), jnp.asarray(float(tau)), settings)
+        )
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _descend(H0, labels, tau, settings):
+    return scanner.solve_one(H0, labels, tau, settings)[0]
+
+
+def follow_family(
+    H0,
+    labels,
+    tau_start,
+    tau_end,
+    settings: ContinuationSettings = ContinuationSettings(),
+    *,
+    past: float = 1e-5,
+    max_branches: int = 8,
+    progress: Callable | None = None,
+) -> Family:
+    """Continue ``H0`` (``continue_minimum``); where the branch folds, descend from ``past`` beyond the
+    bracket and continue the minimum it lands on, while that is a proven strict spurious minimum.
+
+    The family ends where a descent lands on the global minimum (or on a point
+    that is not a proven strict spurious minimum), where a branch ends other
+    than by a fold, at ``tau_end``, or after ``max_branches`` branches.
+    """
+    problems.check_positive("past", past)
+    problems.check_integer("max_branches", max_branches)
+    branches, endings, landings = [], [], []
+    H, tau = np.asarray(H0, np.float64), float(tau_start)
+    sign = 1.0 if tau_end > tau_start else -1.0
+    while len(branches) < max_branches:
+        branch = continue_minimum(H, labels, tau, tau_end, settings, progress=progress)
+        ending = diagnose_end(branch, labels)
+        branches.append(branch)
+        endings.append(ending)
+        if ending.kind != "fold":
+            break
+        tau = branch.tau_fail + sign * past
+        if sign * (tau_end - tau) <= 0:
+            break
+        X = descend(branch.points[-1], labels, tau)
+        c = verdict.classify(X, labels, tau)
+        landings.append(
+            {
+                "tau": tau,
+                "loss": float(c.loss),
+                "gap": float(c.gap),
+                "kind": str(c.kind),
+                "decided_by": str(c.decided_by),
+                "strict_certified": bool(c.strict_certified),
+                "loss_drop": float(branch.loss[-1]) - float(c.loss),
+            }
+        )
+        if not (c.kind == "spurious_min" and c.strict_certified):
+            break
+        H = X
+    proven = [b.tau_proven for b in branches if math.isfinite(b.tau_proven)]
+    return Family(
+        tuple(branches),
+        tuple(endings),
+        tuple(landings),
+        max(proven, key=lambda t: sign * t) if proven else math.nan,
+    )
