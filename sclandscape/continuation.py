@@ -689,13 +689,70 @@ def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
         reason = (
             "no critical point continues the branch past its end; an index-1 saddle lies along the soft mode"
         )
+    elif not beyond["on_branch"]:
+        kind = "undetermined"
+        reason = (
+            f"no critical point continues the branch past its end, but the soft mode "
+            f"(lambda_min = {float(last['lambda_min']):.3g}) holds no index-1 partner: the corrector "
+            "lost the branch before any eigenvalue reached zero"
+        )
     else:
-        kind, reason = "undetermined", "the diagnostics disagree"
+        kind, reason = "undetermined", "the branch continues past its end with index 0 (a corrector failure)"
     return Ending(kind, tau_c, fit=fit, beyond=beyond, partner=partner, reason=reason, **common)
 
 
 # --------------------------------------------------------------------------
 # A family: branches joined where the minimum falls past a fold
+
+
+def descent_bracket(H, labels, tau_lo: float, tau_hi: float, *, steps: int = 12) -> dict:
+    """Where a minimum stops existing, by descents: bisect ``[tau_lo, tau_hi]`` on whether the descent
+    from ``H`` (the branch's last point, at ``tau_lo``) stays on a proven strict spurious minimum near ``H``.
+
+    Independent of the corrector (a descent, not Newton), so it also brackets ends the
+    corrector cannot approach (a branch racing at ``|dH/dtau| >> 1``). "Near ``H``": at
+    less than a tenth of the distance (modulo rotations) to where the descent lands at
+    ``tau_hi``, which must be elsewhere. Returns the bracket, and per tried ``tau`` the
+    landing's loss, kind, ``lambda_min`` (from ``verdict``) and distance.
+    """
+    H = np.asarray(H, np.float64)
+    far = descend(H, labels, tau_hi)
+    c = verdict.classify(far, labels, tau_hi)
+    reach = rotation_distance(far, H)
+    tried = [
+        {
+            "tau": tau_hi,
+            "loss": float(c.loss),
+            "kind": str(c.kind),
+            "strict_certified": bool(c.strict_certified),
+            "lambda_min": float(c.lambda_min),
+            "distance": reach,
+            "stays": False,
+        }
+    ]
+    lo, hi, last = float(tau_lo), float(tau_hi), None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        X = descend(H, labels, mid)
+        c = verdict.classify(X, labels, mid)
+        dist = rotation_distance(X, H)
+        stays = bool(c.kind == "spurious_min" and c.strict_certified and dist < 0.1 * reach)
+        tried.append(
+            {
+                "tau": mid,
+                "loss": float(c.loss),
+                "kind": str(c.kind),
+                "strict_certified": bool(c.strict_certified),
+                "lambda_min": float(c.lambda_min),
+                "distance": dist,
+                "stays": stays,
+            }
+        )
+        if stays:
+            lo, last = mid, tried[-1]
+        else:
+            hi = mid
+    return {"bracket": [lo, hi], "last_minimum": last, "tried": tried}
 
 
 @dataclasses.dataclass(frozen=True)
