@@ -16,7 +16,8 @@ by natural-parameter predictor-corrector steps:
   with ``max_index=0``: a Levenberg-Marquardt trial whose Hessian has an
   eigenvalue below minus its rounding bound beyond the symmetry modes is
   refused, so the corrector never slides onto a saddle; then a few Newton
-  steps on the orbit complement (the LM ratio test stalls near rounding);
+  steps on the orbit complement (``newton_polish``: the LM ratio test stalls
+  near rounding);
 - **acceptance**: the corrector converged (``|grad| <= gtol``), the corrected
   point has index 0 beyond the symmetry modes (the same count as the guard),
   and it stayed on the branch: the corrector moved it (modulo rotations) by at
@@ -85,7 +86,7 @@ class ContinuationSettings:
         to twice the gradient's rounding bound where float64 cannot resolve it
         (``corrector_gtol``).
       max_iter: the corrector's Levenberg-Marquardt iterations.
-      newton_steps: Newton steps after them (``_newton_polish``).
+      newton_steps: Newton steps after them (``newton_polish``).
       max_points: the most accepted points (the run stops there).
       classify: judge every accepted point with ``verdict.classify`` (the proof included).
     """
@@ -281,7 +282,7 @@ def _corrector_settings(gtol: float, max_iter: int, max_index: int) -> critical.
     return critical.CriticalSettings(gtol=gtol, max_iter=max_iter, method="dense", max_index=max_index)
 
 
-def _newton_polish(H, labels, tau, steps: int):
+def newton_polish(H, labels, tau, steps: int):
     """Newton steps ``H <- R_H(-A^+ grad)`` on the orbit complement while the gradient decreases.
 
     The Levenberg-Marquardt corrector's ratio test stalls once ``|grad|^2`` differences
@@ -330,7 +331,7 @@ def step(
     predicted = rotation_distance(H_pred, np.asarray(H))
     new_local = None
     if status != "non_finite":
-        H_new, new_local = _newton_polish(H_new, labels, new_tau, settings.newton_steps)
+        H_new, new_local = newton_polish(H_new, labels, new_tau, settings.newton_steps)
         if float(new_local.grad_norm) <= gtol:
             status = "converged"
     if status != "converged":
@@ -663,15 +664,12 @@ def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
         with precision.float64(), precision.float64_placement():
             start = np.asarray(oblique.retract(jnp.asarray(H_last), s_star * jnp.asarray(local.soft)))
             res = critical.find_critical(start, labels, branch.tau_last, corr)
-        X, other = _newton_polish(np.asarray(res.x), labels, branch.tau_last, settings.newton_steps)
+        X, other = newton_polish(np.asarray(res.x), labels, branch.tau_last, settings.newton_steps)
         distance = rotation_distance(X, H_last)
         partner.update(
             predicted_step=s_star,
-            found=bool(
-                float(other.grad_norm) <= corr.gtol
-                and int(other.index) == 1
-                and distance > 2.0 * corr.gtol / lam
-            ),
+            # Index 1 at a converged point: not the minimum, however close (at a fold they merge).
+            found=bool(float(other.grad_norm) <= corr.gtol and int(other.index) == 1),
             grad_norm=float(other.grad_norm),
             index=int(other.index),
             loss=float(other.loss),
