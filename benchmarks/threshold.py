@@ -73,10 +73,10 @@ def figure(report: dict) -> Figure:
     ax_gap.set_xlabel(r"temperature $\tau$")
     ax_gap.set_ylabel(r"gap $L - L^*(\tau)$")
     ax_lam.set_xlabel(r"temperature $\tau$")
-    ax_lam.set_ylabel(r"smallest eigenvalue beyond the symmetry modes")
+    ax_lam.set_ylabel(r"$\lambda_{\min}$ beyond the symmetry modes")
     ax_gap.legend(fontsize=6, loc="upper right")
     fig.suptitle(
-        "Spurious minimum of counts 10,10,2,2, d = 5, continued in tau (dotted: end of a branch)", fontsize=8
+        "Spurious minimum of 10,10,2,2, d = 5, continued in tau (dotted: end of a branch)", fontsize=8
     )
     return fig
 

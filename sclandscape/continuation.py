@@ -82,9 +82,12 @@ class ContinuationSettings:
       grow: ``dtau`` is multiplied by this after an accepted step.
       contraction: the largest ratio of the corrector's displacement to the
         predictor's (modulo rotations) on the branch.
-      gtol: the corrector's gradient tolerance (sum-form loss, absolute); raised
-        to twice the gradient's rounding bound where float64 cannot resolve it
-        (``corrector_gtol``).
+      gtol: the accepted gradient (sum-form loss, absolute) after the Newton
+        steps; raised to twice the gradient's rounding bound where float64 cannot
+        resolve it (``corrector_gtol``).
+      lm_gtol: the Levenberg-Marquardt corrector's own tolerance: it only has to
+        bring the point into Newton's basin (one static setting, so the guarded
+        corrector compiles once per shape).
       max_iter: the corrector's Levenberg-Marquardt iterations.
       newton_steps: Newton steps after them (``newton_polish``).
       max_points: the most accepted points (the run stops there).
@@ -97,6 +100,7 @@ class ContinuationSettings:
     grow: float = 2.0
     contraction: float = 0.5
     gtol: float = 1e-10
+    lm_gtol: float = 1e-8
     max_iter: int = 60
     newton_steps: int = 4
     max_points: int = 400
@@ -105,7 +109,7 @@ class ContinuationSettings:
     def __post_init__(self):
         problems.check_fields(
             self,
-            positive=("step", "max_step", "min_step", "grow", "contraction", "gtol"),
+            positive=("step", "max_step", "min_step", "grow", "contraction", "gtol", "lm_gtol"),
             integers={"max_iter": 1, "newton_steps": 0, "max_points": 2},
         )
         if not self.min_step <= self.step <= self.max_step:
@@ -259,17 +263,15 @@ class Step(NamedTuple):
 
 
 def corrector_gtol(H, labels, tau, gtol: float) -> float:
-    """``max(gtol, 2 gradient_rounding_bound)`` at ``H``, rounded up to a quarter decade.
+    """``max(gtol, 2 gradient_rounding_bound)`` at ``H``: the gradient a corrected point must reach.
 
-    A gradient below twice its rounding bound cannot be asked of a float64
-    corrector (near a collapsed class at small ``tau`` the bound is ``~eps n / tau^2``,
-    ``~1e-10`` at ``n = 24``, ``tau = 0.024``). The rounding up keeps the
-    number of distinct (static) corrector settings, hence compilations, small.
+    A gradient below twice its rounding bound cannot be asked of float64 (near
+    a collapsed class at small ``tau`` the bound is ``~eps n / tau^2``, ``~1e-10``
+    at ``n = 24``, ``tau = 0.024``).
     """
     with precision.float64(), precision.float64_placement():
         bound = float(_rounding(jnp.asarray(H, jnp.float64), jnp.asarray(labels), jnp.asarray(float(tau))))
-    value = max(float(gtol), 2.0 * bound)
-    return float(10.0 ** (math.ceil(4.0 * math.log10(value)) / 4.0))
+    return max(float(gtol), 2.0 * bound)
 
 
 @jax.jit
@@ -277,9 +279,11 @@ def _rounding(H, labels, tau):
     return gradient_rounding_bound(H, labels, tau)
 
 
-@functools.lru_cache(maxsize=32)
-def _corrector_settings(gtol: float, max_iter: int, max_index: int) -> critical.CriticalSettings:
-    return critical.CriticalSettings(gtol=gtol, max_iter=max_iter, method="dense", max_index=max_index)
+def corrector_settings(settings: ContinuationSettings, max_index: int = 0) -> critical.CriticalSettings:
+    """The Levenberg-Marquardt corrector's settings (dense, guarded by ``max_index``; -1: unguarded)."""
+    return critical.CriticalSettings(
+        gtol=settings.lm_gtol, max_iter=settings.max_iter, method="dense", max_index=max(max_index, -1)
+    )
 
 
 def newton_polish(H, labels, tau, steps: int):
@@ -323,17 +327,18 @@ def step(
         H_pred = np.asarray(oblique.retract(jnp.asarray(H), float(dtau) * jnp.asarray(local.tangent)))
     gtol = corrector_gtol(H_pred, labels, new_tau, settings.gtol)
     with precision.float64(), precision.float64_placement():
-        result = critical.find_critical(
-            H_pred, labels, new_tau, _corrector_settings(gtol, settings.max_iter, max(max_index, -1))
-        )
+        result = critical.find_critical(H_pred, labels, new_tau, corrector_settings(settings, max_index))
     H_new = np.asarray(result.x)
     status = critical.status_names(result.status)[0]
     predicted = rotation_distance(H_pred, np.asarray(H))
     new_local = None
     if status != "non_finite":
         H_new, new_local = newton_polish(H_new, labels, new_tau, settings.newton_steps)
+        # Judged by the final gradient alone (the LM corrector's own tolerance is looser).
         if float(new_local.grad_norm) <= gtol:
             status = "converged"
+        elif status == "converged":
+            status = "newton_stalled"
     if status != "converged":
         return Step(False, "not_converged", H_new, new_tau, None, predicted, math.nan, math.nan, status)
     corrected = rotation_distance(H_new, H_pred)
@@ -550,7 +555,7 @@ class Ending:
       with the fold fit's ``tau_c``.
     - ``beyond``: the unguarded corrector (any index) from the predictor at
       ``tau_fail``: its status, index, loss and whether it stayed on the branch.
-    - ``partner``: the unguarded corrector at ``tau_last`` from ``R(H_last, s v_soft)``
+    - ``partner``: Newton's method at ``tau_last`` from ``R(H_last, s v_soft)``
       (``v_soft`` the soft eigenvector, ``s = -2 lambda_min / D^3 f[v, v, v]`` where
       the soft mode's cubic puts the other critical point): whether it is an
       index-1 saddle distinct from the minimum, its loss, ``lambda_min``, distance
@@ -589,6 +594,10 @@ def _fits(tau, lam, tau_last, tau_fail) -> dict:
     else:
         out["exponent"] = math.nan
     return out
+
+
+#: Newton steps towards a fold's partner from its predicted place (quadratic convergence from ~1e-3).
+PARTNER_NEWTON_STEPS = 8
 
 
 def soft_cubic(H, labels, tau, v, s: float = 1e-2) -> float:
@@ -658,18 +667,16 @@ def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
     if lam > 0 and d3 != 0 and math.isfinite(d3):
         # Along the soft mode f(s) ~ f0 + lam s^2/2 + d3 s^3/6: the other critical point is at s = -2 lam/d3.
         s_star = -2.0 * lam / d3
-        corr = _corrector_settings(
-            corrector_gtol(H_last, labels, branch.tau_last, settings.gtol), settings.max_iter, -1
-        )
+        gtol = corrector_gtol(H_last, labels, branch.tau_last, settings.gtol)
         with precision.float64(), precision.float64_placement():
             start = np.asarray(oblique.retract(jnp.asarray(H_last), s_star * jnp.asarray(local.soft)))
-            res = critical.find_critical(start, labels, branch.tau_last, corr)
-        X, other = newton_polish(np.asarray(res.x), labels, branch.tau_last, settings.newton_steps)
+        # Newton (blind to the index) converges to the critical point nearest the start.
+        X, other = newton_polish(start, labels, branch.tau_last, PARTNER_NEWTON_STEPS)
         distance = rotation_distance(X, H_last)
         partner.update(
             predicted_step=s_star,
             # Index 1 at a converged point: not the minimum, however close (at a fold they merge).
-            found=bool(float(other.grad_norm) <= corr.gtol and int(other.index) == 1),
+            found=bool(float(other.grad_norm) <= gtol and int(other.index) == 1),
             grad_norm=float(other.grad_norm),
             index=int(other.index),
             loss=float(other.loss),

@@ -22,8 +22,8 @@ def _load(name):
 
 def test_short_continuation_stays_a_strict_minimum_and_matches_a_resolve():
     H0, labels, tau0 = _load("spurious_step_d5_tau0.02.npz")
-    tau1 = 0.0205
-    settings = continuation.ContinuationSettings(step=5e-4, classify=False)
+    tau1 = 0.0203
+    settings = continuation.ContinuationSettings(step=3e-4, classify=False)
     branch = continuation.continue_minimum(H0, labels, tau0, tau1, settings)
     assert branch.reached_end and branch.tau_last == tau1
     assert np.all(branch.index == 0) and np.all(branch.lambda_min > 0)
@@ -33,10 +33,10 @@ def test_short_continuation_stays_a_strict_minimum_and_matches_a_resolve():
 
     # An independent re-solve: the unguarded corrector straight from the tau = 0.02 point (no
     # predictor, no guard, no Newton polish).
-    direct = critical.find_critical(H0, labels, tau1, critical.CriticalSettings(gtol=1e-9, max_iter=200))
+    direct = critical.find_critical(H0, labels, tau1, continuation.corrector_settings(settings, max_index=-1))
     assert critical.status_names(direct.status) == ["converged"]
-    X = np.asarray(direct.x)
-    a, b = continuation.analyse(end, labels, tau1), continuation.analyse(X, labels, tau1)
+    X, b = continuation.newton_polish(np.asarray(direct.x), labels, tau1, settings.newton_steps)
+    a = continuation.analyse(end, labels, tau1)
     # Each point is within |grad| / lambda_min of the critical point (to first order; the two
     # lambda_min agree to far better than a factor 2).
     lam = min(continuation.lambda_min(a), continuation.lambda_min(b))
@@ -57,9 +57,9 @@ def test_index_guard_rejects_a_step_onto_a_saddle():
     d3 = continuation.soft_cubic(H, labels, tau, local.soft)
 
     start = np.asarray(oblique.retract(H, (-2.0 * lam / d3) * local.soft))
-    found = critical.find_critical(start, labels, tau, critical.CriticalSettings(gtol=1e-9))
-    saddle, s_local = continuation.newton_polish(np.asarray(found.x), labels, tau, 4)
-    assert float(s_local.grad_norm) <= continuation.corrector_gtol(saddle, labels, tau, 1e-10)
+    saddle, s_local = continuation.newton_polish(start, labels, tau, continuation.PARTNER_NEWTON_STEPS)
+    gtol = continuation.ContinuationSettings().gtol
+    assert float(s_local.grad_norm) <= continuation.corrector_gtol(saddle, labels, tau, gtol)
     assert int(s_local.index) == 1
     # Near a fold the two eigenvalues are opposite to leading order.
     assert continuation.lambda_min(s_local) == pytest.approx(-lam, rel=0.2)
