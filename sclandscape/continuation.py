@@ -719,7 +719,8 @@ def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
 
 def descent_bracket(H, labels, tau_lo: float, tau_hi: float, *, steps: int = 12) -> dict:
     """Where a minimum stops existing, by descents: bisect ``[tau_lo, tau_hi]`` on whether the descent
-    from ``H`` (the branch's last point, at ``tau_lo``) stays on a proven strict spurious minimum near ``H``.
+    from ``H`` (the branch's last point, at ``tau_lo``; moved by the tangent predictor to each ``tau``)
+    stays on a proven strict spurious minimum near ``H``.
 
     Independent of the corrector (a descent, not Newton), so it also brackets ends the
     corrector cannot approach (a branch racing at ``|dH/dtau| >> 1``). "Near ``H``": at
@@ -728,7 +729,13 @@ def descent_bracket(H, labels, tau_lo: float, tau_hi: float, *, steps: int = 12)
     landing's loss, kind, ``lambda_min`` (from ``verdict``) and distance.
     """
     H = np.asarray(H, np.float64)
-    far = descend(H, labels, tau_hi)
+    tangent = analyse(H, labels, tau_lo).tangent
+
+    def start(tau):  # the tangent predictor: the branch may move fast (|dH/dtau| ~ 1e4 seen)
+        with precision.float64(), precision.float64_placement():
+            return np.asarray(oblique.retract(jnp.asarray(H), (tau - tau_lo) * jnp.asarray(tangent)))
+
+    far = descend(start(tau_hi), labels, tau_hi)
     c = verdict.classify(far, labels, tau_hi)
     reach = rotation_distance(far, H)
     tried = [
@@ -745,7 +752,7 @@ def descent_bracket(H, labels, tau_lo: float, tau_hi: float, *, steps: int = 12)
     lo, hi, last = float(tau_lo), float(tau_hi), None
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        X = descend(H, labels, mid)
+        X = descend(start(mid), labels, mid)
         c = verdict.classify(X, labels, mid)
         dist = rotation_distance(X, H)
         stays = bool(c.kind == "spurious_min" and c.strict_certified and dist < 0.1 * reach)

@@ -108,3 +108,18 @@ def test_settings_are_checked():
         continuation.ContinuationSettings(step=1e-9, min_step=1e-7)
     with pytest.raises(ValueError, match="grow"):
         continuation.ContinuationSettings(grow=0.5)
+
+
+@pytest.mark.slow
+def test_stored_minimum_folds_and_its_family_falls_to_a_second_branch():
+    """The first branch from tau = 0.02 (a minute): a fold, then a proven spurious minimum past it."""
+    H0, labels, tau0 = _load("spurious_step_d5_tau0.02.npz")
+    settings = continuation.ContinuationSettings(classify=False)
+    family = continuation.follow_family(H0, labels, tau0, 0.03, settings, max_branches=2)
+    first, ending = family.branches[0], family.endings[0]
+    assert ending.kind == "fold", ending.reason
+    assert first.tau_last < ending.fit["fold"]["tau_c"] + 4 * settings.min_step
+    assert ending.partner["found"] and ending.partner["index"] == 1
+    landing = family.landings[0]
+    assert landing["kind"] == "spurious_min" and landing["strict_certified"]
+    assert 0 < landing["loss_drop"] < ending.gap
