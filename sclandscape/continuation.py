@@ -228,8 +228,9 @@ def analyse(H, labels, tau) -> Local:
 def rotation_distance(A, B) -> float:
     """``min_Q |A - B Q|_F`` over orthogonal ``Q`` (orthogonal Procrustes): a distance modulo rotations."""
     A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
-    s = np.linalg.svd(B.T @ A, compute_uv=False)
-    return float(math.sqrt(max(0.0, np.sum(A * A) + np.sum(B * B) - 2.0 * np.sum(s))))
+    # The rotation itself, then the residual: |A|^2 + |B|^2 - 2 sum(s) would cancel to ~1e-7.
+    U, _, Vt = np.linalg.svd(B.T @ A)
+    return float(np.linalg.norm(A - B @ (U @ Vt)))
 
 
 def lambda_min(local: Local) -> float:
