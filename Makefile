@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-scan clean
+.PHONY: demo test lint bench bench-scan bench-threshold clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ clean:
 bench-scan: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[peers]'
 	$(BIN)/python benchmarks/scan.py
+
+# Continuation in tau of the spurious minimum of 10,10,2,2, d = 5 (BENCHMARKS.md, "The temperature threshold").
+bench-threshold: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/threshold.py
