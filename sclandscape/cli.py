@@ -1,9 +1,11 @@
-"""Command line: ``sclandscape scan | optimum | hessian | plot | sweep | saddles | path | slice | demo``.
+"""Command line: ``sclandscape scan|optimum|classify|hessian|plot|sweep|saddles|path|slice|demo``.
 
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Argument parsing imports neither JAX nor the numerical modules:
 each handler imports what it needs, so ``--help`` and argument errors answer
-at once. Handlers enable float64 globally (the library never does on import).
+at once. Handlers enable float64 globally and JAX's persistent compilation
+cache (``sclandscape.compilation``; ``--no-cache`` or ``SCLANDSCAPE_CACHE_DIR=off``
+turn it off); the library does neither on import.
 
 Interrupts: SIGINT (Ctrl-C) and SIGTERM stop any command at any phase with one
 line (``interrupted after N of M runs; rerun with --resume``) and exit code
@@ -176,10 +178,20 @@ def _progress(quiet: bool, label: str = "scan"):
     return shown
 
 
-def _enable_x64() -> None:
+def _start_jax(args) -> None:
+    """What every command does before its first JAX computation: float64 on, and the compilation cache
+    (``sclandscape.compilation``) unless ``--no-cache`` or ``SCLANDSCAPE_CACHE_DIR=off``."""
     import jax
 
+    from sclandscape import compilation
+
     jax.config.update("jax_enable_x64", True)
+    if getattr(args, "no_cache", False):
+        return
+    try:
+        compilation.enable_cache()
+    except OSError as err:  # a cache is an optimisation: the command runs without it
+        _note(f"no compilation cache ({err})")
 
 
 # --------------------------------------------------------------------------
@@ -194,7 +206,7 @@ def _cmd_optimum(args) -> int:
     from sclandscape import optimum
 
     counts = _problem_counts(args)
-    _enable_x64()
+    _start_jax(args)
     opt = optimum.global_optimum(counts, args.tau)
     if args.json:
         print(json.dumps(opt.to_json()))
@@ -276,7 +288,7 @@ def _cmd_scan(args) -> int:
     settings = _settings(args)
     interrupts.expect("rerun with --resume")
     _join_processes(args)
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "scan") as progress:
         summary = results.run_scan(
             problem,
@@ -327,7 +339,7 @@ def _cmd_demo(args) -> int:
         raise ValueError(f"--inits must be >= 1, got {args.inits}")
     _check_demo_folder(args.out)
     interrupts.expect("rerun the demo to continue it")
-    _enable_x64()
+    _start_jax(args)
     folders = []
     for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
         out = os.path.join(args.out, f"case{i}")
@@ -365,7 +377,7 @@ def _cmd_curvature(args) -> int:
     from sclandscape import curvature
 
     runs = _parse_runs(args.runs)
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "hessian") as progress:
         record = curvature.scan_curvature(
             args.dir,
@@ -402,7 +414,7 @@ def _cmd_hessian(args) -> int:
             runs = [int(r) for r in args.runs.split(",")]
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "hessian") as progress:
         path = results.hessian_spectra(args.dir, runs, progress=progress)
     data = results.read_npz(path)
@@ -484,7 +496,7 @@ def _cmd_classify(args) -> int:
     H, labels = _read_points(args.file)
     problems.check_labels(labels)
     problems.check_tau(args.tau)
-    _enable_x64()
+    _start_jax(args)
     c = verdict.classify(H, labels, args.tau, settings=verdict.ClassifySettings(gtol=args.gtol))
     rows = [c.point(i) for i in range(H.shape[0])]
     if args.json:
@@ -521,7 +533,7 @@ def _cmd_plot(args) -> int:
 
     if not os.path.isdir(args.dir):
         raise ValueError(f"{args.dir} is not a folder")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "plot") as progress:
         if os.path.exists(os.path.join(args.dir, "sweep.json")):
             progress.phase("drawing", "the phase map")
@@ -568,7 +580,7 @@ def _cmd_sweep(args) -> int:
     _check_runs(args)
     settings = _settings(args)
     interrupts.expect("rerun the same sweep command to continue it", "runs of the current cell")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "sweep") as progress:
         state = sweep.run_sweep(
             problem,
@@ -622,7 +634,7 @@ def _cmd_saddles(args) -> int:
     problems.check_seed(args.seed)
     _check_new_folder(args.out)
     interrupts.expect("rerun into a new or empty --out")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "saddles") as progress:
         summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings, progress=progress)
     figures = []
@@ -680,7 +692,7 @@ def _cmd_path(args) -> int:
 
     runs = _parse_runs(args.runs, 2)
     settings = paths.PathSettings(images=args.images, max_iter=args.max_iter)
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "path") as progress:
         state = paths.scan_paths(
             args.dir,
@@ -713,7 +725,7 @@ def _cmd_slice(args) -> int:
     from sclandscape import slices
 
     directions = [d.strip() for d in args.directions.split(",") if d.strip()]
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "slice") as progress:
         record = slices.scan_slice(
             args.dir,
@@ -751,7 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def command(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        p.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="do not use the persistent compilation cache (also: SCLANDSCAPE_CACHE_DIR=off)",
+        )
+        return p
 
     p = command("scan", "batched landscape scan from random initialisations")
     _add_problem_arguments(p)
