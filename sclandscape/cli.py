@@ -224,7 +224,8 @@ def _cmd_optimum(args) -> int:
 # scan
 
 
-def _print_summary(summary: dict, out: str) -> None:
+def _print_summary(summary: dict, out: str, watch=None) -> None:
+    """The summary of a scan; ``watch``: a ``compilation.Stopwatch`` of it (its time, compiling and not)."""
     c = summary["counts"]
     print(
         f"{summary['n_inits']} runs, L* = {summary['global_loss']:.6f}: "
@@ -246,6 +247,8 @@ def _print_summary(summary: dict, out: str) -> None:
             f"{fo['n_at_optimum']} of {summary['n_inits']} runs at L* within their gap tolerance, "
             f"median |grad| {fo['median_grad_norm']:.1e}, median gap {fo['median_gap']:.2e}"
         )
+    if watch is not None:
+        print(f"{watch.total_s:.1f} s: {watch.compile_s:.1f} s compiling, {watch.run_s:.1f} s running")
     print(f"results in {out}")
 
 
@@ -281,7 +284,7 @@ def _join_processes(args) -> None:
 
 
 def _cmd_scan(args) -> int:
-    from sclandscape import interrupts, problems, results
+    from sclandscape import compilation, interrupts, problems, results
 
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
     _check_runs(args)
@@ -289,7 +292,7 @@ def _cmd_scan(args) -> int:
     interrupts.expect("rerun with --resume")
     _join_processes(args)
     _start_jax(args)
-    with _progress(args.quiet, "scan") as progress:
+    with _progress(args.quiet, "scan") as progress, compilation.Stopwatch() as watch:
         summary = results.run_scan(
             problem,
             args.inits,
@@ -301,7 +304,7 @@ def _cmd_scan(args) -> int:
             progress=progress,
             log=_note,
         )
-    _print_summary(summary, args.out)
+    _print_summary(summary, args.out, watch)
     return 0
 
 

@@ -61,6 +61,7 @@ from jax.experimental import multihost_utils
 
 import sclandscape
 from sclandscape import (
+    compilation,
     hessian,
     metrics,
     oblique,
@@ -754,7 +755,7 @@ def run_scan(
     wait for its ``config.json`` and require it to match. A wait with no progress
     for ``wait_timeout`` seconds raises ``ResultsError``.
     """
-    started, clock = time.time(), time.monotonic()
+    started = time.time()
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     seed = problems.check_seed(seed)
@@ -764,18 +765,20 @@ def run_scan(
         raise ResultsError(f"--out {out} exists and is not a folder")
     config = _config(problem, settings, seed, n_inits, keep_embeddings)
     lock, created, error = None, False, None
-    if p == 0:
-        error = _folder_error(out, config, resume)
-        if error is None:
-            created = not os.path.exists(out)
-            try:
-                lock = lock_folder(out)
-                error = _folder_error(out, config, resume)  # again: another writer may have been first
-            except ResultsError as err:
-                error = str(err)
-    if count > 1 and jax.process_count() > 1:
-        error = _agree(error, config, out)
+    # Compile time against the rest (config.json's timing); the checks above take microseconds.
+    watch = compilation.Stopwatch().start()
     try:
+        if p == 0:
+            error = _folder_error(out, config, resume)
+            if error is None:
+                created = not os.path.exists(out)
+                try:
+                    lock = lock_folder(out)
+                    error = _folder_error(out, config, resume)  # again: another writer may have been first
+                except ResultsError as err:
+                    error = str(err)
+        if count > 1 and jax.process_count() > 1:
+            error = _agree(error, config, out)
         if error:
             raise ResultsError(error)
         if lock is not None and log and _took_over(lock):
@@ -791,7 +794,15 @@ def run_scan(
                 **config,
                 "global_loss": runner.optimum.loss,
                 "provenance": provenance(problem, settings, runner.slots),
-                "timing": {"started": _iso(started), "finished": None, "wall_s": None, "runs_computed": 0},
+                "timing": {
+                    "started": _iso(started),
+                    "finished": None,
+                    "wall_s": None,
+                    "runs_computed": 0,
+                    "compile_s": None,
+                    "run_s": None,
+                    "total_s": None,
+                },
                 "earlier_sessions": _earlier_sessions(config_path),
             }
             write_json(config_path, session)
@@ -854,14 +865,17 @@ def run_scan(
             write_npz(os.path.join(out, "points.npz"), points)
             write_npz(os.path.join(out, "runs.npz"), runs)
             write_json(os.path.join(out, "summary.json"), summary)
+            split = watch.to_json()  # compile_s counts loads from the compilation cache too
             session["timing"].update(
                 finished=_iso(time.time()),
-                wall_s=time.monotonic() - clock,
+                wall_s=split["total_s"],
                 runs_computed=finished - (len(share) - len(todo)),
+                **split,
             )
             write_json(config_path, session)
         return summary
     finally:
+        watch.stop()
         if lock is not None:
             lock.release()
         if created:

@@ -202,6 +202,9 @@ def test_config_records_provenance_and_resume_keeps_the_scan(scan_dir, tmp_path)
     assert ex["slots"] == 4 and ex["first_order_dtype"] == "float64"
     timing = config["timing"]
     assert timing["started"] <= timing["finished"] and timing["wall_s"] > 0 and timing["runs_computed"] == 4
+    assert timing["total_s"] == timing["wall_s"]
+    assert timing["compile_s"] >= 0 and timing["run_s"] >= 0
+    assert timing["compile_s"] + timing["run_s"] == pytest.approx(timing["total_s"])
     # a resume of the finished scan is the same scan: its session is kept and nothing recomputed
     out = str(tmp_path / "copy")
     shutil.copytree(scan_dir, out)
