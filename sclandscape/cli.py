@@ -68,6 +68,22 @@ def _parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_bytes(text: str) -> int:
+    """``2G``, ``500M``, ``1.5GiB``, ``4096`` (binary units: 1G = 2^30 bytes)."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    try:
+        amount = float(value[: len(value) - len(unit)])
+    except ValueError:
+        amount = -1.0
+    if not 1 <= amount * _UNITS[unit] < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 500M, got {text!r}")
+    return int(amount * _UNITS[unit])
+
+
 def _parse_list(kind):
     def parse(text: str):
         try:
@@ -119,7 +135,17 @@ def _add_run_arguments(p, inits: int) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the initialisations")
     g.add_argument("--tol", type=float, help="Riemannian gradient tolerance (default 1e-5; 1e-9 with --x64)")
     g.add_argument("--max-steps", type=int, default=5000, help="first-order steps per run")
-    g.add_argument("--slots", type=int, default=256, help="runs optimised concurrently")
+    g.add_argument(
+        "--slots",
+        type=int,
+        help="runs optimised concurrently (default: what --memory-budget holds, <= --inits)",
+    )
+    g.add_argument(
+        "--memory-budget",
+        type=_parse_bytes,
+        metavar="BYTES",
+        help="memory the slots may take, e.g. 2G or 500M (default: min(4G, a quarter of physical memory))",
+    )
     g.add_argument("--x64", action="store_true", help="optimise in float64")
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -141,6 +167,7 @@ def _settings(args):
         max_steps=args.max_steps,
         x64=args.x64,
         slots=args.slots,
+        memory_budget=args.memory_budget,
         **_optimizer_settings(args),
     )
 

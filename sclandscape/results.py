@@ -784,7 +784,9 @@ def run_scan(
         if lock is not None and log and _took_over(lock):
             log(_took_over(lock))
         key = jax.random.key(seed)
-        runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
+        runner = scanner.Scanner(
+            problem, key, settings, keep_embeddings=keep_embeddings, runs=len(range(p, int(n_inits), count))
+        )
         config_path = os.path.join(out, "config.json")
         chunks = os.path.join(out, "chunks")
         if p == 0:
@@ -793,7 +795,7 @@ def run_scan(
             session = {
                 **config,
                 "global_loss": runner.optimum.loss,
-                "provenance": provenance(problem, settings, runner.slots),
+                "provenance": provenance(problem, settings, runner.slots, plan=runner.plan),
                 "timing": {
                     "started": _iso(started),
                     "finished": None,
@@ -887,7 +889,13 @@ def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots: int | None = None) -> dict:
+def provenance(
+    problem: problems.Problem,
+    settings: scanner.ScanSettings,
+    slots: int | None = None,
+    *,
+    plan: scanner.Plan | None = None,
+) -> dict:
     """What a scan ran with: versions, devices, and the execution paths it takes (``config.json``).
 
     ``execution`` records the choices actually taken for this problem and
@@ -896,9 +904,14 @@ def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots:
     phase (``streaming.kernel_impl`` in the scan's dtype: ``"pallas"``,
     ``"jax"``; ``"dense"`` when not streaming) and of the float64 polish, the
     certificate (``"lanczos"`` when streaming, else the dense ``"eigvalsh"``),
-    and ``slots`` (the concurrent runs after rounding to the device count).
+    and ``slots`` (the concurrent runs after rounding to the device count);
+    given the scanner's ``plan`` (``scanner.plan``), also where the slots came
+    from (``slots_from``: ``"settings"`` or ``"memory_budget"``), the
+    ``memory_budget`` and the estimated ``slot_bytes`` of one slot.
     """
-    stream = scanner.streams(problem.n, settings)
+    if plan is not None:
+        slots = plan.slots
+    stream = plan.stream if plan is not None else scanner.streams(problem.n, settings)
     first_order = np.float64 if settings.x64 else np.float32
     devices = jax.devices()
     return {
@@ -923,6 +936,15 @@ def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots:
             "polish_kernel": streaming.kernel_impl(np.float64) if stream else "dense",
             "certificate": "lanczos" if stream else "eigvalsh",
             "slots": None if slots is None else int(slots),
+            **(
+                {}
+                if plan is None
+                else {
+                    "slots_from": plan.slots_from,
+                    "memory_budget": plan.memory_budget,
+                    "slot_bytes": plan.slot_bytes,
+                }
+            ),
         },
     }
 
