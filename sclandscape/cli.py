@@ -144,7 +144,7 @@ def _add_run_arguments(p, inits: int) -> None:
         "--memory-budget",
         type=_parse_bytes,
         metavar="BYTES",
-        help="memory the slots may take, e.g. 2G or 500M (default: min(4G, a quarter of physical memory))",
+        help="memory the slots may take, e.g. 2G or 500M (default: min(2G, a quarter of physical memory))",
     )
     g.add_argument("--x64", action="store_true", help="optimise in float64")
     g.add_argument("--quiet", action="store_true", help="no progress display")

@@ -248,7 +248,7 @@ def test_memory_budget_chooses_slots_and_path():
     assert scanner.slot_bytes(1000, 8, stream=True, x64=True) > scanner.slot_bytes(1000, 8, stream=True)
     # a budget below one slot still runs one slot per device
     assert scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=1), runs=8, devices=2).slots == 2
-    assert 0 < scanner.default_memory_budget() <= 4 * scanner.GIB
+    assert 0 < scanner.default_memory_budget() <= scanner.MAX_DEFAULT_BUDGET
 
 
 def test_bad_memory_budget_is_refused():
