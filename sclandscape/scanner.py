@@ -378,10 +378,12 @@ def run_key(key, run_index):
 def streams(n: int, settings: ScanSettings) -> bool:
     """Whether runs of ``n`` samples take the streaming path (``ExecutionSettings.streaming``).
 
-    With ``slots=None`` this is the path of one run; a ``Scanner`` compiles its
-    programs with the slots it chose (``plan``) written into the settings.
+    With ``slots=None`` (not chosen yet) it assumes ``MAX_SLOTS`` runs, as
+    callers that vmap ``solve_one`` over batches of their own (``saddles``,
+    ``paths``) always have; a ``Scanner`` compiles its programs with the slots
+    it chose (``plan``) written into the settings.
     """
-    return streaming.choose(settings.streaming, n, runs=settings.slots or 1)
+    return streaming.choose(settings.streaming, n, runs=settings.slots or MAX_SLOTS)
 
 
 def _loss_fn(labels, tau, stream: bool):
