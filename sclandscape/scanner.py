@@ -324,9 +324,6 @@ class Plan(NamedTuple):
     memory_budget: int
     slots_from: str  # "settings" (given) or "memory_budget" (chosen)
 
-    def to_json(self) -> dict:
-        return {name: (bool(v) if name == "stream" else v) for name, v in self._asdict().items()}
-
 
 def plan(n: int, d: int, settings: ScanSettings, *, runs: int | None = None, devices: int = 1) -> Plan:
     """The slots and the dense/streaming path of a scan of ``runs`` runs (``None``: not known).
