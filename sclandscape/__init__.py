@@ -2,59 +2,117 @@
 
 The public surface: the names a user needs. Everything else is reachable
 through its module (``sclandscape.hessian``, ``sclandscape.streaming``, ...)
-and is an implementation detail. The library never enables float64 on
-import; see ``sclandscape.precision`` for the policy.
+and is an implementation detail. The public names are imported when first
+used (``import sclandscape`` alone imports no JAX). The library never enables
+float64 on import; see ``sclandscape.precision`` for the policy.
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
+import importlib as _importlib
+import typing as _typing
 
 from sclandscape import interrupts as _interrupts
 
-# Run as the command line, this import of JAX is already part of the command: a SIGINT or SIGTERM
-# now is recorded and answered once the command starts (sclandscape.interrupts), never raised in JAX.
+# Run as the command line, this import is already part of the command: a SIGINT or SIGTERM from
+# now on is recorded and answered once the command starts (sclandscape.interrupts), never raised in JAX.
 if _interrupts.invoked_as_command():
     _interrupts.defer()
 
-from sclandscape.certify import certificate as certificate
-from sclandscape.certify import certificate_streaming as certificate_streaming
-from sclandscape.checks import check_gradient as check_gradient
-from sclandscape.checks import check_hessian as check_hessian
-from sclandscape.critical import CriticalSettings as CriticalSettings
-from sclandscape.critical import find_critical as find_critical
-from sclandscape.hessian import escape_direction as escape_direction
-from sclandscape.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
-from sclandscape.loss import make_batches as make_batches
-from sclandscape.loss import sc_gram_gradient as sc_gram_gradient
-from sclandscape.loss import sc_loss as sc_loss
-from sclandscape.loss import sc_loss_gram as sc_loss_gram
-from sclandscape.loss import sc_loss_minibatch as sc_loss_minibatch
-from sclandscape.metrics import class_mean_gram as class_mean_gram
-from sclandscape.optim import Status as Status
-from sclandscape.optimum import GlobalOptimum as GlobalOptimum
-from sclandscape.optimum import balanced_optimum_loss as balanced_optimum_loss
-from sclandscape.optimum import global_optimum as global_optimum
-from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
-from sclandscape.optimum import step_geometry as step_geometry
-from sclandscape.optimum import step_optimum as step_optimum
-from sclandscape.problems import Problem as Problem
-from sclandscape.problems import balanced_counts as balanced_counts
-from sclandscape.problems import labels_from_counts as labels_from_counts
-from sclandscape.problems import step_counts as step_counts
-from sclandscape.progress import Progress as Progress
-from sclandscape.results import load_scan as load_scan
-from sclandscape.results import run_scan as run_scan
-from sclandscape.results import summarize as summarize
-from sclandscape.scanner import ScanSettings as ScanSettings
-from sclandscape.scanner import scan as scan
-from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
-from sclandscape.verdict import ClassifySettings as ClassifySettings
-from sclandscape.verdict import classify as classify
+# Each public name and the module that defines it, imported on first use (PEP 562): ``import
+# sclandscape`` (and so the command line's ``--help``) loads neither JAX nor the numerical modules.
+_EXPORTS = {
+    "certificate": "certify",
+    "certificate_streaming": "certify",
+    "check_gradient": "checks",
+    "check_hessian": "checks",
+    "CriticalSettings": "critical",
+    "find_critical": "critical",
+    "escape_direction": "hessian",
+    "riemannian_hessian_eigs": "hessian",
+    "make_batches": "loss",
+    "sc_gram_gradient": "loss",
+    "sc_loss": "loss",
+    "sc_loss_gram": "loss",
+    "sc_loss_minibatch": "loss",
+    "class_mean_gram": "metrics",
+    "Status": "optim",
+    "GlobalOptimum": "optimum",
+    "balanced_optimum_loss": "optimum",
+    "global_optimum": "optimum",
+    "nonneg_optimum_loss": "optimum",
+    "step_geometry": "optimum",
+    "step_optimum": "optimum",
+    "Problem": "problems",
+    "balanced_counts": "problems",
+    "labels_from_counts": "problems",
+    "step_counts": "problems",
+    "Progress": "progress",
+    "load_scan": "results",
+    "run_scan": "results",
+    "summarize": "results",
+    "ScanSettings": "scanner",
+    "scan": "scanner",
+    "sc_loss_streaming": "streaming",
+    "ClassifySettings": "verdict",
+    "classify": "verdict",
+}
 
-try:
-    __version__ = _version("sclandscape")
-except _PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they live
+    from sclandscape.certify import certificate as certificate
+    from sclandscape.certify import certificate_streaming as certificate_streaming
+    from sclandscape.checks import check_gradient as check_gradient
+    from sclandscape.checks import check_hessian as check_hessian
+    from sclandscape.critical import CriticalSettings as CriticalSettings
+    from sclandscape.critical import find_critical as find_critical
+    from sclandscape.hessian import escape_direction as escape_direction
+    from sclandscape.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
+    from sclandscape.loss import make_batches as make_batches
+    from sclandscape.loss import sc_gram_gradient as sc_gram_gradient
+    from sclandscape.loss import sc_loss as sc_loss
+    from sclandscape.loss import sc_loss_gram as sc_loss_gram
+    from sclandscape.loss import sc_loss_minibatch as sc_loss_minibatch
+    from sclandscape.metrics import class_mean_gram as class_mean_gram
+    from sclandscape.optim import Status as Status
+    from sclandscape.optimum import GlobalOptimum as GlobalOptimum
+    from sclandscape.optimum import balanced_optimum_loss as balanced_optimum_loss
+    from sclandscape.optimum import global_optimum as global_optimum
+    from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
+    from sclandscape.optimum import step_geometry as step_geometry
+    from sclandscape.optimum import step_optimum as step_optimum
+    from sclandscape.problems import Problem as Problem
+    from sclandscape.problems import balanced_counts as balanced_counts
+    from sclandscape.problems import labels_from_counts as labels_from_counts
+    from sclandscape.problems import step_counts as step_counts
+    from sclandscape.progress import Progress as Progress
+    from sclandscape.results import load_scan as load_scan
+    from sclandscape.results import run_scan as run_scan
+    from sclandscape.results import summarize as summarize
+    from sclandscape.scanner import ScanSettings as ScanSettings
+    from sclandscape.scanner import scan as scan
+    from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
+    from sclandscape.verdict import ClassifySettings as ClassifySettings
+    from sclandscape.verdict import classify as classify
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # importlib.metadata costs more than the rest of this import
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            globals()[name] = version("sclandscape")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            globals()[name] = "0+unknown"
+        return globals()[name]
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sclandscape' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"sclandscape.{module}"), name)
+    globals()[name] = value  # later lookups are ordinary attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ClassifySettings",

@@ -3,7 +3,9 @@
 Exit code 0 on success, 2 on bad input with a one-line message on stderr and
 no traceback. Argument parsing imports neither JAX nor the numerical modules:
 each handler imports what it needs, so ``--help`` and argument errors answer
-at once. Handlers enable float64 globally (the library never does on import).
+at once. Handlers enable float64 globally and JAX's persistent compilation
+cache (``sclandscape.compilation``; ``--no-cache`` or ``SCLANDSCAPE_CACHE_DIR=off``
+turn it off); the library does neither on import.
 
 Interrupts: SIGINT (Ctrl-C) and SIGTERM stop any command at any phase with one
 line (``interrupted after N of M runs; rerun with --resume``) and exit code
@@ -66,6 +68,22 @@ def _parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_bytes(text: str) -> int:
+    """``2G``, ``500M``, ``1.5GiB``, ``4096`` (binary units: 1G = 2^30 bytes)."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    try:
+        amount = float(value[: len(value) - len(unit)])
+    except ValueError:
+        amount = -1.0
+    if not 1 <= amount * _UNITS[unit] < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 500M, got {text!r}")
+    return int(amount * _UNITS[unit])
+
+
 def _parse_list(kind):
     def parse(text: str):
         try:
@@ -117,7 +135,17 @@ def _add_run_arguments(p, inits: int) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the initialisations")
     g.add_argument("--tol", type=float, help="Riemannian gradient tolerance (default 1e-5; 1e-9 with --x64)")
     g.add_argument("--max-steps", type=int, default=5000, help="first-order steps per run")
-    g.add_argument("--slots", type=int, default=256, help="runs optimised concurrently")
+    g.add_argument(
+        "--slots",
+        type=int,
+        help="runs optimised concurrently (default: what --memory-budget holds, <= --inits)",
+    )
+    g.add_argument(
+        "--memory-budget",
+        type=_parse_bytes,
+        metavar="BYTES",
+        help="memory the slots may take, e.g. 2G or 500M (default: min(2G, a quarter of physical memory))",
+    )
     g.add_argument("--x64", action="store_true", help="optimise in float64")
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -139,6 +167,7 @@ def _settings(args):
         max_steps=args.max_steps,
         x64=args.x64,
         slots=args.slots,
+        memory_budget=args.memory_budget,
         **_optimizer_settings(args),
     )
 
@@ -176,10 +205,20 @@ def _progress(quiet: bool, label: str = "scan"):
     return shown
 
 
-def _enable_x64() -> None:
+def _start_jax(args) -> None:
+    """What every command does before its first JAX computation: float64 on, and the compilation cache
+    (``sclandscape.compilation``) unless ``--no-cache`` or ``SCLANDSCAPE_CACHE_DIR=off``."""
     import jax
 
+    from sclandscape import compilation
+
     jax.config.update("jax_enable_x64", True)
+    if getattr(args, "no_cache", False):
+        return
+    try:
+        compilation.enable_cache()
+    except OSError as err:  # a cache is an optimisation: the command runs without it
+        _note(f"no compilation cache ({err})")
 
 
 # --------------------------------------------------------------------------
@@ -194,7 +233,7 @@ def _cmd_optimum(args) -> int:
     from sclandscape import optimum
 
     counts = _problem_counts(args)
-    _enable_x64()
+    _start_jax(args)
     opt = optimum.global_optimum(counts, args.tau)
     if args.json:
         print(json.dumps(opt.to_json()))
@@ -212,7 +251,8 @@ def _cmd_optimum(args) -> int:
 # scan
 
 
-def _print_summary(summary: dict, out: str) -> None:
+def _print_summary(summary: dict, out: str, watch=None) -> None:
+    """The summary of a scan; ``watch``: a ``compilation.Stopwatch`` of it (its time, compiling and not)."""
     c = summary["counts"]
     print(
         f"{summary['n_inits']} runs, L* = {summary['global_loss']:.6f}: "
@@ -234,6 +274,8 @@ def _print_summary(summary: dict, out: str) -> None:
             f"{fo['n_at_optimum']} of {summary['n_inits']} runs at L* within their gap tolerance, "
             f"median |grad| {fo['median_grad_norm']:.1e}, median gap {fo['median_gap']:.2e}"
         )
+    if watch is not None:
+        print(f"{watch.total_s:.1f} s: {watch.compile_s:.1f} s compiling, {watch.run_s:.1f} s running")
     print(f"results in {out}")
 
 
@@ -269,15 +311,15 @@ def _join_processes(args) -> None:
 
 
 def _cmd_scan(args) -> int:
-    from sclandscape import interrupts, problems, results
+    from sclandscape import compilation, interrupts, problems, results
 
     problem = problems.Problem(_problem_counts(args), args.dim, args.tau)
     _check_runs(args)
     settings = _settings(args)
     interrupts.expect("rerun with --resume")
     _join_processes(args)
-    _enable_x64()
-    with _progress(args.quiet, "scan") as progress:
+    _start_jax(args)
+    with _progress(args.quiet, "scan") as progress, compilation.Stopwatch() as watch:
         summary = results.run_scan(
             problem,
             args.inits,
@@ -289,7 +331,7 @@ def _cmd_scan(args) -> int:
             progress=progress,
             log=_note,
         )
-    _print_summary(summary, args.out)
+    _print_summary(summary, args.out, watch)
     return 0
 
 
@@ -327,7 +369,7 @@ def _cmd_demo(args) -> int:
         raise ValueError(f"--inits must be >= 1, got {args.inits}")
     _check_demo_folder(args.out)
     interrupts.expect("rerun the demo to continue it")
-    _enable_x64()
+    _start_jax(args)
     folders = []
     for i, (title, counts, dim, tau) in enumerate(DEMO_CASES):
         out = os.path.join(args.out, f"case{i}")
@@ -365,7 +407,7 @@ def _cmd_curvature(args) -> int:
     from sclandscape import curvature
 
     runs = _parse_runs(args.runs)
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "hessian") as progress:
         record = curvature.scan_curvature(
             args.dir,
@@ -402,7 +444,7 @@ def _cmd_hessian(args) -> int:
             runs = [int(r) for r in args.runs.split(",")]
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "hessian") as progress:
         path = results.hessian_spectra(args.dir, runs, progress=progress)
     data = results.read_npz(path)
@@ -484,7 +526,7 @@ def _cmd_classify(args) -> int:
     H, labels = _read_points(args.file)
     problems.check_labels(labels)
     problems.check_tau(args.tau)
-    _enable_x64()
+    _start_jax(args)
     c = verdict.classify(H, labels, args.tau, settings=verdict.ClassifySettings(gtol=args.gtol))
     rows = [c.point(i) for i in range(H.shape[0])]
     if args.json:
@@ -521,7 +563,7 @@ def _cmd_plot(args) -> int:
 
     if not os.path.isdir(args.dir):
         raise ValueError(f"{args.dir} is not a folder")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "plot") as progress:
         if os.path.exists(os.path.join(args.dir, "sweep.json")):
             progress.phase("drawing", "the phase map")
@@ -568,7 +610,7 @@ def _cmd_sweep(args) -> int:
     _check_runs(args)
     settings = _settings(args)
     interrupts.expect("rerun the same sweep command to continue it", "runs of the current cell")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "sweep") as progress:
         state = sweep.run_sweep(
             problem,
@@ -622,7 +664,7 @@ def _cmd_saddles(args) -> int:
     problems.check_seed(args.seed)
     _check_new_folder(args.out)
     interrupts.expect("rerun into a new or empty --out")
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "saddles") as progress:
         summary, H = saddles.catalogue(problem, seed=args.seed, settings=settings, progress=progress)
     figures = []
@@ -680,7 +722,7 @@ def _cmd_path(args) -> int:
 
     runs = _parse_runs(args.runs, 2)
     settings = paths.PathSettings(images=args.images, max_iter=args.max_iter)
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "path") as progress:
         state = paths.scan_paths(
             args.dir,
@@ -713,7 +755,7 @@ def _cmd_slice(args) -> int:
     from sclandscape import slices
 
     directions = [d.strip() for d in args.directions.split(",") if d.strip()]
-    _enable_x64()
+    _start_jax(args)
     with _progress(args.quiet, "slice") as progress:
         record = slices.scan_slice(
             args.dir,
@@ -751,7 +793,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def command(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        p.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="do not use the persistent compilation cache (also: SCLANDSCAPE_CACHE_DIR=off)",
+        )
+        return p
 
     p = command("scan", "batched landscape scan from random initialisations")
     _add_problem_arguments(p)

@@ -76,9 +76,11 @@ def message() -> str:
 
 def _stop(signum: int) -> None:
     """End the process after an interrupt: one line, exit ``128 + signum``, nothing half-written."""
-    results = sys.modules.get("sclandscape.results")  # loaded only if the command got that far
-    if results is not None:
-        results.abandon()
+    # Loaded only if the command got that far; a module still being imported (the worker thread is
+    # inside its import) has written nothing, and has no ``abandon`` yet.
+    abandon = getattr(sys.modules.get("sclandscape.results"), "abandon", None)
+    if abandon is not None:
+        abandon()
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
     with contextlib.suppress(OSError, ValueError):

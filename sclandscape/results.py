@@ -61,6 +61,7 @@ from jax.experimental import multihost_utils
 
 import sclandscape
 from sclandscape import (
+    compilation,
     hessian,
     metrics,
     oblique,
@@ -754,7 +755,7 @@ def run_scan(
     wait for its ``config.json`` and require it to match. A wait with no progress
     for ``wait_timeout`` seconds raises ``ResultsError``.
     """
-    started, clock = time.time(), time.monotonic()
+    started = time.time()
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     seed = problems.check_seed(seed)
@@ -764,24 +765,28 @@ def run_scan(
         raise ResultsError(f"--out {out} exists and is not a folder")
     config = _config(problem, settings, seed, n_inits, keep_embeddings)
     lock, created, error = None, False, None
-    if p == 0:
-        error = _folder_error(out, config, resume)
-        if error is None:
-            created = not os.path.exists(out)
-            try:
-                lock = lock_folder(out)
-                error = _folder_error(out, config, resume)  # again: another writer may have been first
-            except ResultsError as err:
-                error = str(err)
-    if count > 1 and jax.process_count() > 1:
-        error = _agree(error, config, out)
+    # Compile time against the rest (config.json's timing); the checks above take microseconds.
+    watch = compilation.Stopwatch().start()
     try:
+        if p == 0:
+            error = _folder_error(out, config, resume)
+            if error is None:
+                created = not os.path.exists(out)
+                try:
+                    lock = lock_folder(out)
+                    error = _folder_error(out, config, resume)  # again: another writer may have been first
+                except ResultsError as err:
+                    error = str(err)
+        if count > 1 and jax.process_count() > 1:
+            error = _agree(error, config, out)
         if error:
             raise ResultsError(error)
         if lock is not None and log and _took_over(lock):
             log(_took_over(lock))
         key = jax.random.key(seed)
-        runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
+        runner = scanner.Scanner(
+            problem, key, settings, keep_embeddings=keep_embeddings, runs=len(range(p, int(n_inits), count))
+        )
         config_path = os.path.join(out, "config.json")
         chunks = os.path.join(out, "chunks")
         if p == 0:
@@ -790,8 +795,16 @@ def run_scan(
             session = {
                 **config,
                 "global_loss": runner.optimum.loss,
-                "provenance": provenance(problem, settings, runner.slots),
-                "timing": {"started": _iso(started), "finished": None, "wall_s": None, "runs_computed": 0},
+                "provenance": provenance(problem, settings, runner.slots, plan=runner.plan),
+                "timing": {
+                    "started": _iso(started),
+                    "finished": None,
+                    "wall_s": None,
+                    "runs_computed": 0,
+                    "compile_s": None,
+                    "run_s": None,
+                    "total_s": None,
+                },
                 "earlier_sessions": _earlier_sessions(config_path),
             }
             write_json(config_path, session)
@@ -854,14 +867,17 @@ def run_scan(
             write_npz(os.path.join(out, "points.npz"), points)
             write_npz(os.path.join(out, "runs.npz"), runs)
             write_json(os.path.join(out, "summary.json"), summary)
+            split = watch.to_json()  # compile_s counts loads from the compilation cache too
             session["timing"].update(
                 finished=_iso(time.time()),
-                wall_s=time.monotonic() - clock,
+                wall_s=split["total_s"],
                 runs_computed=finished - (len(share) - len(todo)),
+                **split,
             )
             write_json(config_path, session)
         return summary
     finally:
+        watch.stop()
         if lock is not None:
             lock.release()
         if created:
@@ -873,7 +889,13 @@ def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots: int | None = None) -> dict:
+def provenance(
+    problem: problems.Problem,
+    settings: scanner.ScanSettings,
+    slots: int | None = None,
+    *,
+    plan: scanner.Plan | None = None,
+) -> dict:
     """What a scan ran with: versions, devices, and the execution paths it takes (``config.json``).
 
     ``execution`` records the choices actually taken for this problem and
@@ -882,9 +904,14 @@ def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots:
     phase (``streaming.kernel_impl`` in the scan's dtype: ``"pallas"``,
     ``"jax"``; ``"dense"`` when not streaming) and of the float64 polish, the
     certificate (``"lanczos"`` when streaming, else the dense ``"eigvalsh"``),
-    and ``slots`` (the concurrent runs after rounding to the device count).
+    and ``slots`` (the concurrent runs after rounding to the device count);
+    given the scanner's ``plan`` (``scanner.plan``), also where the slots came
+    from (``slots_from``: ``"settings"`` or ``"memory_budget"``), the
+    ``memory_budget`` and the estimated ``slot_bytes`` of one slot.
     """
-    stream = scanner.streams(problem.n, settings)
+    if plan is not None:
+        slots = plan.slots
+    stream = plan.stream if plan is not None else scanner.streams(problem.n, settings)
     first_order = np.float64 if settings.x64 else np.float32
     devices = jax.devices()
     return {
@@ -909,6 +936,15 @@ def provenance(problem: problems.Problem, settings: scanner.ScanSettings, slots:
             "polish_kernel": streaming.kernel_impl(np.float64) if stream else "dense",
             "certificate": "lanczos" if stream else "eigvalsh",
             "slots": None if slots is None else int(slots),
+            **(
+                {}
+                if plan is None
+                else {
+                    "slots_from": plan.slots_from,
+                    "memory_budget": plan.memory_budget,
+                    "slot_bytes": plan.slot_bytes,
+                }
+            ),
         },
     }
 

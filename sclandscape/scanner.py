@@ -81,6 +81,10 @@ from sclandscape.optim import Status
 
 STREAM_BLOCK = 128  # tiles of 128 x 128 per run: small enough for many runs under vmap
 LBFGS_MEMORY = 10
+MAX_SLOTS = 256  # slots chosen from the memory budget never exceed this (small problems)
+GIB = 1 << 30
+#: The default memory budget's ceiling: the slots' peak, on top of the ~0.5 GB a process of JAX holds.
+MAX_DEFAULT_BUDGET = 2 * GIB
 
 
 # --------------------------------------------------------------------------
@@ -183,22 +187,30 @@ class ExecutionSettings:
 
     Attributes:
       chunk_steps: first-order steps per dispatch between refills.
-      slots: concurrent runs (rounded up to a multiple of the device count).
+      slots: concurrent runs, or ``None`` (default) to choose them from
+        ``memory_budget`` (``plan``). Never more than the runs asked for, and
+        rounded up to a multiple of the device count.
       streaming: loss, gradient, Hessian-vector products and certificate
         without the ``n x n`` matrix (``sclandscape.streaming``): ``"always"``,
         ``"never"``, or ``"auto"`` = when ``slots * n^2 > 4096^2``
         (``streaming.use_streaming``); the certificate is then a Lanczos
         estimate of ``lambda_min(S)`` instead of a dense ``eigvalsh``.
+      memory_budget: bytes the slots may hold at once (``slot_bytes`` each),
+        from which ``slots=None`` is chosen; ``None`` (default) is
+        ``default_memory_budget()``: ``min(2 GiB, a quarter of physical memory)``.
     """
 
     chunk_steps: int = 25
-    slots: int = 256
+    slots: int | None = None
     streaming: str = "auto"
+    memory_budget: int | None = None
 
     def __post_init__(self):
-        problems.check_fields(
-            self, integers={"chunk_steps": 1, "slots": 1}, choices={"streaming": streaming.MODES}
-        )
+        problems.check_fields(self, integers={"chunk_steps": 1}, choices={"streaming": streaming.MODES})
+        if self.slots is not None:
+            problems.check_integer("slots", self.slots, 1)
+        if self.memory_budget is not None:
+            problems.check_integer("memory_budget", self.memory_budget, 1)
 
 
 _GROUPS = {"optimise": OptimiseSettings, "judge": JudgeSettings, "execution": ExecutionSettings}
@@ -260,6 +272,93 @@ class ScanSettings:
 
 
 # --------------------------------------------------------------------------
+# How many slots
+
+
+def default_memory_budget() -> int:
+    """``min(MAX_DEFAULT_BUDGET, a quarter of physical memory)``: the slots' budget when none is given.
+
+    2 GiB: the slot estimate is set by the float64 polish, which a slot
+    reaches only once its run converges; until then a slot holds about a
+    quarter of it (measured at n = 5,000, d = 32).
+    """
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (or not these names) here
+        return MAX_DEFAULT_BUDGET
+    return int(min(MAX_DEFAULT_BUDGET, physical // 4)) if physical > 0 else MAX_DEFAULT_BUDGET
+
+
+def slot_bytes(n: int, d: int, *, stream: bool, x64: bool = False) -> int:
+    """Bytes one slot holds at its peak (an estimate from XLA's buffer sizes, rounded up).
+
+    A slot keeps its first-order state for the whole scan (the iterate, its
+    gradient and the ``LBFGS_MEMORY`` history pairs: ~24 ``(n, d)`` arrays in
+    the first-order dtype, counted twice for a step's input and output), plus
+    the largest temporaries of one phase: the first-order step (dense: ~3
+    ``n x n`` arrays in its dtype; streaming: ~24 ``(n, d)`` arrays and the
+    ``STREAM_BLOCK`` tiles), the float64 polish (dense: ~48 bytes per ``n x n``
+    entry for the trust region's Hessian-vector products; both paths: the
+    ``(n, d, d)`` block preconditioner, its factors and the conjugate-gradient
+    vectors, ~``n d (320 + 20 d)`` bytes) and the float64 records (dense: the
+    certificate's ``eigvalsh``, ~40 bytes per entry). Measured with
+    ``memory_analysis()`` of the compiled programs at ``n`` = 500 to 4000,
+    ``d`` = 8 and 32, to within ~25% (over rather than under).
+    """
+    itemsize = 8 if x64 else 4
+    nd = n * d
+    state = 2 * 24 * itemsize * nd
+    polish = nd * (320 + 20 * d)
+    if stream:
+        tiles = 8 * 8 * STREAM_BLOCK**2
+        return int(state + max(24 * itemsize * nd, polish) + tiles)
+    return int(state + max(3.25 * itemsize * n * n, 48 * n * n + polish, 40 * n * n))
+
+
+class Plan(NamedTuple):
+    """How a scan executes: ``slots``, the ``stream`` path, and the memory that decided them."""
+
+    slots: int
+    stream: bool
+    slot_bytes: int  # ``slot_bytes`` on the path taken
+    memory_budget: int
+    slots_from: str  # "settings" (given) or "memory_budget" (chosen)
+
+
+def plan(n: int, d: int, settings: ScanSettings, *, runs: int | None = None, devices: int = 1) -> Plan:
+    """The slots and the dense/streaming path of a scan of ``runs`` runs (``None``: not known).
+
+    Given ``slots`` are kept; otherwise as many as ``memory_budget`` holds at
+    ``slot_bytes`` each (at least one per device, at most ``MAX_SLOTS``), on
+    the dense path when that many dense slots fit and ``streaming.choose``
+    keeps them dense, else on the streaming path. Either way never more than
+    ``runs`` (more slots would only hold copies of nothing), and rounded up to
+    a multiple of ``devices``; the path is then ``streaming.choose`` at that
+    slot count, as every compiled program sees it (``streams``).
+    """
+    budget = settings.memory_budget or default_memory_budget()
+    cap = MAX_SLOTS if runs is None else max(int(runs), 1)
+
+    def rounded(count: int) -> int:
+        return -(-max(min(count, cap), 1) // devices) * devices
+
+    if settings.slots is not None:
+        slots, source = rounded(settings.slots), "settings"
+    else:
+        source = "memory_budget"
+        cap = min(cap, MAX_SLOTS)
+        dense = budget // slot_bytes(n, d, stream=False, x64=settings.x64)
+        if settings.streaming == "never" or (
+            settings.streaming == "auto" and dense >= 1 and not streaming.choose("auto", n, rounded(dense))
+        ):
+            slots = rounded(dense)
+        else:
+            slots = rounded(budget // slot_bytes(n, d, stream=True, x64=settings.x64))
+    stream = streaming.choose(settings.streaming, n, runs=slots)
+    return Plan(slots, stream, slot_bytes(n, d, stream=stream, x64=settings.x64), int(budget), source)
+
+
+# --------------------------------------------------------------------------
 # One run
 
 
@@ -274,8 +373,14 @@ def run_key(key, run_index):
 
 
 def streams(n: int, settings: ScanSettings) -> bool:
-    """Whether runs of ``n`` samples take the streaming path (``ExecutionSettings.streaming``)."""
-    return streaming.choose(settings.streaming, n, runs=settings.slots)
+    """Whether runs of ``n`` samples take the streaming path (``ExecutionSettings.streaming``).
+
+    With ``slots=None`` (not chosen yet) it assumes ``MAX_SLOTS`` runs, as
+    callers that vmap ``solve_one`` over batches of their own (``saddles``,
+    ``paths``) always have; a ``Scanner`` compiles its programs with the slots
+    it chose (``plan``) written into the settings.
+    """
+    return streaming.choose(settings.streaming, n, runs=settings.slots or MAX_SLOTS)
 
 
 def _loss_fn(labels, tau, stream: bool):
@@ -542,7 +647,9 @@ class Scanner:
     """A scan of one problem: slot scheduling over the compiled ``_Programs``.
 
     ``results(run_indices)`` yields dicts of per-run arrays (``RECORD_FIELDS``,
-    plus ``H`` when ``keep_embeddings``) as batches of runs finish.
+    plus ``H`` when ``keep_embeddings``) as batches of runs finish. ``runs``:
+    how many runs it will be given, if known, so that it holds no more slots
+    than that (``plan``).
     """
 
     def __init__(
@@ -553,6 +660,7 @@ class Scanner:
         *,
         keep_embeddings=False,
         initial: Callable | None = None,
+        runs: int | None = None,
     ):
         if problem.nonneg:
             raise ValueError("scans of the non-negative (UFM+) problem are not supported yet")
@@ -565,7 +673,12 @@ class Scanner:
         self.key = key
         self.dtype = jnp.float64 if settings.x64 else jnp.float32
         self.sharding, self.n_devices = _device_mesh_sharding()
-        self.slots = -(-settings.slots // self.n_devices) * self.n_devices
+        #: The slots and path of this scan (``plan``; ``runs``: how many runs it will do, if known).
+        self.plan = plan(problem.n, problem.dim, settings, runs=runs, devices=self.n_devices)
+        self.slots = self.plan.slots
+        # The compiled programs see the slots chosen (and so the path ``streams`` picks for them).
+        compiled = dataclasses.replace(settings.execution, slots=self.slots)
+        compiled = ScanSettings(settings.optimise, settings.judge, compiled)
         self.optimum = optimum.global_optimum(problem.counts, problem.tau)
         self.points: list[dict] = []  # the distinct critical points judged so far (``_judge``)
         # Names this scanner's points in results files shared by processes and resumed sessions.
@@ -577,9 +690,9 @@ class Scanner:
         )
         if settings.x64:
             with precision.float64():
-                self._programs = _Programs(problem, key, settings, self._initial, self.dtype, self.sharding)
+                self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
         else:
-            self._programs = _Programs(problem, key, settings, self._initial, self.dtype, self.sharding)
+            self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
 
     def _phase(self, name: str, detail: str | None = None) -> None:
         if self.on_phase is not None:
@@ -918,7 +1031,7 @@ def scan(
     """
     problems.check_integer("n_inits", n_inits)
     report = progress_lib.adapt(progress)
-    scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings)
+    scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings, runs=int(n_inits))
     done, total = 0, int(n_inits)
     if report:
         report(done, total)

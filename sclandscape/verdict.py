@@ -384,15 +384,16 @@ def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classif
     runs, (n, d) = Hb.shape[0], shape[-2:]
     N = n * (d - 1)
     eps = float(np.finfo(np.float64).eps)
+    method = settings.method
+    if method == "auto":
+        method = "dense" if N <= settings.dense_max_dim else "lanczos"
     if global_loss is None:
-        L_star, L_err, G_star = opt.loss, opt.loss_error, opt.gram()
+        # G* is n x n: only the dense path uses it (3.2 GB at n = 20,000, where Lanczos runs).
+        L_star, L_err, G_star = opt.loss, opt.loss_error, opt.gram() if method == "dense" else None
     else:
         L_star = float(global_loss)
         L_err, G_star = 8 * eps * max(1.0, abs(L_star)), None
     attainable = d >= opt.rank
-    method = settings.method
-    if method == "auto":
-        method = "dense" if N <= settings.dense_max_dim else "lanczos"
     jl = jnp.asarray(labels)
     out = {name: [None] * runs for name in FIELDS}
 

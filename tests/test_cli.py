@@ -102,3 +102,21 @@ def test_help_lists_every_command_and_shows_defaults(capsys):
                     action.dest,
                 )
         assert "(default: None)" not in text and "(default: False)" not in text
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["scan", "--help"], ["scan", "--dim", "x"], ["bogus"]])
+def test_help_and_argument_errors_import_no_jax(argv):
+    """``--help`` and bad arguments answer before any numerical import (the package's names are lazy)."""
+    code = (
+        "import sys\n"
+        "from sclandscape import cli\n"
+        "try:\n"
+        f"    code = cli.main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "heavy = sorted(m for m in ('jax', 'numpy', 'scipy', 'matplotlib') if m in sys.modules)\n"
+        "print('CODE', code, 'HEAVY', ','.join(heavy) or '-')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    last = done.stdout.strip().splitlines()[-1]
+    assert last == f"CODE {0 if argv[-1] == '--help' else 2} HEAVY -", done.stdout + done.stderr

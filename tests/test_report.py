@@ -200,8 +200,12 @@ def test_config_records_provenance_and_resume_keeps_the_scan(scan_dir, tmp_path)
         ex["streaming"] is False and ex["first_order_kernel"] == "dense" and ex["certificate"] == "eigvalsh"
     )
     assert ex["slots"] == 4 and ex["first_order_dtype"] == "float64"
+    assert ex["slots_from"] == "settings" and ex["slot_bytes"] > 0 and ex["memory_budget"] > 0
     timing = config["timing"]
     assert timing["started"] <= timing["finished"] and timing["wall_s"] > 0 and timing["runs_computed"] == 4
+    assert timing["total_s"] == timing["wall_s"]
+    assert timing["compile_s"] >= 0 and timing["run_s"] >= 0
+    assert timing["compile_s"] + timing["run_s"] == pytest.approx(timing["total_s"])
     # a resume of the finished scan is the same scan: its session is kept and nothing recomputed
     out = str(tmp_path / "copy")
     shutil.copytree(scan_dir, out)

@@ -219,3 +219,45 @@ def test_streaming_path_gives_the_dense_results():
     assert scanner.streams(5000, default) and not scanner.streams(100, default)
     with pytest.raises(ValueError, match="streaming must be one of"):
         scanner.ScanSettings(streaming="maybe")
+
+
+# ---------------------------------------------------------------- slots sized to the problem
+
+
+def test_slots_never_exceed_the_runs_and_round_to_devices():
+    given = scanner.ScanSettings(slots=256)
+    assert scanner.plan(20, 8, given, runs=6).slots == 6
+    assert scanner.plan(20, 8, given, runs=6, devices=4).slots == 8
+    assert scanner.plan(20, 8, given).slots == 256
+    chosen = scanner.plan(20, 8, scanner.ScanSettings(), runs=64)
+    assert chosen.slots == 64 and chosen.slots_from == "memory_budget" and not chosen.stream
+    assert scanner.plan(20, 8, scanner.ScanSettings()).slots == scanner.MAX_SLOTS
+
+
+def test_memory_budget_chooses_slots_and_path():
+    budget = 2 * scanner.GIB
+    big = scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=budget), runs=1000)
+    assert big.stream and big.slots * big.slot_bytes <= budget and big.slots >= 1
+    assert big.slot_bytes == scanner.slot_bytes(20000, 32, stream=True)
+    # the dense path costs n^2 per slot: streaming holds more slots in the same budget
+    dense = scanner.plan(5000, 32, scanner.ScanSettings(memory_budget=budget, streaming="never"), runs=1000)
+    stream = scanner.plan(5000, 32, scanner.ScanSettings(memory_budget=budget), runs=1000)
+    assert not dense.stream and stream.stream and stream.slots > dense.slots
+    assert scanner.slot_bytes(5000, 32, stream=False) > 25 * 5000**2
+    # float64 first-order state is larger
+    assert scanner.slot_bytes(1000, 8, stream=True, x64=True) > scanner.slot_bytes(1000, 8, stream=True)
+    # a budget below one slot still runs one slot per device
+    assert scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=1), runs=8, devices=2).slots == 2
+    assert 0 < scanner.default_memory_budget() <= scanner.MAX_DEFAULT_BUDGET
+
+
+def test_bad_memory_budget_is_refused():
+    with pytest.raises(ValueError, match="memory_budget"):
+        scanner.ScanSettings(memory_budget=0)
+    with pytest.raises(ValueError, match="slots"):
+        scanner.ScanSettings(slots=0)
+    from sclandscape import cli
+
+    argv = ["scan", "--counts", "3,3", "--dim", "2", "--out", "never-written", "--memory-budget"]
+    assert cli.main([*argv, "lots"]) == 2
+    assert cli.main([*argv, "0"]) == 2

@@ -212,6 +212,20 @@ def test_streaming_path_agrees_with_dense(monkeypatch):
     assert streamed.cert_lambda == pytest.approx(dense.cert_lambda, abs=1e-9)
 
 
+def test_lanczos_path_never_builds_the_n_by_n_optimum(monkeypatch):
+    """``G*`` is ``n x n`` (3.2 GB at n = 20,000): only the dense path may ask for it."""
+    counts, d, tau = (5, 4, 4), 3, 0.7
+    opt = optimum.global_optimum(counts, tau)
+    H = opt.embedding(d)
+
+    def refuse(self):
+        raise AssertionError("G* built on the Lanczos path")
+
+    monkeypatch.setattr(optimum.GlobalOptimum, "gram", refuse)
+    settings = verdict.ClassifySettings(method="lanczos", num_iter=26)
+    assert verdict.classify(H, opt.labels, tau, optimum_=opt, settings=settings).kind == "global_min"
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
