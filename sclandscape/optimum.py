@@ -205,6 +205,12 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
     Newton steps converge fast); if the dual slack ``S`` then has a negative
     eigenvalue, append a column along its eigenvector and solve again with
     ``p + 1`` (up to ``p = k + 1``, where every local minimum is global).
+    Every step of the staircase is one compiled program: the factor always has
+    ``k + 1`` columns, those beyond ``p`` zero. Zero columns stay exactly zero
+    (the Euclidean gradient ``2 A U`` and every Hessian-vector product of the
+    trust region's Krylov space vanish in them), so the program solves the
+    rank-``p`` problem, and one compilation per ``k`` serves every rank and
+    every tolerance.
     Otherwise, while the KKT residual of ``M`` exceeds ``kkt_tol``, continue
     from the current point with a 100x tighter gradient tolerance.
 
@@ -221,7 +227,8 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
     tau = problems.check_tau(tau)
     k = len(counts)
     settings = optim.TrustRegionSettings(max_iter=max_iter, max_inner=1000)
-    U = _cls_start(k)
+    U = np.pad(_cls_start(k), ((0, 0), (0, 2)))  # p = k - 1 columns in use, of k + 1
+    p = k - 1
     gtol = 1e-8
     iterations = 0
     with jax.enable_x64(True):
@@ -231,8 +238,10 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
             iterations += int(result.iterations)
             kkt = float(kkt)
             w, V = np.linalg.eigh(np.asarray(S))
-            if w[0] < -1e-10 * max(np.linalg.norm(np.asarray(S)), 1e-300) and U.shape[1] <= k:
-                U = np.concatenate([np.asarray(result.x), 1e-2 * V[:, :1]], axis=1)
+            if w[0] < -1e-10 * max(np.linalg.norm(np.asarray(S)), 1e-300) and p <= k:
+                U = np.array(result.x)
+                U[:, p] = 1e-2 * V[:, 0]  # the next column: along the slack's negative eigenvector
+                p += 1
             elif kkt > kkt_tol:
                 U, gtol = np.asarray(result.x), gtol / 100
             else:
