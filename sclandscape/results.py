@@ -764,6 +764,9 @@ def run_scan(
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
     config = _config(problem, settings, seed, n_inits, keep_embeddings)
+    runs_here = len(range(p, int(n_inits), count))
+    # A run that cannot fit the memory budget is refused before the folder exists (ValueError).
+    scanner.plan(problem.n, problem.dim, settings, runs=runs_here, devices=jax.local_device_count())
     lock, created, error = None, False, None
     # Compile time against the rest (config.json's timing); the checks above take microseconds.
     watch = compilation.Stopwatch().start()
@@ -784,9 +787,7 @@ def run_scan(
         if lock is not None and log and _took_over(lock):
             log(_took_over(lock))
         key = jax.random.key(seed)
-        runner = scanner.Scanner(
-            problem, key, settings, keep_embeddings=keep_embeddings, runs=len(range(p, int(n_inits), count))
-        )
+        runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings, runs=runs_here)
         config_path = os.path.join(out, "config.json")
         chunks = os.path.join(out, "chunks")
         if p == 0:

@@ -335,6 +335,10 @@ def plan(n: int, d: int, settings: ScanSettings, *, runs: int | None = None, dev
     ``runs`` (more slots would only hold copies of nothing), and rounded up to
     a multiple of ``devices``; the path is then ``streaming.choose`` at that
     slot count, as every compiled program sees it (``streams``).
+
+    A chosen plan whose one slot per device does not fit the budget even on
+    the streaming path is refused up front (``ValueError`` naming the
+    estimate): the scan would otherwise be killed for memory mid-run.
     """
     budget = settings.memory_budget or default_memory_budget()
     cap = MAX_SLOTS if runs is None else max(int(runs), 1)
@@ -353,7 +357,14 @@ def plan(n: int, d: int, settings: ScanSettings, *, runs: int | None = None, dev
         ):
             slots = rounded(dense)
         else:
-            slots = rounded(budget // slot_bytes(n, d, stream=True, x64=settings.x64))
+            one = slot_bytes(n, d, stream=True, x64=settings.x64)
+            if one * devices > budget:
+                raise ValueError(
+                    f"one run of n={n}, d={d} needs ~{one / GIB:.2g} GiB per device (streaming path), more "
+                    f"than the memory budget of {budget / GIB:.2g} GiB for {devices} device(s): raise "
+                    "--memory-budget (or give --slots) if the machine has the memory"
+                )
+            slots = rounded(budget // one)
     stream = streaming.choose(settings.streaming, n, runs=slots)
     return Plan(slots, stream, slot_bytes(n, d, stream=stream, x64=settings.x64), int(budget), source)
 

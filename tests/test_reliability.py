@@ -483,6 +483,7 @@ def _bad(argv, needle, capsys, out):
         (["scan", "--counts", "3,3", "--dim", "2", "--inits", "0"], "--inits must be >= 1"),
         (["scan", "--counts", "3,3", "--dim", "2", "--slots", "0"], "slots"),
         (["scan", "--counts", "3,3", "--dim", "2", "--tol", "nan"], "tol"),
+        (["scan", "--counts", "1000,1000", "--dim", "2", "--memory-budget", "1M"], "GiB per device"),
         (["sweep", "--counts", "3,3", "--dim", "2", "--taus", "1,1e-4"], "tau must be >= 0.002"),
         (["sweep", "--counts", "3,3", "--dim", "2", "--taus", "1e308"], "tau must be <= 1000"),
         (["sweep", "--counts", "3,3", "--dims", "1,2", "--seed", "4294967296"], "seed must be"),
@@ -508,6 +509,7 @@ def test_demo_refuses_a_folder_that_is_not_a_demo_folder(tmp_path, capsys):
     _bad(["demo", "--out", str(tmp_path)], "is not a demo folder", capsys, str(tmp_path))
 
 
+@pytest.mark.slow  # ~11 s; the refusal itself is in the bad-input table above
 def test_a_corrected_sweep_runs_after_a_refused_one(tmp_path, capsys):
     out = str(tmp_path / "sweep")
 

@@ -143,6 +143,7 @@ def test_same_results_with_8_host_devices(tmp_path):
         np.testing.assert_allclose(a[f], b[f], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.slow  # a killed process and its resume (~25-100 s); test_reliability.py interrupts real scans
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     out = tmp_path / "killed"
     n = 160  # enough chunks of 4 runs that the kill lands mid-scan
@@ -204,6 +205,7 @@ def test_corrupted_chunk_is_reported(tmp_path):
         results.run_scan(problem, 4, 0, SETTINGS, out, resume=True)
 
 
+@pytest.mark.slow  # ~20 s; test_streaming.py checks value, gradient, HVP and certificate against dense
 def test_streaming_path_gives_the_dense_results():
     """``streaming="always"`` (what large n selects) agrees with the dense path run for run."""
     problem = sc.Problem((4, 3, 3), 2, 0.5)
@@ -246,8 +248,12 @@ def test_memory_budget_chooses_slots_and_path():
     assert scanner.slot_bytes(5000, 32, stream=False) > 25 * 5000**2
     # float64 first-order state is larger
     assert scanner.slot_bytes(1000, 8, stream=True, x64=True) > scanner.slot_bytes(1000, 8, stream=True)
-    # a budget below one slot still runs one slot per device
-    assert scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=1), runs=8, devices=2).slots == 2
+    # a budget below one slot per device is refused up front, naming the estimate
+    one = scanner.slot_bytes(20000, 32, stream=True)
+    with pytest.raises(ValueError, match=r"one run of n=20000, d=32 needs ~.* GiB per device"):
+        scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=2 * one - 1), runs=8, devices=2)
+    assert scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=2 * one), runs=8, devices=2).slots == 2
+    assert scanner.plan(20000, 32, scanner.ScanSettings(memory_budget=1, slots=2), runs=8).slots == 2  # given
     assert 0 < scanner.default_memory_budget() <= scanner.MAX_DEFAULT_BUDGET
 
 
