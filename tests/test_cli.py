@@ -42,6 +42,7 @@ def test_bad_input_exit_2_one_line(args, needle):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # `make demo` is the README's first command; its two scans take ~45 s here
 def test_demo_runs(capsys, tmp_path):
     assert cli.main(["demo", "--inits", "8", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -71,6 +71,7 @@ def test_index_guard_rejects_a_step_onto_a_saddle():
         continuation.continue_minimum(saddle, labels, tau, tau + 1e-5)
 
 
+@pytest.mark.slow  # ~25 s: a thousand corrector steps up to the fold
 def test_branch_ends_at_the_fold():
     H, labels, tau = _load("near_fold_step_d5.npz")
     settings = continuation.ContinuationSettings(step=1e-6, max_step=1e-5, min_step=1e-8, classify=False)

@@ -54,6 +54,7 @@ def test_full_lanczos_quadrature_nodes_are_eigenvalues(point):
     assert 1 - 0.003 <= mass <= 1 + 1e-6
 
 
+@pytest.mark.slow  # ~8 s at n = 1,000
 def test_trace_and_density_at_a_size_the_dense_path_refuses():
     n, d = 1100, 4  # n(d-1) = 3300 > hessian.DENSE_MAX_DIM
     assert n * (d - 1) > hessian.DENSE_MAX_DIM
@@ -68,11 +69,12 @@ def test_trace_and_density_at_a_size_the_dense_path_refuses():
 def test_hessian_command_trace_and_density(tmp_path, capsys):
     out = str(tmp_path / "s")
     with jax.enable_x64(True):
+        # The problem and settings of test_report.py's scan: the session's compilation cache serves both.
         results.run_scan(
             sc.Problem((3, 3, 3), 2, 1.0),
-            3,
+            4,
             0,
-            scanner.ScanSettings(tol=1e-9, x64=True, slots=3),
+            scanner.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10),
             out,
             keep_embeddings=True,
         )

@@ -57,6 +57,11 @@ def _two_processes(out, *extra):
     return done
 
 
+# Real processes (~40 s on 2 cores): with the heavy checks; the 8-device test of test_scanner.py
+# shards a scan in the fast suite.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def shared_scan(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed") / "two"

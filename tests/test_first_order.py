@@ -99,7 +99,10 @@ def test_optax_run_stops_and_freezes_like_lbfgs():
 
 @pytest.mark.parametrize(
     "optimizer,fields",
-    [("adam", dict(learning_rate=0.02)), ("sgd", dict(learning_rate=0.05, momentum=0.9))],
+    [
+        ("adam", dict(learning_rate=0.02)),
+        pytest.param("sgd", dict(learning_rate=0.05, momentum=0.9), marks=pytest.mark.slow),
+    ],
 )
 def test_adam_and_sgd_scans_on_a_benign_landscape(optimizer, fields):
     """d = k - 1, balanced: every local minimum is global, so every polished run must be certified global;

@@ -59,7 +59,14 @@ def test_tangent_basis_is_orthonormal_and_tangent():
     np.testing.assert_allclose(np.einsum("ndk,nd->nk", U, H), 0, atol=1e-14)
 
 
-@pytest.mark.parametrize("counts,d,tau", [((2, 3), 3, 0.5), ((3, 3, 4), 4, 1.0), ((5, 2, 2), 6, 0.2)])
+@pytest.mark.parametrize(
+    "counts,d,tau",
+    [
+        ((2, 3), 3, 0.5),
+        pytest.param((3, 3, 4), 4, 1.0, marks=pytest.mark.slow),
+        pytest.param((5, 2, 2), 6, 0.2, marks=pytest.mark.slow),
+    ],
+)
 def test_closed_form_matches_autodiff(counts, d, tau):
     """The closed-form assembly equals forward-over-reverse HVPs of sclandscape.loss on every basis vector."""
     H, labels = _problem(counts, d)
@@ -280,6 +287,7 @@ def _merged_saddle(m, d, tau):
     return np.asarray(result.x)[index], labels, cost, np.asarray(result.x)
 
 
+@pytest.mark.slow  # ~15 s; test_verdict.py proves the same saddle in the fast suite
 def test_merged_classes_saddle_index():
     """Derivation of the index. The swap sigma of classes 2 <-> 3 (sample j <-> j) is a symmetry of L
     fixing the point, so the tied critical point is critical for the full problem (symmetric
@@ -398,6 +406,14 @@ def test_batched_equals_loop():
     for r in range(3):
         np.testing.assert_allclose(eigs[r], hs.riemannian_hessian_eigs(Hs[r], labels, tau), atol=1e-13)
         np.testing.assert_allclose(mats[r], hs.riemannian_hessian(Hs[r], labels, tau), atol=1e-13)
+
+
+@pytest.mark.slow  # ~12 s of compilation; the dense batch-vs-loop check above stays in the fast suite
+def test_batched_lanczos_and_density_equal_loop():
+    tau = 0.5
+    labels = problems.labels_from_counts((3, 3, 2))
+    rng = np.random.default_rng(13)
+    Hs = np.stack([random_sphere(rng, 8, 4) for _ in range(3)])
     key = jax.random.key(3)
     batch = hs.lanczos_extremes(Hs, labels, tau, num_iter=12, key=key)
     keys = jax.random.split(key, 3)

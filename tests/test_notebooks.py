@@ -26,6 +26,7 @@ def test_notebook_is_clean(name):
             assert cell.outputs == [] and cell.execution_count is None, "outputs must be stripped"
 
 
+@pytest.mark.slow  # a kernel per notebook, 45-65 s each on 2 cores; the fast suite checks their calls
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_at_tiny_size(name, tmp_path, monkeypatch):
     monkeypatch.setenv("SCLANDSCAPE_NOTEBOOK_SIZE", "tiny")

@@ -133,22 +133,34 @@ def test_path_between_two_minima_crosses_an_index_one_saddle(two_minima, capsys)
     assert os.path.exists(f"{two_minima}/figures/path_{e['from']}_{e['to']}.png")
 
 
-def test_path_refuses_bad_requests(two_minima, tmp_path):
+def test_path_refuses_bad_requests(two_minima, tmp_path, capsys):
     runs = results.load_runs(two_minima)
     same = np.flatnonzero(np.abs(runs["loss"] - runs["loss"].min()) < 1e-9)[:2]
+    # One request through a real process (exit code and stderr as a user sees them), the rest in-process.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sclandscape.cli",
+            "path",
+            two_minima,
+            "--quiet",
+            "--runs",
+            f"{same[0]},{same[1]}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "one minimum up to rotation and relabelling" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     for args, needle in (
-        (["--runs", f"{same[0]},{same[1]}"], "one minimum up to rotation and relabelling"),
         (["--runs", "1,2,3"], "--runs takes 2 run indices"),
         (["--runs", "0,999"], "runs must be indices of this scan"),
         (["--runs", "0,0"], "two different run indices"),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "sclandscape.cli", "path", two_minima, "--quiet", *args],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr)
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert cli.main(["path", two_minima, "--quiet", *args]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, (args, err)
     assert cli.main(["path", str(tmp_path), "--quiet"]) == 2
 
 

@@ -209,6 +209,7 @@ def test_auto_mode_draws_a_bar_in_a_jupyter_kernel():
     assert "\r" in stream.getvalue()
 
 
+@pytest.mark.slow  # ~9 s; run_scan reports its phases to a callable and a log file in the fast suite
 def test_scan_api_reports_progress():
     import jax
 

@@ -212,7 +212,9 @@ def test_no_n_by_n_buffer_is_materialised():
     assert not _hlo_has_square(matvec, n)
 
 
-@pytest.mark.parametrize("dtype,block", [(jnp.float32, 16), (jnp.float64, 40)])
+@pytest.mark.parametrize(
+    "dtype,block", [(jnp.float32, 16), pytest.param(jnp.float64, 40, marks=pytest.mark.slow)]
+)
 def test_pallas_interpret_matches_pure_jax(dtype, block):
     # 33 rows: padding in both cases (the kernels tile by 16 and by 32 here).
     rng = np.random.default_rng(9)

@@ -19,6 +19,7 @@ KIND_CYCLE = ("global_min", "spurious_min", "local_min", "saddle", "degenerate",
 SETTINGS = scanner.ScanSettings(tol=1e-9, x64=True, slots=4, chunk_steps=10)
 
 
+@pytest.mark.slow  # ~30 s; test_cli_sweep_runs_and_reruns runs, writes and skips cells in the fast suite
 def test_sweep_writes_sweep_json_and_phase_map_and_skips_finished_cells(tmp_path, monkeypatch):
     out = str(tmp_path / "sweep")
     base = sc.Problem((3, 3, 3), 2, 1.0)
