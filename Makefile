@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-scan bench-threshold clean
+.PHONY: demo test lint bench bench-scan bench-threshold bench-accelerator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ bench-scan: $(STAMP)
 # Continuation in tau of the spurious minimum of 10,10,2,2, d = 5 (BENCHMARKS.md, "The temperature threshold").
 bench-threshold: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/threshold.py
+
+# Every accelerator figure of BENCHMARKS.md in one run (one GPU, under 8 minutes).
+bench-accelerator: $(STAMP)
+	$(BIN)/python benchmarks/accelerator.py
