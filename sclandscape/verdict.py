@@ -49,6 +49,7 @@ from sclandscape import (
     loss,
     metrics,
     oblique,
+    optim,
     optimum,
     precision,
     problems,
@@ -307,6 +308,22 @@ def _lanczos_batch(H, labels, tau, key, num_iter, rank_rtol):
 # The rule
 
 
+#: Riemannian trust regions that take a minimum's float64 gradient to its rounding floor before a proof.
+POLISH = optim.TrustRegionSettings(gtol=1e-300, max_iter=200, min_reduction=1e-14)
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _polish(H, labels, tau, settings):
+    cost = lambda X: loss.sum_loss(X, labels, tau)  # noqa: E731
+    return optim.trust_region(cost, H, settings).x
+
+
+def _polish_minimum(H: np.ndarray, labels, tau) -> np.ndarray:
+    """``H`` minimised further in float64 (``POLISH``: until the trust region stalls at rounding)."""
+    with precision.float64():
+        return np.asarray(_polish(jnp.asarray(H, jnp.float64), labels, jnp.float64(tau), POLISH))
+
+
 def _local(H: np.ndarray, *, labels, tau, G, rank_rtol) -> proof.Local:
     """The float64 dense analysis of one point, as ``proof.Local`` (its Newton step included)."""
     n, d = H.shape
@@ -464,12 +481,19 @@ def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classif
         elif at_gap:
             decided = "gap"
         elif method == "dense" and settings.prove:
-            result = proof.prove(
-                Hb[r] / np.linalg.norm(Hb[r], axis=1, keepdims=True),
-                labels,
-                tau,
-                functools.partial(_local, labels=jl, tau=tau, G=G_arg, rank_rtol=settings.rank_rtol),
-            )
+            given = Hb[r] / np.linalg.norm(Hb[r], axis=1, keepdims=True)
+            analyse = functools.partial(_local, labels=jl, tau=tau, G=G_arg, rank_rtol=settings.rank_rtol)
+            result = proof.prove(given, labels, tau, analyse)
+            if not result.closed and eigs.size and float(np.min(eigs)) > 0:
+                # A minimum by its float64 spectrum whose Newton refinement could not start (a gradient
+                # left by the scan's tolerance, outside Newton's basin at small tau): minimise further
+                # in float64 and prove from there. The critical point then lies within the distance
+                # moved plus the proof's radius of the given point.
+                polished = _polish_minimum(given, jl, tau)
+                retry = proof.prove(polished, labels, tau, analyse)
+                if retry.closed:
+                    moved = float(np.linalg.norm(polished - given))
+                    result = retry._replace(radius=retry.radius + moved)
             reason = result.reason
             if math.isfinite(result.lambda_min):
                 lambda_proof = result.lambda_min

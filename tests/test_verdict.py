@@ -6,6 +6,9 @@ small scans of the same problems) and checked by an independent float64 referee 
 - ``spurious_step_d5_tau0.02.npz``: counts 10,10,2,2, d = 5, tau = 0.02, L = 146.9618 (gap 103.017):
   one majority class scattered, the others collapsed; a strict local minimum modulo rotations
   (referee: 10 zero modes, next eigenvalue +4.72e-4);
+- ``spurious_step_d5_tau0.02_scan_tol.npz``: the same minimum as a default scan (``--inits 32 --seed 0``)
+  leaves it, at |grad| = 8.2e-6 (the scan's tolerance), 2.8e-3 from the critical point: outside
+  Newton's basin at this tau, so the proof first minimises further in float64;
 - ``local_minima_step_d2_tau1.npz``: the two minima of 10,10,2,2 at d = 2 < rank M* = 3, tau = 1;
 - ``near_global_step_d3_tau0.02.npz``: 8 runs at L* (gaps 4e-13 to 2.4e-11, |grad| <= 1e-9) whose
   Hessians show "negative" eigenvalues down to -8.5e-7 (a quartic valley: round-off curvature).
@@ -115,6 +118,19 @@ def test_spurious_minimum_at_tau_002_is_proven():
     assert c.lambda_min == pytest.approx(4.72e-4, rel=1e-2)  # the referee's value
     assert c.gap == pytest.approx(103.017, abs=1e-3) and c.cert_lambda < -30
     assert c.attainable and not c.certified
+
+
+def test_spurious_minimum_as_a_scan_leaves_it_is_proven_after_a_float64_polish():
+    """Found as a default scan (tol 1e-5) leaves it, the minimum was once judged ``degenerate``: the
+    gradient bound on its eigenvalues swamps them and Newton's method cannot start from there."""
+    H, labels, tau = _data("spurious_step_d5_tau0.02_scan_tol.npz")
+    c = verdict.classify(H, labels, tau)
+    assert float(c.grad_norm) > 1e-6  # as the scan left it
+    assert (c.kind, c.decided_by, c.index) == ("spurious_min", "proof", 0)
+    assert c.strict_certified and c.lambda_min == pytest.approx(4.72e-4, rel=1e-2)
+    # The radius covers the float64 minimisation's move: a point at distance r from a critical point has
+    # |grad| <= lambda_max r to first order, so r >= |grad| / lambda_max.
+    assert float(c.grad_norm) / float(c.lambda_max) <= c.certified_radius < 1e-2
 
 
 def test_minima_below_rank_are_local_and_lift_to_index_one_saddles():
