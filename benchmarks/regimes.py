@@ -19,11 +19,11 @@ reaching the optimum when its loss is within ``--best-rtol`` (relative) of the
 **best loss found by any run of that cell** (certified or not). The same
 definition is used for every cell ("fraction_best"); "fraction_certified" is
 the certificate-only fraction. Spurious minima are the distinct minima
-(``global_min``/``spurious_min``/``degenerate`` runs, grouped by loss) other
-than the best one; for d >= rank M* they are exactly the uncertified minima.
-Runs that end at saddles (flat plateaus at small tau, where the gradient is
-below the tolerance long before the class-level geometry is optimal) or do not
-converge are neither.
+(the summary's distinct minima: ``global_min``, ``spurious_min``,
+``local_min`` below rank M*, ``degenerate``) other than the best one; for
+d >= rank M* they are exactly the minima that are not global. A scan's
+``saddle`` is a run whose escape along negative curvature failed; runs that
+do not converge are neither.
 
 Writes ``benchmarks/results/regimes.json`` and the phase maps
 ``benchmarks/results/regimes_{balanced,step}.{png,pdf}`` (fraction reaching the best
@@ -63,7 +63,7 @@ def cell_metrics(runs: dict, summary: dict, dim: int, best_rtol: float) -> dict:
     kind = np.asarray(runs["kind"]).astype(str)
     loss = np.asarray(runs["loss"], np.float64)
     n = kind.size
-    minima = np.isin(kind, ("global_min", "spurious_min", "degenerate"))
+    minima = np.isin(kind, results.MINIMA)
     L_star = float(summary["global_loss"])
     rank = int(summary["global_rank"])
     out = {
