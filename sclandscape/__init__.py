@@ -95,12 +95,9 @@ if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they l
 
 def __getattr__(name: str):
     if name == "__version__":  # importlib.metadata costs more than the rest of this import
-        from importlib.metadata import PackageNotFoundError, version
+        from sclandscape import metadata
 
-        try:
-            globals()[name] = version("sclandscape")
-        except PackageNotFoundError:  # running from a source tree that was never installed
-            globals()[name] = "0+unknown"
+        globals()[name] = metadata.version()
         return globals()[name]
     module = _EXPORTS.get(name)
     if module is None:

@@ -59,10 +59,10 @@ import numpy as np
 import scipy.stats
 from jax.experimental import multihost_utils
 
-import sclandscape
 from sclandscape import (
     compilation,
     hessian,
+    metadata,
     metrics,
     oblique,
     optim,
@@ -916,7 +916,7 @@ def provenance(
     first_order = np.float64 if settings.x64 else np.float32
     devices = jax.devices()
     return {
-        "sclandscape": sclandscape.__version__,
+        "sclandscape": metadata.version(),
         "jax": jax.__version__,
         "jaxlib": _jaxlib_version(),
         "numpy": np.__version__,

@@ -1,6 +1,7 @@
 """The package's layout rules, checked on its source: layers import downward only, privacy is kept.
 
-- no import cycle among ``sclandscape`` modules, counting imports inside functions;
+- no import cycle among ``sclandscape`` modules, counting imports inside functions, and no module
+  importing the package itself (``__init__`` imports the modules);
 - no module reads another module's private (``_name``) attributes;
 - ``plots`` and ``report`` import neither JAX nor a module that computes;
 - ``__all__`` lists exactly the names ``__init__`` re-exports;
@@ -52,6 +53,20 @@ def test_no_import_cycle():
 
     for m in MODULES:
         visit(m, [])
+
+
+def test_no_module_imports_the_package_itself():
+    """``__init__`` imports every public name's module (lazily, by name, which the cycle test cannot
+    see): a module that imports the package closes a cycle through it."""
+    offences = []
+    for name in MODULES:
+        for node in ast.walk(_tree(name)):
+            if isinstance(node, ast.Import) and any(a.name == "sclandscape" for a in node.names):
+                offences.append(f"{name}: import sclandscape")
+            if isinstance(node, ast.ImportFrom) and node.module == "sclandscape":
+                names = [a.name for a in node.names if a.name not in MODULES]
+                offences += [f"{name}: from sclandscape import {n}" for n in names]
+    assert not offences, offences
 
 
 def test_no_module_reads_another_modules_private_names():
