@@ -46,12 +46,11 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
+from scan import PROBLEMS, TOL  # noqa: E402  (the problems and tolerance of benchmarks/scan.py)
 
 import sclandscape as sc  # noqa: E402
 from sclandscape import compilation, precision, results, scanner, streaming  # noqa: E402
 
-PROBLEMS = {"A": ((10,) * 10, 16, 0.1), "B": ((5,) * 4, 8, 0.5)}
-TOL = 1e-5
 FULL = {"inits": 8192, "slots": 4096, "many": 100_000, "many_slots": 8192, "n_per_class": 2000, "repeats": 10}
 SMALL = {"inits": 256, "slots": 128, "many": 2048, "many_slots": 256, "n_per_class": 200, "repeats": 3}
 
