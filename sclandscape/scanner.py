@@ -64,8 +64,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sclandscape import (
+    census,
     certify,
-    hessian,
     loss,
     metrics,
     oblique,
@@ -74,7 +74,6 @@ from sclandscape import (
     precision,
     problems,
     streaming,
-    verdict,
 )
 from sclandscape import progress as progress_lib
 from sclandscape.optim import Status
@@ -691,11 +690,8 @@ class Scanner:
         compiled = dataclasses.replace(settings.execution, slots=self.slots)
         compiled = ScanSettings(settings.optimise, settings.judge, compiled)
         self.optimum = optimum.global_optimum(problem.counts, problem.tau)
-        self.points: list[dict] = []  # the distinct critical points judged so far (``_judge``)
         # Names this scanner's points in results files shared by processes and resumed sessions.
         self.session = int.from_bytes(os.urandom(7), "little")
-        self._global_point = -1
-        self._perms = metrics.class_permutations(problem.counts)
         self._initial = initial or (
             lambda k, i: initial_point(run_key(k, i), problem.n, problem.dim, self.dtype)
         )
@@ -704,6 +700,15 @@ class Scanner:
                 self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
         else:
             self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
+        #: The distinct critical points and the judging of finished runs (``census.PointBook``).
+        self.book = census.PointBook(
+            problem, self.optimum, settings, self.session, descend=self._descend, records=self._records
+        )
+
+    @property
+    def points(self) -> list[dict]:
+        """The distinct critical points judged so far (``census.PointBook.points``)."""
+        return self.book.points
 
     def _phase(self, name: str, detail: str | None = None) -> None:
         if self.on_phase is not None:
@@ -787,6 +792,11 @@ class Scanner:
             polish_evals[target] = out.evals
         return polish_iters, polish_evals
 
+    def _descend(self, H):
+        """A whole float64 run from each row of ``H`` (escaped saddles), in blocks of ``slots``."""
+        parts = self._blocks(self._programs.descend, H, np.arange(H.shape[0]))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
+
     def _records(self, H) -> dict:
         M_star = jnp.asarray(self.optimum.class_gram, jnp.float64)
         parts = self._blocks(lambda block: self._programs.records(block, M_star), H, np.arange(H.shape[0]))
@@ -819,7 +829,7 @@ class Scanner:
                 "status": status,
                 **rec,
             }
-            new_points = self._judge(H, out)
+            new_points = self.book.judge(H, out)
         out["gap"] = out["loss"] - self.optimum.loss
         if first is not None:
             out["first_order_loss"] = first["loss"]
@@ -837,188 +847,6 @@ class Scanner:
         out = {k: v[order] for k, v in out.items()}
         out["points"] = new_points
         return out
-
-    # ----------------------------------------------------------------------
-    # Judging: cheap tests per run, the full verdict once per distinct point, escapes
-
-    def _cheap(self, rec, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(kind, decided_by, gap_tol)`` of ``rows`` from their records (gradient, certificate, gap)."""
-        n = self.problem.n
-        g = rec["grad_norm"][rows]
-        converged = (rec["status"][rows] == Status.CONVERGED) & (
-            g <= self.settings.gtol_factor * self.settings.tol
-        )
-        gap_tol = rec["loss_rounding"][rows] + self.optimum.loss_error + 2 * np.sqrt(n) * g
-        attainable = self.problem.dim >= self.optimum.rank
-        linear = rec["linear_bound"][rows] + rec["linear_rounding"][rows]
-        bound = np.minimum(
-            rec["cert_gap_bound"][rows] + n * rec["cert_rounding"][rows],
-            np.where(np.isnan(linear), np.inf, linear),
-        )
-        certified = attainable & converged & (bound <= gap_tol)
-        at_gap = (
-            attainable & converged & ~certified & (np.abs(rec["loss"][rows] - self.optimum.loss) <= gap_tol)
-        )
-        kind = np.where(~converged, "not_converged", np.where(certified | at_gap, "global_min", ""))
-        decided = np.where(
-            ~converged, "gradient", np.where(certified, "certificate", np.where(at_gap, "gap", ""))
-        )
-        return kind.astype("<U13"), decided.astype("<U11"), gap_tol
-
-    def _point_of(self, H, value, tol) -> int:
-        """Which known distinct point ``H`` is (losses within both tolerances, same invariants), or -1."""
-        inv = metrics.invariants(H, self.problem.labels)
-        for p, point in enumerate(self.points):
-            if abs(value - point["loss"]) > tol + point["gap_tol"]:
-                continue
-            if metrics.same_point(
-                inv,
-                point["invariants"],
-                value,
-                point["loss"],
-                self.problem.counts,
-                loss_rtol=np.inf,
-                gram_atol=self.settings.group_atol,
-                perms=self._perms,
-            ):
-                return p
-        return -1
-
-    def _classify_point(self, H, value, tol) -> int:
-        """Classify ``H`` as a new distinct point (``verdict.classify``, float64); its index."""
-        c = verdict.classify(
-            H,
-            self.problem.labels,
-            self.problem.tau,
-            optimum_=self.optimum,
-            settings=verdict.ClassifySettings(
-                gtol=self.settings.gtol_factor * self.settings.tol,
-                prove=self.settings.prove,
-                lift=self.settings.lift,
-            ),
-        )
-        self.points.append(
-            {
-                "H": np.asarray(H, np.float64),
-                "loss": value,
-                "gap_tol": tol,
-                "invariants": metrics.invariants(H, self.problem.labels),
-                "verdict": c.to_json(),
-            }
-        )
-        return len(self.points) - 1
-
-    def _judge(self, H, rec) -> dict:
-        """Add each run's verdict to ``rec`` (in place) and return the distinct points new in this batch."""
-        size = rec["loss"].size
-        fields = {
-            "escapes": np.zeros(size, np.int64),
-            "point": np.full(size, -1, np.int64),
-            "hess_lambda_min": np.full(size, np.nan),
-            "hess_index": np.full(size, -1, np.int64),
-            "hess_n_zero": np.full(size, -1, np.int64),
-            "hess_n_zero_predicted": np.full(size, -1, np.int64),
-            "hess_tol": np.full(size, np.nan),
-            "strict_certified": np.zeros(size, bool),
-            "certified_radius": np.full(size, np.inf),
-            "lifted_index": np.full(size, -1, np.int64),
-        }
-        rec.update(fields)
-        rec["kind"] = np.full(size, "", "<U13")
-        rec["decided_by"] = np.full(size, "", "<U11")
-        known = len(self.points)
-        rec["session"] = np.full(size, self.session, np.int64)
-        rows = np.arange(size)
-        for attempt in range(self.settings.escapes + 1):
-            self._verdicts(H, rec, rows)
-            rows = np.flatnonzero(rec["kind"] == "saddle")
-            if attempt == self.settings.escapes or not rows.size or self.problem.dim < 2:
-                break
-            rows = self._escape(H, rec, rows)
-            if not rows.size:
-                break
-        return _points_arrays(self.points[known:], self.problem, known, self.session)
-
-    def _verdicts(self, H, rec, rows) -> None:
-        kind, decided, gap_tol = self._cheap(rec, rows)
-        rec["kind"][rows], rec["decided_by"][rows] = kind, decided
-        glob = rows[kind == "global_min"]
-        if glob.size and self.problem.dim >= 2:
-            # One global minimum is stored (and fully classified) per scanner, for figures and spectra.
-            if self._global_point < 0:
-                best = int(np.argmin(rec["grad_norm"][glob]))
-                r = glob[best]
-                tol = float(gap_tol[kind == "global_min"][best])
-                self._global_point = self._classify_point(H[r], float(rec["loss"][r]), tol)
-            self._inherit(rec, glob, self._global_point)
-        if self.problem.dim < 2:  # OB(n, 1) is a finite set: no tangent space, no spectrum
-            rest = rows[kind == ""]
-            rec["kind"][rest] = "spurious_min" if self.problem.dim >= self.optimum.rank else "local_min"
-            rec["decided_by"][rest] = "gradient"
-            return
-        for r, tol in zip(rows[kind == ""], gap_tol[kind == ""], strict=True):
-            value = float(rec["loss"][r])
-            p = self._point_of(H[r], value, float(tol))
-            if p < 0:
-                p = self._classify_point(H[r], value, float(tol))
-            self._inherit(rec, [r], p)
-            rec["kind"][r], rec["decided_by"][r] = (
-                self.points[p]["verdict"]["kind"],
-                self.points[p]["verdict"]["decided_by"],
-            )
-
-    def _inherit(self, rec, rows, p: int) -> None:
-        """Runs ``rows`` reached distinct point ``p``: its spectrum and proof fields are theirs."""
-        v = self.points[p]["verdict"]
-        rec["point"][rows] = p
-        rec["hess_lambda_min"][rows], rec["hess_index"][rows] = v["lambda_min"], v["index"]
-        rec["hess_n_zero"][rows], rec["hess_n_zero_predicted"][rows] = v["n_zero"], v["n_zero_predicted"]
-        rec["hess_tol"][rows], rec["strict_certified"][rows] = v["tol"], v["strict_certified"]
-        rec["certified_radius"][rows], rec["lifted_index"][rows] = v["certified_radius"], v["lifted_index"]
-
-    def _escape(self, H, rec, rows) -> np.ndarray:
-        """Move each saddle run of ``rows`` off its saddle and continue it; the rows that moved."""
-        labels, tau = self.problem.labels, self.problem.tau
-        moved = []
-        for r in rows:
-            esc = hessian.escape_direction(H[r], labels, tau)
-            check = hessian.escape_decrease(H[r], labels, tau, np.asarray(esc.direction))
-            # A decrease the loss cannot resolve is no escape: the run stays a saddle.
-            if not float(check.decrease) > float(rec["loss_rounding"][r]):
-                continue
-            H[r] = np.asarray(oblique.retract(jnp.asarray(H[r]), float(check.step) * esc.direction))
-            moved.append(r)
-        moved = np.asarray(moved, np.int64)
-        if not moved.size:
-            return moved
-        parts = self._blocks(self._programs.descend, H, moved)
-        for start, out in zip(range(0, moved.size, self.slots), parts, strict=True):
-            target = moved[start : start + self.slots]
-            H[target] = out[0]
-            rec["steps"][target] += out[1]
-            rec["status"][target] = out[2]
-            rec["polish_evals"][target] += out[3]
-            rec["polish_iters"][target] += out[4]
-        fresh = self._records(H[moved])
-        for name, values in fresh.items():
-            rec[name][moved] = values
-        rec["escapes"][moved] += 1
-        return moved
-
-
-def _points_arrays(points: list[dict], problem: problems.Problem, first: int, session: int) -> dict:
-    """The distinct points of a batch as arrays (``H`` ``(m, n, d)``, verdict fields, their indices)."""
-    out = {
-        "H": np.zeros((len(points), problem.n, problem.dim)),
-        "local": np.arange(first, first + len(points), dtype=np.int64),
-        "session": np.full(len(points), session, np.int64),
-    }
-    if points:
-        out["H"] = np.stack([p["H"] for p in points])
-    for name in verdict.FIELDS:
-        values = [p["verdict"][name] for p in points]
-        out[name] = np.asarray(values) if values else np.zeros(0)
-    return out
 
 
 def scan(
