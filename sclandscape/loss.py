@@ -26,6 +26,7 @@ H. Behnia and C. Thrampoulidis, ISIT 2024.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -119,6 +120,48 @@ def rounding_bound_closed(n: int, d: int, tau, dtype):
     lse, term = 1 / tau + jnp.log(n), 2 / tau + jnp.log(n)
     per_anchor = (3 * d + n + 5) / tau + n + jnp.log(n) + lse + term
     return eps * n * (per_anchor + (n - 1) * term)
+
+
+def gradient_rounding_bound(H, labels, tau):
+    r"""A bound on ``|grad L(H) computed - exact|_F`` in the dtype of ``H`` (one point, traced).
+
+    ``grad_i = e_i - <e_i, h_i> h_i`` with ``e_i = 2 sum_l F_il h_l`` and
+    ``F_il = (P_il + P_li - Y+_il - Y+_li) / (2 tau)``. Each ``P_il`` carries the
+    softmax's relative error ``delta_P = eps ((3d + 5)/tau + n + 2 log n + 2)``
+    (``certify.slack_rounding_bound``), so ``|dF_il| <= delta_P (P_il + P_li) / (2 tau)``
+    plus the rounding of the difference, ``2 eps |F_il|``; the ``n``-term sum of
+    ``d``-vectors adds ``(n + d) eps sum_l |F_il|``; the projection at most
+    doubles the error of ``e_i`` and adds ``(d + 2) eps |e_i|``::
+
+        err_i <= 2 [2 sum_l |dF_il| + 2 (n + d + 2) eps sum_l |F_il|] + (d + 2) eps |e_i|,
+
+    and the bound is ``sqrt(sum_i err_i^2)``. At small ``tau`` it is ``~eps n / tau^2``:
+    no method can be asked for a smaller gradient.
+    """
+    H = H / jnp.linalg.norm(H, axis=1, keepdims=True)
+    n, d = H.shape
+    eps = jnp.finfo(H.dtype).eps
+    G = H @ H.T
+    off = ~jnp.eye(n, dtype=bool)
+    P = jax.nn.softmax(jnp.where(off, G / tau, -jnp.inf), axis=1)
+    F = gram_gradient(G, labels, tau)
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    dF = delta_p * (P + P.T) / (2 * tau)
+    absF = jnp.sum(jnp.abs(F), axis=1)
+    e = 2 * F @ H
+    err = 2 * (2 * jnp.sum(dF, axis=1) + 2 * (n + d + 2) * eps * absF) + (d + 2) * eps * jnp.linalg.norm(
+        e, axis=1
+    )
+    return jnp.sqrt(jnp.sum(err**2))
+
+
+def gradient_rounding_bound_closed(n: int, d: int, tau, dtype):
+    """``gradient_rounding_bound`` without the ``n x n`` matrix: ``sum_l |F_il| <= 2/tau``, ``|e_i| <= 4/tau``
+    and every column sum of the softmax ``<= n - 1`` (so ``~n`` times the dense bound at worst)."""
+    eps = jnp.finfo(dtype).eps
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    err = 2 * (2 * delta_p * n / (2 * tau) + 4 * (n + d + 2) * eps / tau) + 4 * (d + 2) * eps / tau
+    return jnp.sqrt(n) * err
 
 
 def gram_gradient(G, labels, tau):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,6 +100,17 @@ def gram_distance(M, M_star):
     return jnp.linalg.norm(M - M_star) / jnp.linalg.norm(M_star)
 
 
+def gap_tolerance(loss_rounding, loss_error, n: int, grad_norm):
+    r"""``eps_gap = err(L(H)) + err(L*) + 2 sqrt(n) |grad L|`` (docs/maths.md §5, tests 2 and 3).
+
+    What float64 resolves in the loss (``loss_rounding``: ``loss.rounding_bound``),
+    the error of the computed ``L*`` (``GlobalOptimum.loss_error``), and what the
+    residual gradient can account for (the first-order term ``<g Q, E>`` of the
+    convexity bound, ``|E|_F <= 2 sqrt(n)``). Arrays broadcast.
+    """
+    return np.asarray(loss_rounding) + loss_error + 2.0 * math.sqrt(n) * np.asarray(grad_norm)
+
+
 def decide_kinds(converged, certified, index=None, extra_zeros=None, *, attainable=True) -> np.ndarray:
     """The one classification rule, first match wins, as a ``<U13`` array over points.
 
@@ -159,22 +171,7 @@ def step_blocks(M, k_maj: int) -> tuple[float, float, float]:
 
 
 # --------------------------------------------------------------------------
-# Distinct critical points up to rotation and relabelling
-
-
-def invariants(H, labels) -> dict:
-    """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
-
-    ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``;
-    ``class_mean_products``: ``<mu_a, mu_b>`` of the raw class means (``metrics``).
-    """
-    H = np.asarray(H, np.float64)
-    H = H / np.linalg.norm(H, axis=1, keepdims=True)
-    labels = np.asarray(labels)
-    onehot = np.eye(int(labels.max()) + 1)[labels]
-    # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
-    spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
-    return {"spectrum": spectrum, "class_mean_products": class_mean_products(H, onehot)}
+# Distance modulo the loss's symmetry group
 
 
 def class_permutations(counts) -> np.ndarray | None:
@@ -196,62 +193,199 @@ def class_permutations(counts) -> np.ndarray | None:
     return np.array(perms)
 
 
-def _gram_match(Ma, Mb, counts, perms) -> float:
-    """``min_P max|Ma - P Mb P^T|`` over size-preserving class permutations (or an invariant proxy)."""
+class Alignment(NamedTuple):
+    """The best alignment found of ``B`` onto ``A`` (``align``)."""
+
+    distance: float  # |A - B[rows] Q|_F: an upper bound on the distance modulo the symmetry group
+    Q: np.ndarray  # (d, d) orthogonal (rotations and reflections)
+    rows: np.ndarray  # (n,) the row of B matched with each row of A (within classes, after relabel)
+    relabel: np.ndarray  # (k,) class c of A is matched with class relabel[c] of B
+
+
+def _procrustes(A, B):
+    """``argmin_Q |A - B Q|_F`` over ``O(d)``: ``U V^T`` of the SVD of ``B^T A``."""
+    U, _, Vt = np.linalg.svd(B.T @ A)
+    return U @ Vt
+
+
+def _haar(rng, d: int) -> np.ndarray:
+    Q, R = np.linalg.qr(rng.standard_normal((d, d)))
+    return Q * np.sign(np.diag(R))
+
+
+def _relabel_candidates(A, B, onehot, counts, perms, within) -> list[np.ndarray]:
+    """Size-preserving relabellings worth aligning, best class-mean match first.
+
+    A relabelling is kept when the class-mean products ``<mu_a, mu_b>`` of ``A``
+    and of ``B`` relabelled agree within what a distance ``within`` allows:
+    each mean moves by at most ``within / sqrt(n_c)``, so a product by at most
+    ``2 w + w^2`` with ``w = within / sqrt(min n_c)`` (``within=None``: all).
+    Without ``perms`` (too many to list) one relabelling, from a linear
+    assignment of each block of equal-size classes on their sorted products.
+    """
+    Ca, Cb = class_mean_products(A, onehot), class_mean_products(B, onehot)
     if perms is not None:
-        permuted = Mb[perms[:, :, None], perms[:, None, :]]
-        return float(np.min(np.max(np.abs(permuted - Ma[None]), axis=(1, 2))))
-    # Too many permutations: compare what no relabelling can change (per size block).
-    worst = float(np.max(np.abs(np.linalg.eigvalsh(Ma) - np.linalg.eigvalsh(Mb))))
-    sizes = np.asarray(counts)
-    for m in np.unique(sizes):
-        rows = sizes == m
-        for a, b in ((Ma[rows], Mb[rows]), (np.diagonal(Ma)[rows], np.diagonal(Mb)[rows])):
-            worst = max(worst, float(np.max(np.abs(np.sort(a, axis=None) - np.sort(b, axis=None)))))
-    return worst
+        perms = np.asarray(perms)
+    if perms is None:
+        from scipy.optimize import linear_sum_assignment
+
+        sigma = np.arange(len(counts))
+        sizes = np.asarray(counts)
+        for m in np.unique(sizes):
+            block = np.flatnonzero(sizes == m)
+            fa = np.sort(Ca[block], axis=1)
+            fb = np.sort(Cb[block], axis=1)
+            cost = np.abs(fa[:, None, :] - fb[None, :, :]).sum(axis=2) + np.abs(
+                np.diag(Ca)[block][:, None] - np.diag(Cb)[block][None, :]
+            )
+            _, cols = linear_sum_assignment(cost)
+            sigma[block] = block[cols]
+        return [sigma]
+    mismatch = np.max(np.abs(Cb[perms[:, :, None], perms[:, None, :]] - Ca[None]), axis=(1, 2))
+    order = np.argsort(mismatch, kind="stable")
+    if within is None:
+        return [perms[i] for i in order]
+    w = float(within) / math.sqrt(float(np.min(counts)))
+    return [perms[i] for i in order if mismatch[i] <= 2.0 * w + w * w + 1e-12]
 
 
-def same_point(
-    inv_a: dict,
-    inv_b: dict,
-    loss_a: float,
-    loss_b: float,
-    counts,
-    *,
-    loss_rtol=1e-8,
-    gram_atol=1e-5,
-    perms=None,
-) -> bool:
-    """Whether two critical points are one up to rotation and relabelling (see the module docstring)."""
-    if abs(loss_a - loss_b) > loss_rtol * max(1.0, abs(loss_a), abs(loss_b)):
-        return False
-    if np.max(np.abs(inv_a["spectrum"] - inv_b["spectrum"])) > gram_atol * max(1.0, inv_a["spectrum"][0]):
-        return False
-    return _gram_match(inv_a["class_mean_products"], inv_b["class_mean_products"], counts, perms) <= gram_atol
+def _starts(means_a, means_b, rng, restarts: int):
+    """Starting rotations: the Procrustes rotation of the class means and its ambiguous variants.
+
+    With ``U S V^T`` the SVD of ``means_b^T means_a``, the directions whose
+    singular value is below half the largest are weakly fixed by the means (at
+    most ``k`` of the ``d`` are fixed at all): every sign pattern on the
+    (at most four) weakest, then ``restarts`` random rotations of the weak
+    subspace.
+    """
+    U, s, Vt = np.linalg.svd(means_b.T @ means_a)
+    d = s.size
+    weak = np.flatnonzero(s < 0.5 * s[0]) if s[0] > 0 else np.arange(d)
+    yield U @ Vt
+    flips = weak[-4:]
+    for pattern in itertools.product((1.0, -1.0), repeat=flips.size):
+        if all(p > 0 for p in pattern):
+            continue
+        sign = np.ones(d)
+        sign[flips] = pattern
+        yield (U * sign) @ Vt
+    if weak.size > 1:
+        for _ in range(restarts):
+            R = np.eye(d)
+            R[np.ix_(weak, weak)] = _haar(rng, weak.size)
+            yield U @ R @ Vt
 
 
-def deduplicate(H, losses, labels, counts, *, loss_rtol=1e-8, gram_atol=1e-5) -> np.ndarray:
-    """Group of each point ``(m,)``: ``group[i] = j`` for the first point ``j`` equal to ``i`` (up to
-    rotation and relabelling; ``same_point``). Points are compared in the given order."""
-    perms = class_permutations(counts)
-    invs = [invariants(h, labels) for h in np.asarray(H)]
-    reps: list[int] = []
-    group = np.empty(len(invs), np.int64)
-    for i, inv in enumerate(invs):
-        for j in reps:
-            if same_point(
-                inv,
-                invs[j],
-                float(losses[i]),
-                float(losses[j]),
-                counts,
-                loss_rtol=loss_rtol,
-                gram_atol=gram_atol,
-                perms=perms,
-            ):
-                group[i] = j
-                break
-        else:
-            reps.append(i)
-            group[i] = i
-    return group
+def _align_classes(A, B, members_a, members_b, Q, max_iter: int):
+    """Alternate assignments within classes and Procrustes from ``Q``: ``(distance, Q, rows)``."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows = np.empty(A.shape[0], np.int64)
+    previous = None
+    for _ in range(max_iter):
+        BQ = B @ Q
+        for ia, ib in zip(members_a, members_b, strict=True):
+            _, cols = linear_sum_assignment(-(A[ia] @ BQ[ib].T))
+            rows[ia] = ib[cols]
+        if previous is not None and np.array_equal(rows, previous):
+            break
+        previous = rows.copy()
+        Q = _procrustes(A, B[rows])
+    return float(np.linalg.norm(A - B[rows] @ Q)), Q, rows
+
+
+def align(A, B, labels, *, perms=None, within=None, restarts: int = 4, max_iter: int = 50) -> Alignment:
+    r"""Align ``B`` onto ``A`` modulo the SC loss's symmetry group; the distance found and the alignment.
+
+    The group: ``H -> P H Q`` with ``Q`` in ``O(d)`` (rotations and
+    reflections) and ``P`` a permutation of the samples that maps classes to
+    classes of the same size (within-class permutations and relabellings of
+    equal-size classes). The distance ``min_{P, Q} |A - P B Q|_F`` is sought by
+    alternating an assignment of the rows within each class (``scipy``'s
+    linear assignment, exact for a given ``Q``) and orthogonal Procrustes
+    (exact for given rows), for each candidate relabelling
+    (``_relabel_candidates``), started from the Procrustes alignment of the
+    count-weighted class means and from ``restarts`` further random rotations
+    (the means leave the rotation of their orthogonal complement open). Each
+    alternation only lowers the distance, and the result is attained by an
+    explicit group element: it is an **upper bound** on the true distance
+    (a match is never spurious; a miss would split one point in two).
+
+    ``perms``: the relabellings to try, ``(P, k)`` (default
+    ``class_permutations(counts)``; ``[np.arange(k)]`` fixes the labels); ``within``: stop at the
+    first alignment closer than this, and skip relabellings that cannot come
+    that close. Costs ``O(iterations (sum_c n_c^3 + n d^2))`` per start.
+    """
+    A = np.asarray(A, np.float64)
+    B = np.asarray(B, np.float64)
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    k = counts.size
+    onehot = np.eye(k)[labels]
+    if perms is None:
+        perms = class_permutations(counts)
+    members = [np.flatnonzero(labels == c) for c in range(k)]
+    weights = np.sqrt(counts)[:, None]
+    rng = np.random.default_rng(0)
+    d = A.shape[1]
+    best = Alignment(math.inf, np.eye(d), np.arange(A.shape[0]), np.arange(k))
+    for sigma in _relabel_candidates(A, B, onehot, counts, perms, within):
+        members_b = [members[s] for s in sigma]
+        means_a = weights * class_means(A, onehot)
+        means_b = weights * class_means(B, onehot)[sigma]
+        for Q0 in _starts(means_a, means_b, rng, restarts):
+            dist, Q, rows = _align_classes(A, B, members, members_b, Q0, max_iter)
+            if dist < best.distance:
+                best = Alignment(dist, Q, rows, np.asarray(sigma))
+            if within is not None and best.distance <= within:
+                return best
+    return best
+
+
+def alignment_rounding(n: int, d: int) -> float:
+    """What float64 resolves in ``align``'s distance: ``4 (d + 2) eps sqrt(n)``.
+
+    ``B Q`` carries ``d``-term sums on unit rows and ``Q`` is orthogonal to
+    ``~d eps``: each row of ``A - B Q`` is off by ``(d + 2) eps``, the norm over
+    ``n`` rows by ``sqrt(n)`` times that; the factor 4 covers the SVD.
+    """
+    return 4.0 * (d + 2) * float(np.finfo(np.float64).eps) * math.sqrt(n)
+
+
+def relabel_stabilizer(X, labels, radius: float, *, perms=None) -> tuple[int, int]:
+    """``(stabilizer, relabellings)``: how many size-preserving class relabellings map ``X`` to itself.
+
+    A relabelling ``sigma`` fixes the point when ``X`` and ``X`` relabelled by
+    ``sigma`` (classes ``c`` and ``sigma(c)`` exchanged, within-class order and
+    ``O(d)`` free) are within ``radius`` (``align``). The point's orbit under
+    relabelling has ``relabellings / stabilizer`` distinct members: the runs of
+    a scan reach any of them. ``(0, 0)`` when there are too many to list.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    if perms is None:
+        perms = class_permutations(counts)
+    if perms is None:
+        return 0, 0
+    fixed = 0
+    for sigma in perms:
+        if align(X, X, labels, perms=[np.asarray(sigma)], within=radius).distance <= radius:
+            fixed += 1
+    return fixed, len(perms)
+
+
+def invariants(H, labels) -> dict:
+    """Rotation- and relabelling-invariant data of one point ``H`` ``(n, d)`` (NumPy, float64).
+
+    ``spectrum``: eigenvalues of ``G = H H^T``, descending, the top ``min(n, d)``
+    (``|lambda(G_A) - lambda(G_B)| <= 2 sqrt(n) D`` for points a distance ``D``
+    apart modulo the group: a sound filter before ``align``);
+    ``class_mean_products``: ``<mu_a, mu_b>`` of the raw class means.
+    """
+    H = np.asarray(H, np.float64)
+    H = H / np.linalg.norm(H, axis=1, keepdims=True)
+    labels = np.asarray(labels)
+    onehot = np.eye(int(labels.max()) + 1)[labels]
+    # The nonzero eigenvalues of H H^T are those of H^T H (d x d, cheaper).
+    spectrum = np.sort(np.linalg.eigvalsh(H.T @ H))[::-1][: min(H.shape)]
+    return {"spectrum": spectrum, "class_mean_products": class_mean_products(H, onehot)}

@@ -217,6 +217,10 @@ class Proof(NamedTuple):
     eigenvalue_error: float
     grad_norm: float
     reason: str
+    #: The refined point's float64 rounding (``None`` when not closed): the critical point it proves
+    #: lies within ``point_radius`` (its rounding plus ``2 g / sigma``) of it.
+    point: np.ndarray | None = None
+    point_radius: float = math.inf
 
 
 def prove(H64: np.ndarray, labels, tau: float, analyse) -> Proof:
@@ -258,4 +262,5 @@ def prove(H64: np.ndarray, labels, tau: float, analyse) -> Proof:
         return Proof(False, -1, float(np.min(eigs)), math.inf, sigma, error, g, reason)
     radius = ref.distance + 2.0 * g / sigma
     index = int(np.sum(eigs < 0))
-    return Proof(True, index, float(np.min(eigs)), radius, sigma, error, g, "")
+    point, point_radius = _to_float(ref.H), rho + 2.0 * g / sigma
+    return Proof(True, index, float(np.min(eigs)), radius, sigma, error, g, "", point, point_radius)

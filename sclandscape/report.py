@@ -512,7 +512,7 @@ def markdown_report(scan_data: dict, drawn: list, skipped: list[str]) -> str:
                     f"{k}={v}"
                     for group in settings.to_json().values()
                     for k, v in group.items()
-                    if k in ("tol", "max_steps", "polish", "x64", "gtol_factor", "escapes", "group_atol")
+                    if k in ("tol", "max_steps", "polish", "x64", "gtol_factor", "escapes")
                 ),
             ],
             ["classification", summary.get("classification", "certificate")],

@@ -44,6 +44,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -60,6 +61,7 @@ import scipy.stats
 from jax.experimental import multihost_utils
 
 from sclandscape import (
+    census,
     compilation,
     hessian,
     metadata,
@@ -165,8 +167,30 @@ def abandon() -> None:
         lock.abandon()
 
 
+def strict(obj):
+    """``obj`` as strict JSON data: NaN and infinities become ``null`` (JSON has neither), NumPy values
+    plain Python. A ``null`` number means "not established"; the record beside it says why
+    (e.g. ``proof_reason`` for ``certified_radius``)."""
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(obj, **kwargs) -> str:
+    """``json.dumps`` of ``strict(obj)``, refusing anything strict parsers reject."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
 def write_json(path: str, obj) -> None:
-    write_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
+    write_atomic(path, (dumps(obj, indent=1) + "\n").encode())
 
 
 def read_json(path: str, keys=()) -> dict:
@@ -860,7 +884,7 @@ def run_scan(
         runs = merged.runs
         runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
         runs["status_name"] = status_names(runs["status"])
-        points = merge_points(out, runs, settings)
+        points = merge_points(out, runs)
         summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
         summary["attainable"] = problem.dim >= runner.optimum.rank
         summary["problem"] = problem.to_json()
@@ -983,65 +1007,32 @@ def write_points(out: str, name: str, points: dict) -> None:
         write_npz(os.path.join(out, "points", name), points)
 
 
-def merge_points(out: str, runs: dict, settings) -> dict:
+def merge_points(out: str, runs: dict) -> dict:
     """Merge ``out/points/*.npz`` into one set of distinct points; renumber each run's ``point`` (in place).
 
     Points found by different processes or resumed sessions that are one
-    point up to rotation and relabelling (``metrics.same_point``: losses
-    within both points' gap tolerances, invariants within ``group_atol``)
-    are merged; each run's ``point`` then indexes the merged arrays.
+    critical point modulo the loss's symmetries are merged, and the points are
+    numbered by loss (``census.merge_sessions``); each run's ``point`` then
+    indexes the merged arrays. The result carries the problem (``labels``,
+    ``counts``, ``tau``), so that ``points.npz`` can be classified on its own.
     """
     folder = os.path.join(out, "points")
     files = sorted(f for f in os.listdir(folder) if f.endswith(".npz")) if os.path.isdir(folder) else []
     parts = [read_npz(os.path.join(folder, f)) for f in files]
     parts = [p for p in parts if len(p.get("loss", []))]
-    if not parts:
-        runs["point"] = np.full(runs["run"].size, -1, np.int64)
-        return {}
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     config = read_json(os.path.join(out, "config.json"))
     problem = problems.Problem.from_json(config["problem"])
-    labels, counts = problem.labels, problem.counts
-    invariants = [metrics.invariants(h, labels) for h in merged["H"]]
-    perms = metrics.class_permutations(counts)
-    keep: list[int] = []
-    image = np.empty(merged["loss"].size, np.int64)
-    for i in range(merged["loss"].size):
-        for j, rep in enumerate(keep):
-            close = (
-                abs(merged["loss"][i] - merged["loss"][rep]) <= merged["gap_tol"][i] + merged["gap_tol"][rep]
-            )
-            if (
-                close
-                and str(merged["kind"][i]) == str(merged["kind"][rep])
-                and metrics.same_point(
-                    invariants[i],
-                    invariants[rep],
-                    0.0,
-                    0.0,
-                    counts,
-                    gram_atol=settings.group_atol,
-                    perms=perms,
-                )
-            ):
-                image[i] = j
-                break
-        else:
-            image[i] = len(keep)
-            keep.append(i)
-    lookup = {
-        (int(s), int(loc)): int(image[i])
-        for i, (s, loc) in enumerate(zip(merged["session"], merged["local"], strict=True))
-    }
-    point = np.asarray(runs.get("point", np.full(runs["run"].size, -1)))
+    found = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
     session = np.asarray(runs.get("session", np.zeros(runs["run"].size, np.int64)))
-    runs["point"] = np.array(
-        [lookup.get((int(s), int(p)), -1) if p >= 0 else -1 for s, p in zip(session, point, strict=True)],
-        np.int64,
-    )
-    out_points = {k: v[keep] for k, v in merged.items() if k not in ("session", "local")}
-    out_points["count"] = np.bincount(runs["point"][runs["point"] >= 0], minlength=len(keep)).astype(np.int64)
-    return out_points
+    point = np.asarray(runs.get("point", np.full(runs["run"].size, -1)))
+    merged, runs["point"] = census.merge_sessions(found, point, session, problem.labels, problem.tau)
+    if merged:
+        merged.update(
+            labels=np.asarray(problem.labels, np.int64),
+            counts=np.asarray(problem.counts, np.int64),
+            tau=np.float64(problem.tau),
+        )
+    return merged
 
 
 # --------------------------------------------------------------------------
@@ -1119,6 +1110,39 @@ def spurious_fraction(count: int, trials: int) -> dict:
     }
 
 
+def _point_entry(points: dict, p: int, count: int, global_loss: float) -> dict:
+    """The summary's entry of distinct point ``p`` (``points.npz``'s index) reached by ``count`` runs."""
+
+    def field(name, cast, default=None):
+        return cast(points[name][p]) if name in points else default
+
+    kind = str(points["kind"][p])
+    fixed, total = field("relabel_stabilizer", int, 0), field("relabellings", int, 0)
+    return {
+        "point": p,
+        "loss": float(points["loss"][p]),
+        "gap": float(points["loss"][p] - global_loss),
+        "count": count,
+        "kind": kind,
+        "decided_by": str(points["decided_by"][p]),
+        "certified_global": kind == "global_min",
+        "index": int(points["index"][p]),
+        "strict_certified": bool(points["strict_certified"][p]),
+        "certified_radius": float(points["certified_radius"][p]),
+        "proof_reason": field("proof_reason", str, ""),
+        "lifted_index": int(points["lifted_index"][p]),
+        "lambda_min": field("lambda_min", float),
+        "flat_dim": field("flat_dim", int, 0),
+        "flat_scale": field("flat_scale", float, 0.0),
+        "tolerances": {name: field(name, float) for name in ("tol", "tol_round", "tol_grad", "gap_tol")},
+        "radius": field("refined_radius", float),
+        "merged_points": field("merged_points", int, 1),
+        # The point's orbit under relabelling of equal-size classes: relabellings / stabiliser.
+        "relabel_orbit": total // fixed if fixed else None,
+        "kinds": {kind: count},
+    }
+
+
 def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_loss: float) -> list[dict]:
     """One entry per distinct minimum: the scan's distinct points (``point``), counted over runs."""
     entries = []
@@ -1126,24 +1150,8 @@ def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_lo
     if points is not None and len(points.get("loss", [])):
         for p in range(len(points["loss"])):
             members = point == p
-            if not members.any() or str(points["kind"][p]) not in MINIMA:
-                continue
-            entries.append(
-                {
-                    "point": p,
-                    "loss": float(points["loss"][p]),
-                    "gap": float(points["loss"][p] - global_loss),
-                    "count": int(members.sum()),
-                    "kind": str(points["kind"][p]),
-                    "decided_by": str(points["decided_by"][p]),
-                    "certified_global": str(points["kind"][p]) == "global_min",
-                    "index": int(points["index"][p]),
-                    "strict_certified": bool(points["strict_certified"][p]),
-                    "certified_radius": float(points["certified_radius"][p]),
-                    "lifted_index": int(points["lifted_index"][p]),
-                    "kinds": {str(points["kind"][p]): int(members.sum())},
-                }
-            )
+            if members.any() and str(points["kind"][p]) in MINIMA:
+                entries.append(_point_entry(points, p, int(members.sum()), global_loss))
     # Runs judged by the cheap tests alone (no representative point): one entry per kind.
     for name in MINIMA:
         alone = (kind == name) & (point < 0)
@@ -1162,7 +1170,8 @@ def _distinct_minima(rec: dict, kind: np.ndarray, points: dict | None, global_lo
                     "certified_global": name == "global_min",
                     "index": 0,
                     "strict_certified": False,
-                    "certified_radius": float("inf"),
+                    "certified_radius": None,
+                    "proof_reason": "no representative point (judged by the gradient alone)",
                     "lifted_index": -1,
                     "kinds": {name: int(alone.sum())},
                 }
@@ -1219,14 +1228,17 @@ def summarize(
         },
         "status_codes": {str(code): name for code, name in STATUS_NAMES.items()},
         "classification": (
-            "every run: gradient, certificate and gap tests; each distinct critical point: its float64 "
+            "every run: gradient, certificate and gap tests; runs they leave open: refined in float64 and "
+            "grouped modulo rotations, reflections, sample permutations and relabellings; each distinct "
+            "critical point: its float64 "
             "spectrum with the symmetry modes removed, the a-posteriori proof and (below rank M*) the "
             "lifting test; saddles escaped and continued (docs/maths.md §5)"
         ),
         "tolerances": {
             "tol": settings.tol,
             "gtol": settings.gtol_factor * settings.tol,
-            "group_atol": settings.group_atol,
+            "grouping": "derived per point (census.same_point): loss within both gap tolerances, then the "
+            "aligned distance within both radii, or a flat path for flat sets",
         },
         **extra,
     }

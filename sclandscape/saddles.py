@@ -34,12 +34,11 @@ solved by the scan's Riemannian L-BFGS, the result polished on the full
 problem by ``critical.find_critical`` and classified by ``verdict.classify``
 (dense spectrum, float64). All constructions of a problem run as one ``vmap``.
 
-**Deduplication** up to rotation and relabelling: two points are the same
-critical point when their losses agree, the spectra of ``G = H H^T`` agree
-(invariant under rotations and sample permutations) and the class-mean Gram
-matrices ``M_ab = <mean_a, mean_b>`` agree up to a permutation of classes of
-equal size (exhaustive over such permutations when there are at most
-``MAX_PERMUTATIONS``, else compared through their spectra and sorted entries).
+**Deduplication** modulo the loss's symmetry group: the census's rule
+(``census.group_points``: losses within both gap tolerances, then the
+distance after alignment over rotations, reflections, sample permutations
+and relabellings within both points' radii, or a flat path for flat sets),
+on the verdict's refined points.
 
 **Escape.** From every saddle, ``hessian.escape_direction`` gives the unit
 eigenvector ``v`` of the most negative eigenvalue; the scan's optimiser
@@ -59,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sclandscape import (
+    census,
     critical,
     hessian,
     loss,
@@ -264,8 +264,6 @@ class CatalogueSettings:
       reduced: the reduced problems' L-BFGS.
       critical: the full-problem critical-point finder.
       classify: the Hessian classification (``gtol`` judges convergence).
-      loss_rtol: two points are distinct if their losses differ by more than this (relative).
-      gram_atol: ... or their invariants (G spectrum, class-mean Gram) by more than this.
       escape: descend from both sides of every saddle's escape direction.
       descent: the scan settings of those descents.
       splits: include the mirror-split and antipodal-split constructions.
@@ -279,8 +277,6 @@ class CatalogueSettings:
     reduced: ReducedSettings = ReducedSettings()
     critical: critical.CriticalSettings = critical.CriticalSettings()
     classify: verdict.ClassifySettings = verdict.ClassifySettings(gtol=1e-8)
-    loss_rtol: float = 1e-8
-    gram_atol: float = 1e-5
     escape: bool = True
     descent: scanner.ScanSettings = scanner.ScanSettings(tol=1e-9, x64=True, max_steps=5000)
     splits: bool = True
@@ -289,7 +285,6 @@ class CatalogueSettings:
     def __post_init__(self):
         problems.check_fields(
             self,
-            positive=("loss_rtol", "gram_atol"),
             nonnegative=("escape_noise",),
             integers={"restarts": 0, "random": 0},
         )
@@ -385,6 +380,7 @@ def descend_from_saddles(
     out = _descend(starts, jnp.asarray(labels), tau, settings.descent)
     H_end = np.asarray(out[0])
     c = verdict.classify(H_end, labels, tau, global_loss=global_loss, settings=settings.classify)
+    H_end = np.asarray(c.refined)
     shape = (s, 2)
     status = np.asarray(out[2]).reshape(shape)
     kind = np.where(status == Status.CONVERGED, np.asarray(c.kind).reshape(shape), "not_converged")
@@ -395,6 +391,10 @@ def descend_from_saddles(
         "kind": kind,
         "index": np.asarray(c.index).reshape(shape),
         "status": status,
+        **{
+            f: np.asarray(getattr(c, f)).reshape(shape)
+            for f in ("gap_tol", "grad_norm", "sigma", "refined_radius")
+        },
     }
 
 
@@ -428,8 +428,10 @@ def find_critical_points(
     opt = optimum.global_optimum(problem.counts, problem.tau)
     with precision.float64():
         H0, red_grad, red_steps, res = _run_constructions(problem, items, jax.random.key(seed), settings)
-        H = np.asarray(res.x)
-        c = verdict.classify(H, problem.labels, problem.tau, optimum_=opt, settings=settings.classify)
+        c = verdict.classify(
+            np.asarray(res.x), problem.labels, problem.tau, optimum_=opt, settings=settings.classify
+        )
+        H = np.asarray(c.refined)  # the proof's refined critical point where a proof closed
     H0 = np.asarray(H0)
     status = np.asarray(res.status)
     kind = np.where(status == Status.CONVERGED, np.asarray(c.kind), "not_converged").astype("<U13")
@@ -454,6 +456,7 @@ def find_critical_points(
         "n_zero_predicted": np.asarray(c.n_zero_predicted),
         "rank": np.asarray(c.rank),
         "cert_lambda": np.asarray(c.cert_lambda),
+        **{f: np.asarray(getattr(c, f)) for f in ("gap_tol", "sigma", "refined_radius")},
         "global_loss": opt.loss,
         "global_rank": opt.rank,
     }
@@ -511,13 +514,8 @@ def catalogue(
         ),
     )
     labels, counts = problem.labels, problem.counts
-    group = metrics.deduplicate(
-        found["H"][order],
-        found["loss"][order],
-        labels,
-        counts,
-        loss_rtol=settings.loss_rtol,
-        gram_atol=settings.gram_atol,
+    group = census.group_points(
+        {k: found[k][order] for k in ("H",) + census.MATCH_FIELDS}, labels, problem.tau
     )
     reps = [order[g] for g in sorted(set(group.tolist()))]
     members = {order[g]: [order[i] for i in np.flatnonzero(group == g)] for g in set(group.tolist())}
@@ -551,6 +549,10 @@ def catalogue(
                 "escape": None,
             }
         )
+
+    def found_point(i):
+        return {f: found[f][i] for f in census.MATCH_FIELDS}
+
     saddles = [e for e, entry in enumerate(entries) if entry["kind"] == "saddle"]
     if settings.escape and saddles:
         progress(None, None, "escape descents", f"{len(saddles)} saddles, both sides")
@@ -559,21 +561,14 @@ def catalogue(
                 H[saddles], labels, problem.tau, settings, L_star, key=jax.random.key(seed + 1)
             )
         perms = metrics.class_permutations(counts)
-        invs = [metrics.invariants(h, labels) for h in H]
+        known = [census.point_entry(H[e], labels, found_point(reps[e])) for e in range(len(entries))]
 
-        def match(h, loss):
-            inv = metrics.invariants(h, labels)
-            for e, entry in enumerate(entries):
-                if metrics.same_point(
-                    inv,
-                    invs[e],
-                    float(loss),
-                    entry["loss"],
-                    counts,
-                    loss_rtol=1e-7,
-                    gram_atol=1e-4,
-                    perms=perms,
-                ):
+        def match(s, side):
+            end = census.point_entry(
+                desc["H_end"][s, side], labels, {f: desc[f][s, side] for f in census.MATCH_FIELDS}
+            )
+            for e, entry in enumerate(known):
+                if census.same_point(end, entry, labels, problem.tau, perms=perms)[0]:
                     return e
             return None
 
@@ -586,7 +581,7 @@ def catalogue(
                     desc["index"][s, side],
                     desc["status"][s, side],
                     L_star,
-                    match(desc["H_end"][s, side], desc["loss"][s, side]),
+                    match(s, side),
                 )
             entries[e]["escape"] = {"eigenvalue": float(desc["eigenvalue"][s]), **sides}
     status_counts = {

@@ -164,20 +164,18 @@ class JudgeSettings:
       escapes: a run judged a saddle escapes along its most negative curvature
         direction and continues, up to this many times; ``saddle`` at the end
         of a scan means escaping failed.
-      group_atol: two converged runs are one distinct critical point when
-        their losses agree within their value tolerances and their rotation-
-        and relabelling-invariant signatures (``metrics.invariants``: the
-        spectrum of ``H H^T``, the class-mean products) agree within this.
+
+    Which runs are one distinct critical point is decided with derived
+    tolerances only (``census.same_point``).
     """
 
     gtol_factor: float = 10.0
     prove: bool = True
     lift: bool = True
     escapes: int = 3
-    group_atol: float = 1e-5
 
     def __post_init__(self):
-        problems.check_fields(self, positive=("gtol_factor", "group_atol"), integers={"escapes": 0})
+        problems.check_fields(self, positive=("gtol_factor",), integers={"escapes": 0})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,9 +263,18 @@ class ScanSettings:
         """From ``to_json``'s form (or the flat form of older folders)."""
         if not isinstance(data, dict):
             raise ValueError(f"scan settings must be a JSON object, got {type(data).__name__}")
+        data = {k: (_without_retired(v) if k in _GROUPS else v) for k, v in _without_retired(data).items()}
         if any(group in data for group in _GROUPS):
             return cls(**{g: _GROUPS[g](**data[g]) for g in _GROUPS if g in data})
         return cls(**data)
+
+
+#: Settings older folders record that no longer change anything (the census derives its tolerances).
+RETIRED = ("group_atol",)
+
+
+def _without_retired(data):
+    return {k: v for k, v in data.items() if k not in RETIRED} if isinstance(data, dict) else data
 
 
 # --------------------------------------------------------------------------
@@ -479,6 +486,36 @@ def polish(H, labels, tau, settings: ScanSettings) -> PolishResult:
     )
 
 
+#: Trust regions that take a run's float64 gradient to its rounding floor before the census
+#: compares it with other runs (``refine``; ``gtol`` is replaced by the floor).
+REFINE = optim.TrustRegionSettings(gtol=1e-300, max_iter=200, max_inner=2000, min_reduction=1e-14)
+
+
+def refine(H, labels, tau, settings: ScanSettings):
+    """``H`` minimised further in its dtype (float64 in a scan), down to what it resolves in the gradient.
+
+    Trust regions with ``gtol`` twice the gradient's rounding bound
+    (``loss.gradient_rounding_bound``; the closed form on the streaming path):
+    below it a gradient is rounding, and steps accepted on rounding noise only
+    wander. ``(H, iterations)``: the end point, or ``H`` itself where that
+    has the smaller gradient (or the end is not finite). The census compares
+    refined runs: copies of one critical point are then as close as float64
+    resolves, not as close as the scan's tolerance left them.
+    """
+    n, d = H.shape
+    stream = streams(n, settings)
+    cost = _loss_fn(labels, tau, stream)
+    if stream:
+        floor = loss.gradient_rounding_bound_closed(n, d, tau, H.dtype)
+    else:
+        floor = loss.gradient_rounding_bound(H, labels, tau)
+    tr = dataclasses.replace(REFINE, max_iter=settings.polish_iters)
+    out = optim.trust_region(cost, H, tr, gtol=2 * floor, preconditioner=_preconditioner(tau, stream))
+    before = jnp.linalg.norm(oblique.riemannian_gradient(H, jax.grad(cost)(H)))
+    keep = (out.status == Status.NON_FINITE) | ~(out.grad_norm <= before)
+    return jnp.where(keep, H, out.x), out.iterations
+
+
 def solve_one(H0, labels, tau, settings: ScanSettings):
     """One whole run from ``H0`` without batching: ``(H, steps, status, polish_evals, polish_iters)``.
 
@@ -580,6 +617,10 @@ RECORD_FIELDS = (
     "decided_by",
     "escapes",
     "point",
+    "point_distance",
+    "point_tol",
+    "gap_tol",
+    "refine_iters",
     "session",
     "hess_lambda_min",
     "hess_index",
@@ -635,6 +676,9 @@ class _Programs:
 
         descent = dataclasses.replace(settings, x64=True)
 
+        def refined(H):
+            return jax.vmap(refine, in_axes=(0, None, None, None))(H, labels, tau, settings)
+
         def descend(H):  # a whole float64 run from each escaped saddle
             return jax.vmap(solve_one, in_axes=(0, None, None, None))(H, labels, tau, descent)
 
@@ -650,6 +694,7 @@ class _Programs:
         self.advance = jax.jit(advance, out_shardings=sharding, donate_argnums=0)
         self.finish = jax.jit(finish)
         self.descend = jax.jit(descend)
+        self.refine = jax.jit(refined)
         self.records = jax.jit(records)
 
 
@@ -702,7 +747,13 @@ class Scanner:
             self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
         #: The distinct critical points and the judging of finished runs (``census.PointBook``).
         self.book = census.PointBook(
-            problem, self.optimum, settings, self.session, descend=self._descend, records=self._records
+            problem,
+            self.optimum,
+            settings,
+            self.session,
+            descend=self._descend,
+            records=self._records,
+            refine=self._refine,
         )
 
     @property
@@ -797,6 +848,11 @@ class Scanner:
         parts = self._blocks(self._programs.descend, H, np.arange(H.shape[0]))
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
 
+    def _refine(self, H):
+        """``refine`` of each row of ``H`` (float64), in blocks of ``slots``: ``(H, iterations)``."""
+        parts = self._blocks(self._programs.refine, H, np.arange(H.shape[0]))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def _records(self, H) -> dict:
         M_star = jnp.asarray(self.optimum.class_gram, jnp.float64)
         parts = self._blocks(lambda block: self._programs.records(block, M_star), H, np.arange(H.shape[0]))
@@ -836,10 +892,8 @@ class Scanner:
             out["first_order_grad_norm"] = first["grad_norm"]
             out["first_order_gap"] = first["loss"] - self.optimum.loss
             # The gap tolerance of verdict.classify, at the optimiser's own point.
-            out["first_order_gap_tol"] = (
-                first["loss_rounding"]
-                + self.optimum.loss_error
-                + 2 * np.sqrt(self.problem.n) * first["grad_norm"]
+            out["first_order_gap_tol"] = metrics.gap_tolerance(
+                first["loss_rounding"], self.optimum.loss_error, self.problem.n, first["grad_norm"]
             )
         if self.keep_embeddings:
             out["H"] = H.astype(np.float64)
@@ -885,5 +939,8 @@ def scan(
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["run"])
     out = {k: v[order] for k, v in merged.items()}
-    out["points"] = {k: np.concatenate([p[k] for p in points]) for k in points[0]}
+    found = {k: np.concatenate([p[k] for p in points]) for k in points[0]}
+    out["points"], out["point"] = census.merge_sessions(
+        found, out["point"], out["session"], problem.labels, problem.tau
+    )
     return out

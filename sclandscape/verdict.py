@@ -20,9 +20,11 @@ this order, the first that decides wins and is recorded as ``decided_by``
    its index, or a strict local minimum: ``spurious_min`` (``d >= rank M*``)
    or ``local_min`` (``d < rank M*``: there is no global reference).
 5. ``spectrum``: otherwise, the eigenvalues of the Hessian with the symmetry
-   modes ``{H Omega}`` projected out, against ``tol = tol_round + tol_grad``:
-   the rounding bound of the computed Hessian and how far the residual
-   gradient can move an eigenvalue (``L3 |Newton step|``). An eigenvalue
+   modes ``{H Omega}`` projected out, against the smallest self-consistent
+   ``tol >= tol_round + tol_grad(tol)`` (``spectrum_tolerance``): the rounding
+   bound of the computed Hessian, and how far the residual gradient can move
+   an eigenvalue (``L3`` times the Newton step along the eigenvalues above
+   ``tol``; never more than the spectrum's own scale). An eigenvalue
    below ``-tol`` -> ``saddle``; one within ``tol`` of zero -> ``degenerate``;
    all above ``tol`` -> ``spurious_min`` / ``local_min``.
 
@@ -110,6 +112,11 @@ FIELDS = (
     "tol",
     "tol_round",
     "tol_grad",
+    "flat_dim",
+    "flat_scale",
+    "sigma",
+    "critical_distance",
+    "refined_radius",
     "rank",
     "degenerate_zeros",
     "grad_norm",
@@ -139,8 +146,16 @@ class Classification:
       ``n_zero``: zero eigenvalues, the ``n_zero_predicted`` symmetry modes
       (removed as a subspace) plus those of the complement within ``tol``;
       ``lambda_min``: the smallest eigenvalue beyond the symmetry modes;
-    - ``tol = tol_round + tol_grad``: the eigenvalue tolerance and its parts
-      (after a closed proof, the proof's error budget);
+    - ``tol``: the eigenvalue tolerance (``spectrum_tolerance``: the smallest
+      ``t >= tol_round + tol_grad(t)``), its parts ``tol_round`` (rounding)
+      and ``tol_grad`` (the residual gradient), ``flat_dim`` (eigenvalues
+      within ``tol`` beyond the symmetry modes) and ``flat_scale`` (the
+      largest of them in modulus), ``sigma`` (the smallest resolved
+      ``|lambda|``); after a closed proof, the proof's error budget;
+    - ``critical_distance``: a critical point lies within this of the given
+      point (the proof's radius, or ``2 |A^+ g|`` to first order when the
+      spectrum decided with no zero; ``inf`` otherwise); ``refined_radius``:
+      the same from ``refined``;
     - ``gap = loss - L*`` and ``gap_tol``, the gap tolerance of test 3;
     - the certificate: ``cert_lambda`` (``lambda_min(S)``), ``cert_gap_bound``
       (solver-free) and ``cert_linear_bound`` (``<F, G - G*>``, NaN when
@@ -166,6 +181,11 @@ class Classification:
     tol: object
     tol_round: object
     tol_grad: object
+    flat_dim: object
+    flat_scale: object
+    sigma: object
+    critical_distance: object
+    refined_radius: object
     rank: object
     degenerate_zeros: object
     grad_norm: object
@@ -189,10 +209,16 @@ class Classification:
     index_exact: bool
     method: str
     settings: ClassifySettings
+    #: The point each verdict is about, ``(n, d)`` or ``(runs, n, d)``: the proof's refined critical
+    #: point (float64) where a proof closed, else the given point normalised; a critical point lies
+    #: within ``refined_radius`` of it (``inf`` where flat directions leave that open).
+    refined: np.ndarray | None = None
 
     def to_json(self) -> dict:
         out = {}
         for field in dataclasses.fields(self):
+            if field.name == "refined":  # an array of points, not a verdict field
+                continue
             value = getattr(self, field.name)
             if isinstance(value, ClassifySettings):
                 value = value.to_json()
@@ -231,7 +257,7 @@ class PointData(NamedTuple):
     linear_rounding: jax.Array
     eigs: jax.Array  # (N,) the spectrum on the orbit complement ascending, then +inf for the symmetry slots
     tol_round: jax.Array
-    newton_norm: jax.Array  # |Hess^+ grad| on the orbit complement
+    grad_coeff: jax.Array  # (N,) the gradient's coordinates in the eigenbasis (as ``eigs``)
     hess_norm: jax.Array  # |Hess|_F
     coupling: jax.Array  # |Hess Z|_F
 
@@ -262,7 +288,6 @@ def _dense_one(H, labels, tau, G_star, rank_rtol, vectors: bool):
     complement = w < 0.5 * shift
     eigs = jnp.where(complement, w, jnp.inf)
     coeff = V.T @ oblique.to_coordinates(U, grad).reshape(N)
-    newton = jnp.sqrt(jnp.sum(jnp.where(complement, (coeff / jnp.where(complement, w, 1.0)) ** 2, 0.0)))
     data = PointData(
         value,
         loss.rounding_bound(H, labels, tau),
@@ -275,7 +300,7 @@ def _dense_one(H, labels, tau, G_star, rank_rtol, vectors: bool):
         linear_rounding,
         eigs,
         hessian.hessian_rounding_bound(H, labels, tau, M, M_abs),
-        newton,
+        coeff,
         jnp.linalg.norm(M),
         jnp.linalg.norm(M @ Zc.T),
     )
@@ -395,6 +420,283 @@ def classify(
         )
 
 
+class SpectrumTolerance(NamedTuple):
+    """The eigenvalue tolerance of test 5 and its terms (``spectrum_tolerance``)."""
+
+    tol: float  # eigenvalues with |lambda| <= tol are zero
+    tol_round: float  # what float64 resolves in the computed spectrum
+    tol_grad: float  # L3 |A_>tol^+ g|: how far the residual gradient moves a resolved eigenvalue
+    zeros: int  # eigenvalues within tol (beyond the symmetry modes): the flat dimension
+    flat_scale: float  # the largest |lambda| called zero (0 when none)
+    sigma: float  # the smallest |lambda| beyond tol (inf when none)
+    newton: float  # |A_>tol^+ g|: the distance to the critical point along the resolved directions
+
+
+def spectrum_tolerance(
+    eigs, tol_round: float, L3: float, *, coeffs=None, grad_norm=None
+) -> SpectrumTolerance:
+    r"""The smallest self-consistent zero tolerance of a spectrum on the orbit complement (maths §5).
+
+    With ``A_>t`` the Hessian restricted to its eigenvalues above ``t`` in
+    modulus, the residual gradient ``g`` lies within ``|A_>t^+ g|`` of a
+    critical point along those directions (first order), and an eigenvalue
+    moves by at most ``L3`` times that distance. The tolerance is the smallest
+
+        t >= tol_round   with   tol_round + L3 |A_>t^+ g| <= t,
+
+    so an eigenvalue is resolved only when it is larger than what the
+    displacement it implies can move it. Eigenvalues within ``t`` carry no
+    Newton step: the gradient term never exceeds the spectrum's own scale, and
+    ``t <= max(tol_round, max |lambda|)`` always. ``coeffs``: the gradient's
+    coordinates in the eigenbasis (dense path); without them (Lanczos: Ritz
+    values only) ``|A_>t^+ g| <= |g| / min_{|lambda| > t} |lambda|``.
+    """
+    eigs = np.asarray(eigs, np.float64).reshape(-1)
+    a = np.abs(eigs)
+    order = np.argsort(a)
+    a = a[order]
+    N = a.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if coeffs is not None:
+            q = (np.asarray(coeffs, np.float64).reshape(-1)[order] / a) ** 2
+            tail = np.sqrt(np.concatenate([np.cumsum(q[::-1])[::-1], [0.0]]))
+        else:
+            tail = np.concatenate([float(grad_norm) / a, [0.0]])
+    for m in range(N + 1):
+        newton = float(tail[m]) if math.isfinite(tail[m]) else math.inf
+        t = max(tol_round + L3 * newton, float(a[m - 1]) if m else 0.0, tol_round)
+        if m == N or t < a[m]:
+            return SpectrumTolerance(
+                t,
+                tol_round,
+                L3 * newton,
+                m,
+                float(a[m - 1]) if m else 0.0,
+                float(a[m]) if m < N else math.inf,
+                newton,
+            )
+    raise AssertionError("unreachable: m = N always returns")
+
+
+def first_tests(
+    loss_value,
+    loss_rounding,
+    grad_norm,
+    cert_bound,
+    linear_bound,
+    *,
+    n,
+    gtol,
+    L_star,
+    L_err,
+    attainable,
+    ok=True,
+):
+    """Tests 1-3 on arrays (or scalars): ``(converged, certified, at_gap, gap_tol)`` (module docstring).
+
+    ``cert_bound``: the solver-free bound plus its rounding (``gap_bound + n
+    err(lambda_min(S))``); ``linear_bound``: ``<F, G - G*>`` plus its rounding
+    (NaN when unknown); ``ok``: the run's own status allows convergence.
+    ``at_gap`` excludes points the certificate already decided.
+    """
+    g = np.asarray(grad_norm, np.float64)
+    value = np.asarray(loss_value, np.float64)
+    gap_tol = metrics.gap_tolerance(loss_rounding, L_err, n, g)
+    converged = np.asarray(ok) & np.isfinite(value) & (g <= gtol)
+    linear = np.where(np.isnan(linear_bound), np.inf, linear_bound)
+    certified = bool(attainable) & converged & (np.minimum(cert_bound, linear) <= gap_tol)
+    at_gap = bool(attainable) & converged & ~certified & (np.abs(value - L_star) <= gap_tol)
+    return converged, certified, at_gap, gap_tol
+
+
+class _Reference(NamedTuple):
+    """What one call judges against: ``L*``, its error, ``G*`` (or None), attainability, ``L3``."""
+
+    L_star: float
+    L_err: float
+    G_star: np.ndarray | None
+    attainable: bool
+    L3: float
+
+
+def _spectral_data(H, labels, tau, method, settings, ref: _Reference, key) -> list[dict]:
+    """Per point: loss, gradient, rank, certificate, the spectrum and its tolerance (float64)."""
+    runs, n, d = H.shape
+    N = n * (d - 1)
+    eps = float(np.finfo(np.float64).eps)
+    jl = jnp.asarray(labels)
+    points = []
+    if method == "dense":
+        # One point at a time through one compiled program per (n, d): the proof needs the
+        # eigenvectors anyway, and a batch would compile a second program per batch size.
+        G_arg = jnp.asarray(np.zeros((n, n)) if ref.G_star is None else ref.G_star, jnp.float64)
+        for r in range(runs):
+            one = _dense_batch(jnp.asarray(H[r : r + 1]), jl, tau, G_arg, settings.rank_rtol, vectors=True)
+            data = jax.tree.map(lambda a: np.asarray(a)[0], one[0])
+            finite = np.isfinite(data.eigs)
+            eigs = data.eigs[finite]
+            points.append(
+                {
+                    "loss": float(data.loss),
+                    "grad_norm": float(data.grad_norm),
+                    "loss_rounding": float(data.loss_rounding),
+                    "rank": int(data.rank),
+                    "n_sym": int(data.n_sym),
+                    "cert": jax.tree.map(float, data.cert),
+                    "linear": float(data.linear_bound) if ref.G_star is not None else math.nan,
+                    "linear_rounding": float(data.linear_rounding) if ref.G_star is not None else math.nan,
+                    "eigs": eigs,
+                    "spectrum": spectrum_tolerance(
+                        eigs, float(data.tol_round), ref.L3, coeffs=data.grad_coeff[finite]
+                    ),
+                    "coupling": float(data.coupling),
+                    "residual": 0.0,
+                }
+            )
+        return points
+    key = jax.random.key(0) if key is None else key
+    m = hessian.lanczos_steps(H.shape, True, settings.num_iter)
+    value, gnorm, rank, cert, ext = jax.tree.map(
+        np.asarray, _lanczos_batch(jnp.asarray(H), jl, tau, key, m, settings.rank_rtol)
+    )
+    for r in range(runs):
+        eigs = np.asarray(ext.ritz_values[r])
+        scale = float(np.max(np.abs(eigs))) if eigs.size else 0.0
+        tol_round = (N + 4 * n + 8 / tau) * eps * scale * math.sqrt(N)
+        v = float(value[r])
+        points.append(
+            {
+                "loss": v,
+                "grad_norm": float(gnorm[r]),
+                "loss_rounding": 8 * eps * (abs(v) + n * n / tau),  # no closed form here: a generous bound
+                "rank": int(rank[r]),
+                "n_sym": oblique.predicted_zero_modes(int(rank[r]), d),
+                "cert": jax.tree.map(lambda a, r=r: float(a[r]), cert),
+                "linear": math.nan,
+                "linear_rounding": math.nan,
+                "eigs": eigs,
+                "spectrum": spectrum_tolerance(eigs, tol_round, ref.L3, grad_norm=float(gnorm[r])),
+                "coupling": math.nan,
+                "residual": float(ext.residual_min[r]),
+            }
+        )
+    return points
+
+
+def _prove(H, labels, tau, eigs, settings, G_arg) -> proof.Proof:
+    """The a-posteriori proof of one converged non-global point (maths §5, test 4)."""
+    jl = jnp.asarray(labels)
+    given = H / np.linalg.norm(H, axis=1, keepdims=True)
+    analyse = functools.partial(_local, labels=jl, tau=tau, G=G_arg, rank_rtol=settings.rank_rtol)
+    result = proof.prove(given, labels, tau, analyse)
+    if not result.closed and eigs.size and float(np.min(eigs)) > 0:
+        # A minimum by its float64 spectrum whose Newton refinement could not start (a gradient
+        # left by the scan's tolerance, outside Newton's basin at small tau): minimise further
+        # in float64 and prove from there. The critical point then lies within the distance
+        # moved plus the proof's radius of the given point.
+        polished = _polish_minimum(given, jl, tau)
+        retry = proof.prove(polished, labels, tau, analyse)
+        if retry.closed:
+            moved = float(np.linalg.norm(polished - given))
+            result = retry._replace(radius=retry.radius + moved)
+    return result
+
+
+def _judge_point(
+    H, data: dict, labels, tau, method, settings, ref: _Reference, G_arg
+) -> tuple[dict, np.ndarray]:
+    """The verdict fields of one point (tests in order, the first that decides wins) and its refined point."""
+    n = H.shape[0]
+    spec: SpectrumTolerance = data["spectrum"]
+    eigs = data["eigs"]
+    cert = data["cert"]
+    value, g = data["loss"], data["grad_norm"]
+    finite = bool(np.all(np.isfinite(eigs)))
+    *tests, gap_tol = first_tests(
+        value,
+        data["loss_rounding"],
+        g,
+        cert.gap_bound + n * cert.rounding,
+        data["linear"] + data["linear_rounding"],
+        n=n,
+        gtol=settings.gtol,
+        L_star=ref.L_star,
+        L_err=ref.L_err,
+        attainable=ref.attainable,
+        ok=finite,
+    )
+    converged, certified, at_gap = (bool(x) for x in tests)
+    tol, tol_round, tol_grad, zeros = spec.tol, spec.tol_round, spec.tol_grad, spec.zeros
+    index = int(np.sum(eigs < -tol))
+    distance = 2.0 * spec.newton if zeros == 0 else math.inf
+    refined = H / np.linalg.norm(H, axis=1, keepdims=True)
+    refined_radius = distance
+    strict, radius, reason, lambda_proof = False, math.inf, "not attempted", None
+    if not converged:
+        decided = "gradient"
+    elif certified:
+        decided = "certificate"
+    elif at_gap:
+        decided = "gap"
+    else:
+        decided = "spectrum"
+        if method == "dense" and settings.prove:
+            result = _prove(H, labels, tau, eigs, settings, G_arg)
+            reason = result.reason
+            if math.isfinite(result.lambda_min):
+                lambda_proof = result.lambda_min
+            if result.closed:
+                decided = "proof"
+                index, zeros, tol = result.index, 0, result.eigenvalue_error
+                tol_round, tol_grad = result.eigenvalue_error, 0.0
+                radius = distance = result.radius
+                refined, refined_radius = result.point, result.point_radius
+                strict = result.index == 0
+    kind = str(
+        metrics.decide_kinds(
+            [converged], [certified or at_gap], [index], [zeros > 0], attainable=ref.attainable
+        )[0]
+    )
+    beyond = np.sort(eigs)
+    lambda_min = float(beyond[0]) if beyond.size else math.nan
+    if decided == "proof":
+        lambda_min = lambda_proof  # at the refined critical point
+    values = {
+        "kind": kind,
+        "decided_by": decided,
+        "index": index,
+        "n_zero": data["n_sym"] + zeros,
+        "n_zero_predicted": data["n_sym"],
+        "lambda_min": lambda_min,
+        "lambda_max": float(beyond[-1]) if beyond.size else math.nan,
+        "tol": tol,
+        "tol_round": tol_round,
+        "tol_grad": tol_grad,
+        "flat_dim": zeros,
+        "flat_scale": spec.flat_scale if zeros else 0.0,
+        "sigma": spec.sigma,
+        "critical_distance": distance if converged else math.inf,
+        "refined_radius": refined_radius if converged else math.inf,
+        "rank": data["rank"],
+        "degenerate_zeros": zeros > 0,
+        "grad_norm": g,
+        "loss": value,
+        "gap": value - ref.L_star,
+        "gap_tol": float(gap_tol),
+        "cert_lambda": cert.lambda_min,
+        "cert_gap_bound": cert.gap_bound,
+        "cert_linear_bound": data["linear"],
+        "certified": certified,
+        "strict_certified": strict,
+        "certified_radius": radius,
+        "proof_reason": reason,
+        "lifted_index": -1,
+        "symmetry_coupling": data["coupling"],
+        "eig_residual": data["residual"],
+    }
+    return values, refined
+
+
 def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classification:
     single = len(shape) == 2
     Hb = H[None] if single else H
@@ -406,145 +708,20 @@ def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classif
         method = "dense" if N <= settings.dense_max_dim else "lanczos"
     if global_loss is None:
         # G* is n x n: only the dense path uses it (3.2 GB at n = 20,000, where Lanczos runs).
-        L_star, L_err, G_star = opt.loss, opt.loss_error, opt.gram() if method == "dense" else None
+        ref = _Reference(
+            opt.loss, opt.loss_error, opt.gram() if method == "dense" else None, d >= opt.rank, 0.0
+        )
     else:
         L_star = float(global_loss)
-        L_err, G_star = 8 * eps * max(1.0, abs(L_star)), None
-    attainable = d >= opt.rank
-    jl = jnp.asarray(labels)
+        ref = _Reference(L_star, 8 * eps * max(1.0, abs(L_star)), None, d >= opt.rank, 0.0)
+    ref = ref._replace(L3=proof.third_derivative_bound(n, tau))
+    G_arg = jnp.asarray(np.zeros((n, n)) if ref.G_star is None else ref.G_star, jnp.float64)
     out = {name: [None] * runs for name in FIELDS}
-
-    if method == "dense":
-        # One point at a time through one compiled program per (n, d): the proof needs the
-        # eigenvectors anyway, and a batch would compile a second program per batch size.
-        G_arg = jnp.asarray(np.zeros((n, n)) if G_star is None else G_star, jnp.float64)
-        parts = [
-            jax.tree.map(
-                lambda a: np.asarray(a)[0],
-                _dense_batch(jnp.asarray(Hb[r : r + 1]), jl, tau, G_arg, settings.rank_rtol, vectors=True)[0],
-            )
-            for r in range(runs)
-        ]
-        data = jax.tree.map(lambda *a: np.stack(a), *parts)
-        lin = np.where(G_star is None, np.nan, data.linear_bound)
-        lin_err = np.where(G_star is None, np.nan, data.linear_rounding)
-        residual = np.zeros(runs)
-    else:
-        key = jax.random.key(0) if key is None else key
-        m = hessian.lanczos_steps(shape, True, settings.num_iter)
-        value, gnorm, rank, cert, ext = jax.tree.map(
-            np.asarray, _lanczos_batch(jnp.asarray(Hb), jl, tau, key, m, settings.rank_rtol)
-        )
-        data = None
-        lin = lin_err = np.full(runs, np.nan)
-        residual = np.asarray(ext.residual_min)
-
-    L3 = proof.third_derivative_bound(n, tau)
-    for r in range(runs):
-        if method == "dense":
-            value_r, g = float(data.loss[r]), float(data.grad_norm[r])
-            loss_err = float(data.loss_rounding[r])
-            rank_r, n_sym = int(data.rank[r]), int(data.n_sym[r])
-            cert_r = jax.tree.map(lambda a, r=r: float(a[r]), data.cert)
-            eigs = data.eigs[r][np.isfinite(data.eigs[r])]
-            tol_round = float(data.tol_round[r])
-            tol_grad = L3 * float(data.newton_norm[r])
-            coupling = float(data.coupling[r])
-        else:
-            value_r, g, rank_r = float(value[r]), float(gnorm[r]), int(rank[r])
-            loss_err = 8 * eps * (abs(value_r) + n * n / tau)  # no closed form on this path: a generous bound
-            n_sym = oblique.predicted_zero_modes(rank_r, d)
-            cert_r = jax.tree.map(lambda a, r=r: float(a[r]), cert)
-            eigs = np.asarray(ext.ritz_values[r])
-            scale = float(np.max(np.abs(eigs)))
-            tol_round = (N + 4 * n + 8 / tau) * eps * scale * math.sqrt(N)
-            sigma_r = float(np.min(np.abs(eigs))) if eigs.size else 0.0
-            tol_grad = L3 * g / sigma_r if sigma_r > 0 else math.inf
-            coupling = math.nan
-        gap = value_r - L_star
-        gap_tol = loss_err + L_err + 2 * math.sqrt(n) * g
-        finite = math.isfinite(value_r) and math.isfinite(g) and bool(np.all(np.isfinite(eigs)))
-        converged = finite and g <= settings.gtol
-        cert_bound = cert_r.gap_bound + n * cert_r.rounding
-        lin_r = float(lin[r]) + float(lin_err[r]) if math.isfinite(float(lin[r])) else math.inf
-        certified = attainable and converged and min(cert_bound, lin_r) <= gap_tol
-        at_gap = attainable and converged and abs(gap) <= gap_tol
-        tol = tol_round + tol_grad
-        index = int(np.sum(eigs < -tol))
-        zeros = int(np.sum(np.abs(eigs) <= tol))
-        decided = None
-        strict, radius, reason, lambda_proof = False, math.inf, "not attempted", None
-        if not converged:
-            decided = "gradient"
-        elif certified:
-            decided = "certificate"
-        elif at_gap:
-            decided = "gap"
-        elif method == "dense" and settings.prove:
-            given = Hb[r] / np.linalg.norm(Hb[r], axis=1, keepdims=True)
-            analyse = functools.partial(_local, labels=jl, tau=tau, G=G_arg, rank_rtol=settings.rank_rtol)
-            result = proof.prove(given, labels, tau, analyse)
-            if not result.closed and eigs.size and float(np.min(eigs)) > 0:
-                # A minimum by its float64 spectrum whose Newton refinement could not start (a gradient
-                # left by the scan's tolerance, outside Newton's basin at small tau): minimise further
-                # in float64 and prove from there. The critical point then lies within the distance
-                # moved plus the proof's radius of the given point.
-                polished = _polish_minimum(given, jl, tau)
-                retry = proof.prove(polished, labels, tau, analyse)
-                if retry.closed:
-                    moved = float(np.linalg.norm(polished - given))
-                    result = retry._replace(radius=retry.radius + moved)
-            reason = result.reason
-            if math.isfinite(result.lambda_min):
-                lambda_proof = result.lambda_min
-            if result.closed:
-                decided = "proof"
-                index, zeros, tol = result.index, 0, result.eigenvalue_error
-                tol_round, tol_grad = result.eigenvalue_error, 0.0
-                radius = result.radius
-                strict = result.index == 0
-        if decided is None:
-            decided = "spectrum"
-        kind = str(
-            metrics.decide_kinds(
-                [converged], [certified or at_gap], [index], [zeros > 0], attainable=attainable
-            )[0]
-        )
-        beyond = np.sort(eigs)
-        lambda_min = float(beyond[0]) if beyond.size else math.nan
-        if decided == "proof":
-            lambda_min = lambda_proof  # at the refined critical point
-        values = {
-            "kind": kind,
-            "decided_by": decided,
-            "index": index,
-            "n_zero": n_sym + zeros,
-            "n_zero_predicted": n_sym,
-            "lambda_min": lambda_min,
-            "lambda_max": float(beyond[-1]) if beyond.size else math.nan,
-            "tol": tol,
-            "tol_round": tol_round,
-            "tol_grad": tol_grad,
-            "rank": rank_r,
-            "degenerate_zeros": zeros > 0,
-            "grad_norm": g,
-            "loss": value_r,
-            "gap": gap,
-            "gap_tol": gap_tol,
-            "cert_lambda": cert_r.lambda_min,
-            "cert_gap_bound": cert_r.gap_bound,
-            "cert_linear_bound": float(lin[r]),
-            "certified": certified,
-            "strict_certified": strict,
-            "certified_radius": radius,
-            "proof_reason": reason,
-            "lifted_index": -1,
-            "symmetry_coupling": coupling,
-            "eig_residual": float(residual[r]),
-        }
+    refined = np.empty_like(Hb)
+    for r, data in enumerate(_spectral_data(Hb, labels, tau, method, settings, ref, key)):
+        values, refined[r] = _judge_point(Hb[r], data, labels, tau, method, settings, ref, G_arg)
         for name in FIELDS:
             out[name][r] = values[name]
-
     kinds = np.asarray(out["kind"])
     lift = [r for r in range(runs) if kinds[r] == "local_min"] if settings.lift else []
     if lift:
@@ -570,11 +747,12 @@ def _classify(H, labels, tau, shape, opt, global_loss, settings, key) -> Classif
 
     return Classification(
         **{name: unbatch(arrays[name]) for name in FIELDS},
-        global_loss=float(L_star),
-        global_loss_error=float(L_err),
+        global_loss=float(ref.L_star),
+        global_loss_error=float(ref.L_err),
         global_rank=int(opt.rank),
-        attainable=bool(attainable),
+        attainable=bool(ref.attainable),
         index_exact=method == "dense",
         method=method,
         settings=settings,
+        refined=refined[0] if single else refined,
     )

@@ -8,14 +8,15 @@ import pytest
 
 import sclandscape as sc
 from sclandscape import (
+    census,
     cli,
     critical,
     hessian,
-    metrics,
     oblique,
     problems,
     results,
     saddles,
+    verdict,
 )
 
 COUNTS = (3, 3, 3)  # k = 3 classes of 3: d = 2 = k - 1 is the benign regime
@@ -62,10 +63,16 @@ def test_dedup_identifies_rotated_and_relabelled_copies():
     rows = np.concatenate([np.arange(3, 6), np.arange(0, 3)[::-1], np.arange(6, 9)])  # swap classes 0 and 1
     relabelled = H[rows]
     other = _merged_saddle()
-    points = np.stack([H, H @ Q, relabelled @ Q.T, other])
-    losses = [float(sc.sc_loss(p, labels, TAU)) for p in points]
-    group = metrics.deduplicate(points, losses, labels, COUNTS)
-    np.testing.assert_array_equal(group, [0, 0, 0, 3])
+    shuffled = H[np.concatenate([[2, 0, 1], np.arange(3, 9)])]  # samples permuted within class 0
+    points = np.stack([H, H @ Q, relabelled @ Q.T, other, shuffled])
+    np.testing.assert_array_equal(_groups(points, labels), [0, 0, 0, 3, 0])
+
+
+def _groups(points, labels):
+    """The census's groups of classified points (``census.group_points`` on the verdict's refined points)."""
+    c = verdict.classify(points, labels, TAU, settings=verdict.ClassifySettings(gtol=1e-8))
+    found = {f: np.asarray(getattr(c, f)) for f in census.MATCH_FIELDS}
+    return census.group_points({"H": np.asarray(c.refined), **found}, labels, TAU)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +98,7 @@ def test_cli_catalogue_files_and_order(catalogue_dir):
     assert entries[0]["kind"] == "global_min" and entries[0]["loss"] == pytest.approx(summary["global_loss"])
     # d >= k - 1: every other critical point is a strict saddle, and no two entries are the same point.
     assert all(e["kind"] == "saddle" and e["index"] >= 1 for e in entries[1:])
-    group = metrics.deduplicate(data["H"], losses, labels, COUNTS)
-    np.testing.assert_array_equal(group, np.arange(len(entries)))
+    np.testing.assert_array_equal(_groups(data["H"], labels), np.arange(len(entries)))
 
 
 def test_symmetric_construction_is_critical_and_its_escape_lowers_the_loss(catalogue_dir):
