@@ -261,12 +261,15 @@ def _print_summary(summary: dict, out: str, watch=None) -> None:
     attainable = summary.get("attainable", True)
     for m in summary["distinct_minima"][:10]:
         what = f"{m['kind']} ({m['decided_by']})"
+        if m.get("flat_dim"):
+            what += f", flat in {m['flat_dim']} directions (|eigenvalues| <= {m['flat_scale']:.1e})"
         if m.get("strict_certified"):
             what += f", proven strict within {m['certified_radius']:.1e}"
         if m.get("lifted_index", -1) >= 0:
             what += f", a saddle of index {m['lifted_index']} at d + 1"
         gap = f"gap {m['gap']:.2e}" if attainable else f"{m['gap_to_lowest']:.2e} above the lowest found"
-        print(f"  minimum at L = {m['loss']:.6f} ({gap}): {m['count']} runs, {what}")
+        name = f"minimum {m['point']}" if m.get("point", -1) >= 0 else "minimum"
+        print(f"  {name} at L = {m['loss']:.6f} ({gap}): {m['count']} runs, {what}")
     fo = summary.get("first_order")
     if fo:
         print(
@@ -477,11 +480,18 @@ CLASSIFY_JSON_KEYS = {
     "strict_certified": "strict_certified",
     "certified_radius": "certified_radius",
     "decided_by": "decided_by",
+    "flat_dim": "flat_dim",
+    "flat_scale": "flat_scale",
+    "tol": "tol",
+    "tol_round": "tol_round",
+    "tol_grad": "tol_grad",
+    "proof_reason": "proof_reason",
 }
 
 
 def _read_points(path: str):
-    """``(H (runs, n, d), labels (n,))`` from a user's ``.npz`` (``ValueError`` naming the problem)."""
+    """``(H (runs, n, d), labels (n,), tau or None)`` from a user's ``.npz`` (``ValueError`` naming the
+    problem); ``tau`` when the file carries one (a scan's ``points.npz`` does)."""
     import zipfile
 
     import numpy as np
@@ -514,28 +524,27 @@ def _read_points(path: str):
             f"{path}: rows of H are not unit norm (off by up to {worst:.2e} > {UNIT_NORM_TOL:g}): "
             "normalise the embeddings first"
         )
-    return H, labels
+    tau = arrays.get("tau")
+    if tau is not None and (tau.shape != () or not np.issubdtype(tau.dtype, np.floating)):
+        raise ValueError(f"{path}: tau must be one float, got {tau.dtype} {tau.shape}")
+    return H, labels, None if tau is None else float(tau)
 
 
 def _cmd_classify(args) -> int:
-    import json
-    import math
+    from sclandscape import problems, results, verdict
 
-    from sclandscape import problems, verdict
-
-    H, labels = _read_points(args.file)
+    H, labels, file_tau = _read_points(args.file)
     problems.check_labels(labels)
-    problems.check_tau(args.tau)
+    tau = args.tau if args.tau is not None else file_tau
+    if tau is None:
+        raise ValueError(f"{args.file} carries no tau: give --tau")
+    problems.check_tau(tau)
     _start_jax(args)
-    c = verdict.classify(H, labels, args.tau, settings=verdict.ClassifySettings(gtol=args.gtol))
+    c = verdict.classify(H, labels, tau, settings=verdict.ClassifySettings(gtol=args.gtol))
     rows = [c.point(i) for i in range(H.shape[0])]
     if args.json:
-
-        def clean(v):
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        points = [{key: clean(row[field]) for key, field in CLASSIFY_JSON_KEYS.items()} for row in rows]
-        print(json.dumps({"points": points, "global_loss": c.global_loss, "attainable": c.attainable}))
+        points = [{key: row[field] for key, field in CLASSIFY_JSON_KEYS.items()} for row in rows]
+        print(results.dumps({"points": points, "global_loss": c.global_loss, "attainable": c.attainable}))
         return 0
     d = H.shape[-1]
     print(f"L* = {c.global_loss:.9f} (rank M* = {c.global_rank}; attainable at d = {d}: {c.attainable})")
@@ -836,7 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("classify", "classify points you bring: global minimum, spurious minimum, saddle, ...")
     p.add_argument("file", metavar="FILE.npz", help="arrays H (n, d) or (runs, n, d) and integer labels (n,)")
-    p.add_argument("--tau", type=float, required=True, help="temperature")
+    p.add_argument(
+        "--tau", type=float, help="temperature (default: the file's tau, as a scan's points.npz holds)"
+    )
     p.add_argument(
         "--gtol", type=float, default=1e-4, help="gradient norm above which a point is not converged"
     )

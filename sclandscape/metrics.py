@@ -17,9 +17,12 @@ r"""Geometry of a configuration and the one classification rule (docs/maths.md Â
   with ``Sigma_W`` the within-class and ``Sigma_B`` the between-class
   covariance of the rows (around the global mean);
 - ``gram_distance``: ``|M - M*|_F / |M*|_F``;
-- ``invariants``/``same_point``/``deduplicate``: whether two critical points
-  are one up to rotation and relabelling (the spectrum of ``G = H H^T`` and
-  the class-mean products up to permutations of classes of equal size).
+- ``align``: the distance between two points modulo the loss's symmetry
+  group (rotations and reflections, permutations of samples within a class,
+  relabellings of equal-size classes), with ``procrustes``,
+  ``alignment_rounding`` and ``relabel_stabilizer``; ``invariants``: what the
+  whole group leaves unchanged (the spectrum of ``G = H H^T``), a sound
+  filter before aligning. ``census`` decides with them which points are one.
 
 Functions act on one configuration. On NumPy arrays they compute with NumPy
 (in the input's dtype); on JAX arrays and tracers with ``jax.numpy``
@@ -45,7 +48,7 @@ def _xp(*arrays):
     return jnp
 
 
-#: Largest number of count-preserving class permutations tried exhaustively by ``same_point``.
+#: Largest number of count-preserving class permutations listed (and tried by ``align``).
 MAX_PERMUTATIONS = 40320
 
 #: Every verdict a point can get, in the order figures and tables list them. ``local_min`` is a
@@ -202,9 +205,9 @@ class Alignment(NamedTuple):
     relabel: np.ndarray  # (k,) class c of A is matched with class relabel[c] of B
 
 
-def _procrustes(A, B):
-    """``argmin_Q |A - B Q|_F`` over ``O(d)``: ``U V^T`` of the SVD of ``B^T A``."""
-    U, _, Vt = np.linalg.svd(B.T @ A)
+def procrustes(A, B) -> np.ndarray:
+    """``Q in O(d)`` minimising ``|A Q - B|_F`` (orthogonal Procrustes): ``U V^T`` of ``A^T B = U S V^T``."""
+    U, _, Vt = np.linalg.svd(np.asarray(A).T @ np.asarray(B))
     return U @ Vt
 
 
@@ -290,7 +293,7 @@ def _align_classes(A, B, members_a, members_b, Q, max_iter: int):
         if previous is not None and np.array_equal(rows, previous):
             break
         previous = rows.copy()
-        Q = _procrustes(A, B[rows])
+        Q = procrustes(B[rows], A)
     return float(np.linalg.norm(A - B[rows] @ Q)), Q, rows
 
 

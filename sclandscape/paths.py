@@ -53,7 +53,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from sclandscape import (
     critical,
@@ -126,65 +125,11 @@ class PathSettings:
 # Alignment modulo O(d) and the label-preserving row permutations
 
 
-def procrustes(A, B) -> np.ndarray:
-    """``Q in O(d)`` minimising ``|A Q - B|_F``: ``U V^T`` from ``A^T B = U S V^T`` (NumPy)."""
-    U, _, Vt = np.linalg.svd(np.asarray(A).T @ np.asarray(B))
-    return U @ Vt
-
-
-def _class_rows(labels) -> list[np.ndarray]:
-    labels = np.asarray(labels)
-    return [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
-
-
-def align(A, B, labels, *, rounds: int = 10) -> tuple[np.ndarray, float]:
-    """The copy ``P B Q`` of ``B`` closest to ``A`` (``Q in O(d)``, ``P`` label-partition preserving).
-
-    For each size-preserving relabelling of the classes (all of them when at
-    most ``metrics.MAX_PERMUTATIONS``, else none), and from two starting
-    rotations (matching the class sums, and the rows as given), alternates
-    ``rounds`` times an optimal within-class assignment of samples
-    (``linear_sum_assignment`` on ``-<a_i, (B Q)_j>``) with the Procrustes
-    rotation; keeps the closest. A local search: the result is a copy of ``B``,
-    not always the closest one. Returns the aligned ``B`` and its Frobenius
-    distance to ``A``. NumPy, float64.
-    """
-    A = np.asarray(A, np.float64)
-    B = np.asarray(B, np.float64)
-    rows = _class_rows(labels)
-    counts = [r.size for r in rows]
-    perms = metrics.class_permutations(counts)
-    if perms is None:
-        perms = np.arange(len(counts))[None]
-    best = (math.inf, B)
-    sums_A = np.stack([A[r].sum(axis=0) for r in rows])
-    for perm in perms:
-        order = np.concatenate([rows[perm[c]] for c in range(len(rows))])  # class c <- class perm[c]
-        start = B[order]
-        sums_B = np.stack([start[r].sum(axis=0) for r in rows])
-        # Two starting rotations: the one matching the class sums (blind to the order of samples),
-        # and the one matching the rows in their given order.
-        for Q in (procrustes(sums_B, sums_A), procrustes(start, A)):
-            P = start
-            for _ in range(rounds):
-                BQ = P @ Q
-                new = P.copy()
-                for r in rows:
-                    _, col = linear_sum_assignment(-(A[r] @ BQ[r].T))
-                    new[r] = P[r][col]
-                Q = procrustes(new, A)
-                if np.array_equal(new, P):
-                    break
-                P = new
-            X = P @ Q
-            dist = float(np.linalg.norm(X - A))
-            if dist < best[0]:
-                best = (dist, X)
-    return best[1], best[0]
-
-
-# --------------------------------------------------------------------------
-# The string
+def align(A, B, labels) -> tuple[np.ndarray, float]:
+    """The copy ``P B Q`` of ``B`` closest to ``A`` found by ``metrics.align`` (rotations, reflections,
+    within-class permutations, relabellings); the aligned ``B`` and its Frobenius distance to ``A``."""
+    al = metrics.align(A, B, labels)
+    return np.asarray(B, np.float64)[al.rows] @ al.Q, al.distance
 
 
 def great_circle_images(A, B, count: int) -> np.ndarray:
@@ -312,7 +257,7 @@ def aligned(points) -> np.ndarray:
     pts = [np.asarray(points[0], np.float64)]
     for P in points[1:]:
         P = np.asarray(P, np.float64)
-        pts.append(P @ procrustes(P, pts[-1]))
+        pts.append(P @ metrics.procrustes(P, pts[-1]))
     return np.stack(pts)
 
 
@@ -607,20 +552,6 @@ def minimum_energy_path(
 # A finished scan
 
 
-def minimum_rows(scan_data: dict) -> list[tuple[int, int]]:
-    """``(distinct minimum index, row)``: the lowest-loss run of each of the summary's distinct minima."""
-    runs, summary = scan_data["runs"], scan_data["summary"]
-    kind = np.asarray(runs["kind"]).astype(str)
-    loss = np.asarray(runs["loss"])
-    rows = np.flatnonzero(np.isin(kind, results.MINIMA))
-    out = []
-    for m, entry in enumerate(summary["distinct_minima"]):
-        if rows.size:
-            r = int(rows[np.argmin(np.abs(loss[rows] - entry["loss"]))])
-            out.append((m, r))
-    return out
-
-
 def scan_paths(
     out: str,
     runs=None,
@@ -640,8 +571,8 @@ def scan_paths(
     Writes ``out/paths.json`` (``problem``, ``global_loss`` and ``paths``, which
     keeps the pairs computed by earlier calls and replaces those computed again:
     one entry per pair with ``from`` / ``to`` (run indices), ``from_minimum`` /
-    ``to_minimum`` (indices into ``distinct_minima``, or ``None``), ``from_loss``,
-    ``to_loss``, ``barrier``, ``barrier_reverse``, ``saddle_loss``,
+    ``to_minimum`` (the minima's point indices, as in ``points.npz`` and the
+    report, or ``None``), ``from_loss``, ``to_loss``, ``barrier``, ``barrier_reverse``, ``saddle_loss``,
     ``saddle_index``, ``saddle_kind``, ``connects``, ..., ``segments``,
     ``settings`` and ``profile``: ``s``, ``loss`` along the string),
     ``out/paths/path_I_J.npz`` (images, losses, saddle) and
@@ -661,7 +592,7 @@ def scan_paths(
         raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
     kind = np.asarray(runs_rec["kind"]).astype(str)
-    minimum_of = {r: m for m, r in minimum_rows(data)}
+    minimum_of = {r: m for m, r, _ in results.minimum_rows(data)}
     if runs is not None:
         runs = [int(i) for i in runs]
         if len(runs) != 2 or runs[0] == runs[1]:
@@ -674,7 +605,7 @@ def scan_paths(
                 raise ValueError(f"run {i} is {kind[index_of[i]]}, not a local minimum")
         pairs = [(index_of[runs[0]], index_of[runs[1]])]
     else:
-        reps = [r for _, r in minimum_rows(data)]
+        reps = [r for _, r, _ in results.minimum_rows(data)]
         if len(reps) < 2:
             raise ValueError(
                 f"{out}: the scan found {len(reps)} distinct minimum(s); a path needs two "

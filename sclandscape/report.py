@@ -9,7 +9,7 @@
     figures/certificate.{png,pdf}         certificate lambda_min(S), by kind
     figures/eigenvalue_vs_gap.{png,pdf}   Hessian lambda_min vs gap   (runs with hess_lambda_min)
     figures/hessian_spectrum_<kind>.*     spectrum of one point a kind (needs hessian/spectra.npz)
-    figures/gram_minimum_<i>.{png,pdf}    M(H) of the i-th distinct minimum beside M*
+    figures/gram_minimum_<p>.{png,pdf}    M(H) of the minimum with point index p beside M*
     report.md                             configuration, counts, distinct minima, figure links
 
 Every figure states the problem (``n, k, d, tau`` and the number of runs,
@@ -49,7 +49,7 @@ MINIMA = results.MINIMA
 FIGURE_FILE = re.compile(
     r"(gap_histogram|certificate|eigenvalue_vs_gap|hessian_spectrum_(?:"
     + "|".join(metrics.KINDS)
-    + r")|gram_minimum_[1-9][0-9]*)\.(?:"
+    + r")|gram_minimum_[0-9]+)\.(?:"
     + "|".join(plots.FORMATS)
     + r")"
 )
@@ -113,19 +113,6 @@ def _minimum_status(m: dict) -> str:
     if kinds and set(kinds) == {"degenerate"}:
         return "degenerate (not isolated modulo rotations)"
     return f"spurious{proven}"
-
-
-def _representatives(runs: dict, summary: dict, limit: int) -> list[tuple[int, dict]]:
-    """``(row, minimum)`` for the first ``limit`` distinct minima: a run that reached each one."""
-    kind = np.asarray(runs["kind"]).astype(str)
-    point = np.asarray(runs.get("point", np.full(kind.size, -1)))
-    out = []
-    for m in summary["distinct_minima"][:limit]:
-        p = m.get("point", -1)
-        rows = np.flatnonzero(point == p) if p >= 0 else np.flatnonzero(kind == m.get("kind"))
-        if rows.size:
-            out.append((int(rows[np.argmin(np.abs(runs["loss"][rows] - m["loss"]))]), m))
-    return out
 
 
 def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list[str]]:
@@ -271,14 +258,14 @@ def _figures(out: str, scan_data: dict, max_minima: int):
                 + (f" (whose own dense classification says {item['own_kind']})." if differs else "."),
             )
         )
-    reps = _representatives(runs, summary, max_minima)
+    reps = [(p, row, m) for p, row, m in results.minimum_rows(scan_data) if p is not None][:max_minima]
     if not reps:
         skipped.append("gram_minimum: no converged minimum")
     else:
-        H_of, notes = results.embeddings(scan_data, [row for row, _ in reps])
+        H_of, notes = results.embeddings(scan_data, [row for _, row, _ in reps])
         skipped += [f"gram_minimum: {note}" for note in notes]
         labels = problem.labels
-        for i, (row, m) in enumerate(reps, start=1):
+        for i, row, m in reps:  # i: the minimum's point index (points.npz, summary, slice, path)
             if row not in H_of:
                 continue
             M = np.asarray(metrics.class_mean_gram(H_of[row], np.eye(problem.k)[labels]), np.float64)
@@ -541,19 +528,24 @@ def markdown_report(scan_data: dict, drawn: list, skipped: list[str]) -> str:
             ["#", "loss L", "gap L - L*", "runs", "kinds", "certified global"],
             [
                 [
-                    i,
+                    m["point"] if m.get("point", -1) >= 0 else "-",
                     f"{m['loss']:.9f}",
                     f"{m['gap']:.3e}",
                     m["count"],
                     ", ".join(f"{k} {c}" for k, c in m["kinds"].items()) if "kinds" in m else "-",
                     "yes" if m["certified_global"] else f"no ({m.get('n_certified', 0)} of {m['count']})",
                 ]
-                for i, m in enumerate(summary["distinct_minima"], start=1)
+                for m in summary["distinct_minima"]
             ],
         )
-        tol = summary.get("grouping_tolerance")
-        if tol is not None:
-            lines += ["", f"Minima whose losses differ by at most {tol:.2e} are grouped as one."]
+        lines += [
+            "",
+            "`#` is the minimum's point index (`points.npz`, the figure names, `slice --minimum`, `path`). "
+            "Runs are one minimum when they map onto each other by a rotation or reflection, a permutation "
+            "of samples within a class and a relabelling of classes of equal size, within the distances "
+            "float64 resolves (docs/maths.md §5); flat sets are one entry when a path at the loss's "
+            "resolution joins them.",
+        ]
     else:
         lines += ["No converged minimum."]
     lines += ["", "## Figures", ""]

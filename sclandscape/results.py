@@ -1421,6 +1421,30 @@ def point_rows(scan_data: dict) -> list[int]:
     return rows
 
 
+def minimum_rows(scan_data: dict) -> list[tuple[int | None, int, dict]]:
+    """``(point, row, entry)`` per distinct minimum of the summary: its ``points.npz`` index and a run.
+
+    The point index (by loss, ``census.merge``) is the one number of a minimum
+    in the report, the figure names, ``slice --minimum``, ``path`` and
+    ``hessian``; the run is the point's lowest-loss member. An entry of runs
+    judged without a stored point (``point`` -1) has ``None`` and the
+    lowest-loss run of its kind.
+    """
+    runs = scan_data["runs"]
+    kind = np.asarray(runs["kind"]).astype(str)
+    point = np.asarray(runs.get("point", np.full(kind.size, -1)))
+    loss = np.asarray(runs["loss"])
+    out = []
+    for entry in scan_data["summary"]["distinct_minima"]:
+        p = entry.get("point", -1)
+        members = (
+            np.flatnonzero(point == p) if p >= 0 else np.flatnonzero((kind == entry["kind"]) & (point < 0))
+        )
+        if members.size:
+            out.append((p if p >= 0 else None, int(members[np.argmin(loss[members])]), entry))
+    return out
+
+
 def hessian_spectra(out: str, run_indices=None, *, progress=None) -> str:
     """Full Riemannian Hessian spectra into ``out/hessian/spectra.npz``: the distinct points, or chosen runs.
 

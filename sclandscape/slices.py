@@ -227,11 +227,13 @@ def scan_slice(
     if any(f not in plots.FORMATS for f in formats):
         raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
-    reps = dict(paths.minimum_rows(data))
+    reps = {p: r for p, r, _ in results.minimum_rows(data) if p is not None}
 
     def row_of_minimum(m):
         if m not in reps:
-            raise ValueError(f"minimum must be one of the scan's {len(reps)} distinct minima (0..), got {m}")
+            raise ValueError(
+                f"minimum must be the point index of one of the scan's minima {sorted(reps)}, got {m}"
+            )
         return reps[m]
 
     def row_of_run(i):
@@ -241,7 +243,11 @@ def scan_slice(
 
     if run is not None and minimum is not None:
         raise ValueError("give a run or a minimum, not both")
-    row = row_of_run(int(run)) if run is not None else row_of_minimum(0 if minimum is None else int(minimum))
+    row = (
+        row_of_run(int(run))
+        if run is not None
+        else row_of_minimum(min(reps, default=0) if minimum is None else int(minimum))
+    )
     others = {}
     for name in directions:
         if name.startswith("minimum:"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sclandscape as sc
-from sclandscape import cli, paths, results, scanner
+from sclandscape import cli, metrics, paths, results, scanner
 
 
 def _rotation(d, seed):
@@ -41,7 +41,7 @@ def test_align_undoes_rotations_and_label_preserving_permutations():
 def test_procrustes_is_the_best_rotation():
     A = np.random.default_rng(2).standard_normal((6, 3))
     Q = _rotation(3, 3)
-    np.testing.assert_allclose(paths.procrustes(A @ Q, A), Q.T, atol=1e-12)
+    np.testing.assert_allclose(metrics.procrustes(A @ Q, A), Q.T, atol=1e-12)
 
 
 def test_great_circles_and_resampling():

@@ -54,7 +54,7 @@ def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path, dra
         for part in ("n = 9", "k = 3", "d = 2", "$\\tau$ = 1", "4 runs"):
             assert part in text
     names = {os.path.relpath(p, out) for p in written}
-    for name in ("gap_histogram", "certificate", "eigenvalue_vs_gap", "gram_minimum_1"):
+    for name in ("gap_histogram", "certificate", "eigenvalue_vs_gap", "gram_minimum_0"):
         assert {f"figures/{name}.png", f"figures/{name}.pdf"} <= names
     assert "report.md" in names
     assert all(os.path.getsize(p) > 0 for p in written)
@@ -62,7 +62,7 @@ def test_plot_results_writes_every_figure_and_the_report(scan_dir, tmp_path, dra
     assert "| global_min | 4 | 1.000 |" in text
     assert "Every minimum found (4 of 4 runs) is certified global" in text
     assert "## Distinct minima" in text and "| 1 |" in text
-    for link in ("figures/gap_histogram.png", "figures/gram_minimum_1.pdf"):
+    for link in ("figures/gap_histogram.png", "figures/gram_minimum_0.pdf"):
         assert f"]({link})" in text
     assert "hessian_spectrum: no hessian/spectra.npz" in text  # until `sclandscape hessian DIR` runs
     assert not [f for f in os.listdir(os.path.join(out, "figures")) if f.startswith(".tmp")]
@@ -92,7 +92,7 @@ def test_plot_results_draws_hessian_figures_when_present(scan_dir, tmp_path):
     )
     names = {os.path.relpath(p, out) for p in report.plot_results(out, formats=("png",))}
     assert {"figures/eigenvalue_vs_gap.png", "figures/hessian_spectrum_global_min.png"} <= names
-    assert "figures/gram_minimum_1.png" in names  # from the distinct points stored at scan time
+    assert "figures/gram_minimum_0.png" in names  # from the distinct points stored at scan time
 
 
 def test_plot_results_refuses_what_is_not_a_finished_scan(tmp_path, scan_dir):
@@ -270,7 +270,7 @@ def test_replotting_removes_stale_figures_and_nothing_else(scan_dir, tmp_path):
         "notes.txt",
         "gap_histogram_mine.png",
         "gap_histogram.gif",
-        "gram_minimum_0.png",
+        "gram_minimum_x.png",
         "Certificate.png",
     ]
     for name in foreign:

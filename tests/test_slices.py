@@ -153,7 +153,7 @@ def test_surface_between_two_eigenvectors(benign, capsys):
         (["--surface", "--directions", "eig:0"], "exactly two"),
         (["--run", "99"], "run must be an index"),
         (["--run", "0", "--minimum", "0"], "not both"),
-        (["--minimum", "5"], "minimum must be one of"),
+        (["--minimum", "5"], "minimum must be the point index of one of"),
         (["--directions", "eig:99"], "eigenvalues without the symmetry modes"),
         (["--directions", "up"], "bad direction"),
     ],

@@ -297,7 +297,8 @@ def test_cli_classify_json_and_bad_files(tmp_path, capsys):
     point = out["points"][0]
     assert set(point) == {
         "kind", "index", "n_zero", "n_zero_predicted", "lambda_min", "grad_norm", "loss", "gap",
-        "certificate_lambda_min", "strict_certified", "certified_radius", "decided_by",
+        "certificate_lambda_min", "strict_certified", "certified_radius", "decided_by", "flat_dim",
+        "flat_scale", "tol", "tol_round", "tol_grad", "proof_reason",
     }  # fmt: skip
     assert (point["kind"], point["index"], point["n_zero"], point["strict_certified"]) == (
         "spurious_min",
@@ -314,11 +315,14 @@ def test_cli_classify_json_and_bad_files(tmp_path, capsys):
             "class",
         ),
         (str(tmp_path / "missing.npz"), "cannot read"),
+        (_write(tmp_path / "e.npz", H=H, labels=labels, tau=np.arange(2.0)), "tau must be one float"),
     ]
     for path, needle in bad:
         assert cli.main(["classify", path, "--tau", "1"]) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1
+    assert cli.main(["classify", _write(tmp_path / "f.npz", H=H, labels=labels)]) == 2  # no tau anywhere
+    assert "carries no tau" in capsys.readouterr().err
 
 
 @pytest.mark.slow
