@@ -279,7 +279,8 @@ class PointBook:
       session: the id that names this book's points in shared results files.
       descend: ``descend(H) -> (H, steps, status, polish_evals, polish_iters)``, a
         whole float64 run from each row of ``H`` (after an escape step).
-      records: ``records(H) -> dict`` of the float64 run records of each row.
+      records: ``records(H, status=None) -> dict`` of the float64 run records of each row (the
+        certificate only where ``status``, when given, is converged).
       refine: ``refine(H) -> (H, iterations)``: each row minimised further in
         float64 until the trust region stalls at rounding.
     """
@@ -481,7 +482,7 @@ class PointBook:
         rec["status"][moved] = out[2]
         rec["polish_evals"][moved] += out[3]
         rec["polish_iters"][moved] += out[4]
-        for name, values in self._records(H[moved]).items():
+        for name, values in self._records(H[moved], rec["status"][moved]).items():
             rec[name][moved] = values
         rec["escapes"][moved] += 1
         return moved

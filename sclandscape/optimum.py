@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from sclandscape import loss, metrics, oblique, optim, precision, problems
+from sclandscape import compilation, loss, metrics, oblique, optim, precision, problems
 from sclandscape.certify import dual_slack, kkt_residual
 
 # --------------------------------------------------------------------------
@@ -84,9 +84,7 @@ def _cls_grad_sym(M, counts, tau):
     return 0.5 * (A + A.T)
 
 
-@functools.partial(jax.jit, static_argnames="settings")
-def _solve_cls(counts, tau, U0, gtol, settings):
-    """One Burer-Monteiro solve at ``p = U0.shape[1]``: ``M``, solver result, ``S``, KKT residual."""
+def _solve_cls_body(counts, tau, U0, gtol, settings):
     cost = lambda U: _cls_scaled_objective(U @ U.T, counts, tau)  # noqa: E731
     gtol = gtol * jnp.linalg.norm(jax.grad(cost)(oblique.normalize_rows(U0)))
     result = optim.trust_region(cost, U0, settings, gtol=gtol)
@@ -94,6 +92,14 @@ def _solve_cls(counts, tau, U0, gtol, settings):
     M = 0.5 * (M + M.T)
     F = _cls_grad_sym(M, counts, tau)
     return M, result, dual_slack(F, M), kkt_residual(F, M)
+
+
+@functools.cache
+def _solve_cls(settings: optim.TrustRegionSettings) -> compilation.Program:
+    """One Burer-Monteiro solve at ``p = U0.shape[1]``: ``(counts, tau, U0, gtol) ->`` ``M``, solver
+    result, ``S``, KKT residual (kept traced on disk: ``compilation.Program``)."""
+    body = functools.partial(_solve_cls_body, settings=settings)
+    return compilation.Program(body, "cls", settings, namedtuples=(optim.TrustRegionResult,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +240,7 @@ def global_optimum(counts, tau, *, kkt_tol: float = 1e-10, max_iter: int = 200) 
     with jax.enable_x64(True):
         c = jnp.asarray(counts, jnp.float64)
         for _ in range(12):
-            M, result, S, kkt = _solve_cls(c, jnp.float64(tau), jnp.asarray(U), gtol, settings)
+            M, result, S, kkt = _solve_cls(settings)(c, jnp.float64(tau), jnp.asarray(U), jnp.float64(gtol))
             iterations += int(result.iterations)
             kkt = float(kkt)
             w, V = np.linalg.eigh(np.asarray(S))

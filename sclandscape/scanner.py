@@ -51,6 +51,7 @@ rounding, so a resumed scan may change it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -66,6 +67,7 @@ from jax.sharding import PartitionSpec as P
 from sclandscape import (
     census,
     certify,
+    compilation,
     loss,
     metrics,
     oblique,
@@ -560,16 +562,27 @@ class RunRecord(NamedTuple):
     gram_dist: jax.Array
 
 
-def record(H, labels, tau, onehot, M_star, stream: bool = False) -> RunRecord:
-    """Loss (and its rounding bound), Riemannian gradient norm, certificate, geometry of one run."""
+def record(H, labels, tau, onehot, M_star, stream: bool = False, certificate: bool = True) -> RunRecord:
+    """Loss (and its rounding bound), Riemannian gradient norm, certificate, geometry of one run.
+
+    ``certificate=False`` (runs that did not converge: the gradient test
+    judges them) leaves the certificate fields NaN: on the streaming path the
+    certificate is a Lanczos estimate of ``O(n^2 d)`` per step, most of the
+    cost of a large scan's records.
+    """
     H = oblique.normalize_rows(H)
     value, egrad = jax.value_and_grad(_loss_fn(labels, tau, stream))(H)
     gnorm = jnp.linalg.norm(oblique.riemannian_gradient(H, egrad))
-    cert = certify.of_point(H, labels, tau, stream=stream, block=STREAM_BLOCK)
+    nan = jnp.full((), jnp.nan, H.dtype)
+    if certificate:
+        cert = certify.of_point(H, labels, tau, stream=stream, block=STREAM_BLOCK)
+    else:
+        cert = certify.Certificate(*(nan,) * len(certify.Certificate._fields))
     if stream:  # no n x n array: the closed-form bounds (|lse_i| <= 1/tau + log n)
         n, d = H.shape
-        nan = jnp.full((), jnp.nan, H.dtype)
         rounding, linear, linear_rounding = loss.rounding_bound_closed(n, d, tau, H.dtype), nan, nan
+    elif not certificate:
+        rounding, linear, linear_rounding = loss.rounding_bound(H, labels, tau), nan, nan
     else:
         rounding = loss.rounding_bound(H, labels, tau)
         linear, linear_rounding = certify.linear_gap_bound(H, labels, tau, onehot @ M_star @ onehot.T)
@@ -647,9 +660,14 @@ class _Programs:
     runs; ``records``: their float64 records.
     """
 
-    def __init__(self, problem: problems.Problem, key, settings: ScanSettings, initial, dtype, sharding):
+    def __init__(
+        self, problem: problems.Problem, key, settings: ScanSettings, initial, dtype, sharding, *, seed=None
+    ):
         labels = jnp.asarray(problem.labels)
         tau = problem.tau
+        # The starting points close over the key and ``initial``: kept on disk only when both are
+        # named (``seed``: the key's data, for the default starts).
+        exportable = seed is not None and settings.optimizer == "lbfgs"
 
         def init_slots(indices):
             H = jax.vmap(lambda i: initial(key, i).astype(dtype))(indices)
@@ -685,17 +703,33 @@ class _Programs:
         onehot = jnp.asarray(np.eye(problem.k)[problem.labels])
         stream = streams(problem.n, settings)
 
-        def records(H, M_star):
-            one = functools.partial(record, stream=stream)
+        def records(H, M_star, certificate=True):
+            one = functools.partial(record, stream=stream, certificate=certificate)
             return jax.vmap(one, in_axes=(0, None, None, None, None))(H, labels, tau, onehot, M_star)
 
-        self.init_slots = jax.jit(init_slots, out_shardings=sharding)
-        self.refill = jax.jit(refill, out_shardings=sharding, donate_argnums=0)
-        self.advance = jax.jit(advance, out_shardings=sharding, donate_argnums=0)
-        self.finish = jax.jit(finish)
-        self.descend = jax.jit(descend)
-        self.refine = jax.jit(refined)
-        self.records = jax.jit(records)
+        # Every program is kept traced on disk (compilation.Program): tracing took most of a warm
+        # scan (the polish alone 1.2 s of 3.5 s). The first-order state of optax's optimisers holds
+        # optax's own named tuples: those programs are jitted as usual.
+        static = (problem.to_json(), settings.to_json(), bool(stream), str(jnp.dtype(dtype)))
+
+        def program(fn, name, *namedtuples, **jit_kwargs):
+            if not exportable and name in ("init", "refill", "advance"):
+                return jax.jit(fn, **jit_kwargs)
+            keyed = static + ((seed,) if name in ("init", "refill") else ())
+            return compilation.Program(fn, f"scan-{name}", keyed, namedtuples=namedtuples, **jit_kwargs)
+
+        state = (optim.LBFGSRun, optim.LBFGSArmijoState)
+        self.init_slots = program(init_slots, "init", *state, out_shardings=sharding)
+        self.refill = program(refill, "refill", *state, out_shardings=sharding, donate_argnums=0)
+        self.advance = program(advance, "advance", *state, out_shardings=sharding, donate_argnums=0)
+
+        self.finish = program(finish, "polish", PolishResult)
+        self.descend = program(descend, "descend")
+        self.refine = program(refined, "refine")
+        self.records = program(records, "records", RunRecord)
+        self.gradient_records = program(
+            functools.partial(records, certificate=False), "gradient-records", RunRecord
+        )
 
 
 class Scanner:
@@ -740,11 +774,11 @@ class Scanner:
         self._initial = initial or (
             lambda k, i: initial_point(run_key(k, i), problem.n, problem.dim, self.dtype)
         )
-        if settings.x64:
-            with precision.float64():
-                self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
-        else:
-            self._programs = _Programs(problem, key, compiled, self._initial, self.dtype, self.sharding)
+        seed = None if initial is not None else np.asarray(jax.random.key_data(key)).tolist()
+        with precision.float64() if settings.x64 else contextlib.nullcontext():
+            self._programs = _Programs(
+                problem, key, compiled, self._initial, self.dtype, self.sharding, seed=seed
+            )
         #: The distinct critical points and the judging of finished runs (``census.PointBook``).
         self.book = census.PointBook(
             problem,
@@ -853,10 +887,22 @@ class Scanner:
         parts = self._blocks(self._programs.refine, H, np.arange(H.shape[0]))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _records(self, H) -> dict:
+    def _records(self, H, status=None) -> dict:
+        """Float64 ``RunRecord`` fields of each row of ``H``: the certificate only where ``status`` (when
+        given) is ``CONVERGED`` (the others are judged by their gradient; their certificate is NaN)."""
         M_star = jnp.asarray(self.optimum.class_gram, jnp.float64)
-        parts = self._blocks(lambda block: self._programs.records(block, M_star), H, np.arange(H.shape[0]))
-        return {f: np.concatenate([getattr(p, f) for p in parts]) for f in RunRecord._fields}
+        rows = np.arange(H.shape[0])
+        full = rows if status is None else rows[np.asarray(status) == Status.CONVERGED]
+        out = {f: np.full(H.shape[0], np.nan) for f in RunRecord._fields}
+        for program, subset in ((self._programs.records, full), (self._programs.gradient_records, None)):
+            if subset is None:
+                subset = np.setdiff1d(rows, full)
+            if not subset.size:
+                continue
+            parts = self._blocks(lambda block, program=program: program(block, M_star), H, subset)
+            for f in RunRecord._fields:
+                out[f][subset] = np.concatenate([getattr(p, f) for p in parts])
+        return out
 
     def _complete(self, queue) -> dict:
         runs = np.concatenate([q[0] for q in queue])
@@ -868,7 +914,7 @@ class Scanner:
             # convergence a float32 loss cannot resolve the trust-region ratio.
             first = None
             if self.settings.optimizer != "lbfgs":  # the optimiser's own point, before any polish
-                first = self._records(H)
+                first = self._records(H, status)
             # The first batch also compiles the polish and the records (no separate phase: they
             # compile when first called).
             note = f"{runs.size} runs" + ("" if self._batches else "; the first batch compiles it")
@@ -876,7 +922,7 @@ class Scanner:
             self._phase("polish", note)
             polish_iters, polish_evals = self._polish(H, status)
             self._phase("classification", note)
-            rec = self._records(H)
+            rec = self._records(H, status)
             out = {
                 "run": runs,
                 "steps": steps,

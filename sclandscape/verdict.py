@@ -47,6 +47,7 @@ import numpy as np
 
 from sclandscape import (
     certify,
+    compilation,
     hessian,
     loss,
     metrics,
@@ -307,9 +308,17 @@ def _dense_one(H, labels, tau, G_star, rank_rtol, vectors: bool):
     return (data, w, V, U) if vectors else data
 
 
-@functools.partial(jax.jit, static_argnames="vectors")
-def _dense_batch(H, labels, tau, G_star, rank_rtol, vectors=True):
-    return oblique.map_points(lambda h: _dense_one(h, labels, tau, G_star, rank_rtol, vectors), H)
+def _dense_points(H, labels, tau, G_star, rank_rtol):
+    return oblique.map_points(lambda h: _dense_one(h, labels, tau, G_star, rank_rtol, True), H)
+
+
+#: ``(H, labels, tau, G*, rank_rtol) -> (PointData, w, V, U)`` per point, kept traced on disk.
+_DENSE = compilation.Program(_dense_points, "verdict-dense", namedtuples=(PointData, certify.Certificate))
+
+
+def _dense_batch(H, labels, tau, G_star, rank_rtol):
+    """``PointData``, eigenvalues, eigenvectors and tangent bases of the points ``H`` (float64, dense)."""
+    return _DENSE(H, labels, jnp.float64(tau), G_star, jnp.float64(rank_rtol))
 
 
 def _lanczos_one(H, labels, tau, key, num_iter, rank_rtol):
@@ -352,7 +361,7 @@ def _polish_minimum(H: np.ndarray, labels, tau) -> np.ndarray:
 def _local(H: np.ndarray, *, labels, tau, G, rank_rtol) -> proof.Local:
     """The float64 dense analysis of one point, as ``proof.Local`` (its Newton step included)."""
     n, d = H.shape
-    one = _dense_batch(jnp.asarray(H[None], jnp.float64), labels, tau, G, rank_rtol, vectors=True)
+    one = _dense_batch(jnp.asarray(H[None], jnp.float64), labels, tau, G, rank_rtol)
     data, w, V, U = (jax.tree.map(lambda a: np.asarray(a)[0], part) for part in one)
     complement = np.isfinite(data.eigs)
     order = np.argsort(w)  # eigh's order: the complement's eigenvalues first, then the shifted modes
@@ -531,7 +540,7 @@ def _spectral_data(H, labels, tau, method, settings, ref: _Reference, key) -> li
         # eigenvectors anyway, and a batch would compile a second program per batch size.
         G_arg = jnp.asarray(np.zeros((n, n)) if ref.G_star is None else ref.G_star, jnp.float64)
         for r in range(runs):
-            one = _dense_batch(jnp.asarray(H[r : r + 1]), jl, tau, G_arg, settings.rank_rtol, vectors=True)
+            one = _dense_batch(jnp.asarray(H[r : r + 1]), jl, tau, G_arg, settings.rank_rtol)
             data = jax.tree.map(lambda a: np.asarray(a)[0], one[0])
             finite = np.isfinite(data.eigs)
             eigs = data.eigs[finite]

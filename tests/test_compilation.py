@@ -67,3 +67,48 @@ def test_stopwatch_counts_overlapping_spans_once():
     watch._listen("/jax/something/else", 100.0, 110.0)
     assert watch.compile_s == pytest.approx(5.0 + 0.5 + 1.0)
     assert watch.run_s == pytest.approx(10.0 - 6.5)
+
+
+def test_program_is_traced_once_and_then_read_from_disk(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    monkeypatch.setitem(compilation._EXPORTS, "dir", str(tmp_path / "exports"))
+    traced = []
+
+    def make():  # a new function object each time, as a new process has (JAX caches traces per function)
+        def fn(x, y):
+            traced.append(1)  # runs only while JAX traces
+            return {"sum": jnp.sum(x * y), "out": jnp.sin(x) + y}
+
+        return fn
+
+    x, y = jnp.arange(6.0).reshape(2, 3), jnp.float64(2.0)
+    first = compilation.Program(make(), "test-program", ("static", 1))(x, y)
+    assert len(traced) == 1 and len(os.listdir(tmp_path / "exports")) == 1
+    # A new program of the same name and static data (a later process) reads it back: no tracing.
+    again = compilation.Program(make(), "test-program", ("static", 1))(x, y)
+    assert len(traced) == 1
+    expected = jax.jit(make())(x, y)
+    for got in (first, again):
+        np.testing.assert_array_equal(got["out"], expected["out"])
+        assert float(got["sum"]) == float(expected["sum"])
+    # Other static data, or other shapes, are other programs.
+    compilation.Program(make(), "test-program", ("static", 2))(x, y)
+    compilation.Program(make(), "test-program", ("static", 1))(x[:1], y)
+    assert len(traced) == 4 and len(os.listdir(tmp_path / "exports")) == 3
+    # A damaged file is traced again, not trusted.
+    for name in os.listdir(tmp_path / "exports"):
+        (tmp_path / "exports" / name).write_bytes(b"damaged")
+    again = compilation.Program(make(), "test-program", ("static", 1))(x, y)
+    np.testing.assert_array_equal(again["out"], expected["out"])
+    assert len(traced) == 5
+
+
+def test_program_without_a_cache_is_jit(monkeypatch):
+    import jax.numpy as jnp
+
+    monkeypatch.setitem(compilation._EXPORTS, "dir", None)
+    program = compilation.Program(lambda x: 2 * x, "test-plain")
+    assert float(program(jnp.float64(3.0))) == 6.0

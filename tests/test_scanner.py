@@ -38,9 +38,8 @@ def test_one_compilation_serves_new_batches():
     first = list(runner.results(range(4)))
     second = list(runner.results(range(10, 17)))
     programs = runner._programs
-    assert programs.advance._cache_size() == 1
-    assert programs.finish._cache_size() == 1
-    assert programs.records._cache_size() == 1
+    for program in (programs.advance, programs.finish, programs.records):
+        assert program.cache_size() == 1
     assert sorted(np.concatenate([p["run"] for p in second]).tolist()) == list(range(10, 17))
     assert len(first) >= 1
 
