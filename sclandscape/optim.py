@@ -215,6 +215,22 @@ def lbfgs_init(x, memory: int = 10) -> LBFGSRun:
     return LBFGSRun(x, state, inf, inf, zero, -jnp.ones((), jnp.int32), inf, zero)
 
 
+def _steps_while_running(step, run, num_steps: int):
+    """``step`` applied ``num_steps`` times, or until the run has finished (``status >= 0``).
+
+    ``step`` freezes a finished run, so stopping early changes no result; it
+    saves the work: under ``vmap`` the loop runs while any run of the batch
+    runs, so a batch whose runs all end at step 3 (``max_steps``, or converged)
+    costs 3 evaluations, not ``num_steps``.
+    """
+
+    def body(carry):
+        i, s = carry
+        return i + 1, step(i, s)
+
+    return jax.lax.while_loop(lambda c: (c[0] < num_steps) & (c[1].status < 0), body, (0, run))[1]
+
+
 def lbfgs_steps(
     f,
     run: LBFGSRun,
@@ -268,7 +284,7 @@ def lbfgs_steps(
             keep(since, s.since),
         )
 
-    return jax.lax.fori_loop(0, num_steps, step, run)
+    return _steps_while_running(step, run, num_steps)
 
 
 def lbfgs_minimise(f, x0, *, tol, max_steps: int, memory: int = 10, patience: int = 0) -> LBFGSRun:
@@ -373,7 +389,7 @@ def optax_steps(
             keep(since, s.since),
         )
 
-    return jax.lax.fori_loop(0, num_steps, step, run)
+    return _steps_while_running(step, run, num_steps)
 
 
 # --------------------------------------------------------------------------
