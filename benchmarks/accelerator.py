@@ -49,7 +49,11 @@ from machine import machine_info  # noqa: E402
 from scan import PROBLEMS, TOL  # noqa: E402  (the problems and tolerance of benchmarks/scan.py)
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import compilation, precision, results, scanner, streaming  # noqa: E402
+from sclandscape.core import compilation, precision  # noqa: E402
+from sclandscape.explore import scanner  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import streaming  # noqa: E402
+from sclandscape.studies import scan as scan_study  # noqa: E402
 
 FULL = {"inits": 8192, "slots": 4096, "many": 100_000, "many_slots": 8192, "n_per_class": 2000, "repeats": 10}
 SMALL = {"inits": 256, "slots": 128, "many": 2048, "many_slots": 256, "n_per_class": 200, "repeats": 3}
@@ -150,9 +154,9 @@ def part_large_n(size: dict) -> dict:
     settings = scanner.ScanSettings(tol=TOL, max_steps=steps, chunk_steps=steps)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = results.run_scan(problem, 2, 0, settings, os.path.join(tmp, "scan"))
+        summary = scan_study.run_scan(problem, 2, 0, settings, os.path.join(tmp, "scan"))
         wall = time.perf_counter() - t0
-        config = results.read_json(os.path.join(tmp, "scan", "config.json"))
+        config = atomic.read_json(os.path.join(tmp, "scan", "config.json"))
     timing = config.get("timing", {})
     row = {
         "n": problem.n,
@@ -211,7 +215,7 @@ def main(argv=None) -> int:
         row["part_s"] = time.perf_counter() - t0
         record["parts"][name] = row
         record["total_s"] = time.perf_counter() - start
-        results.write_json(out, record)
+        atomic.write_json(out, record)
         print(f"{name} ({row['part_s']:.1f} s): {row}", flush=True)
     print(f"written {out}")
     return 0 if all("error" not in r for r in record["parts"].values()) else 1

@@ -38,8 +38,10 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import critical, problems, results  # noqa: E402
-from sclandscape.optim import Status  # noqa: E402
+from sclandscape.core import problems  # noqa: E402
+from sclandscape.explore import critical  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics.optim import Status  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = (
@@ -130,7 +132,7 @@ def main():
     args = parser.parse_args()
     rows = [run_case(*case, args.tau) for case in CASES]
     report = {"machine": machine_info(), "settings": critical.CriticalSettings().to_json(), "cases": rows}
-    results.write_json(args.out, report)
+    atomic.write_json(args.out, report)
     print(
         "| case | n x d | model | start | batch | batched pts/s | single pts/s | speed-up | conv. | iters |"
     )

@@ -49,8 +49,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import hessian as hs  # noqa: E402
-from sclandscape import linalg, oblique, optimum, problems, results, scanner, verdict  # noqa: E402
+from sclandscape.core import problems  # noqa: E402
+from sclandscape.explore import scanner  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import linalg, oblique  # noqa: E402
+from sclandscape.theory import hessian as hs  # noqa: E402
+from sclandscape.theory import optimum, verdict  # noqa: E402
 
 # (classes, per class, d, tau): N = n (d - 1) = 100, 500, 2000.
 SIZES = [(4, 5, 6, 0.5), (5, 10, 11, 0.5), (10, 10, 21, 0.5)]
@@ -272,7 +276,7 @@ def main():
     }
     if not args.skip_large:
         data["large"] = large_rows(args.repeats)
-    results.write_json(args.out, data)
+    atomic.write_json(args.out, data)
     print(
         "\n| N = n(d-1) | n | d | dense eigs (s) | dense classify (s) | batch of 8 (s/pt) "
         "| Lanczos classify (s) | Pymanopt (s) | Pymanopt / dense eigs | Pymanopt / Lanczos | eig diff |"

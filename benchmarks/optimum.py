@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import certify, results  # noqa: E402
-from sclandscape.relaxation import solve_full_relaxation  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.theory import certify  # noqa: E402
+from sclandscape.theory.relaxation import solve_full_relaxation  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -122,7 +123,7 @@ def main():
         "cls": cls_rows(args.repeats),
         "cvxpy": cvx_rows(args.repeats),
     }
-    results.write_json(args.out, data)
+    atomic.write_json(args.out, data)
     print(
         "\n| n | CLS warm (s) | Clarabel wall (s) | ratio | SCS wall (s) | ratio "
         "| KKT CLS | KKT Clarabel | KKT SCS |"

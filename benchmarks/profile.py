@@ -4,7 +4,7 @@
                                            [--cache DIR | --empty-cache] [--out FILE.json]
 
 One process, timed from its first line: the imports (JAX, then the package),
-then ``results.run_scan`` with a progress callback that stamps every phase
+then ``scan_study.run_scan`` with a progress callback that stamps every phase
 change the scan reports (``compiling``, ``first order``, ``polish``,
 ``classification``, ``writing``) and a ``compilation.Stopwatch`` that splits the
 compile time JAX reports (tracing, lowering, XLA compilation or a read from the
@@ -35,7 +35,10 @@ import jax  # noqa: E402
 
 JAX_S = time.perf_counter() - START
 
-from sclandscape import compilation, problems, results, scanner  # noqa: E402
+from sclandscape.core import compilation, problems  # noqa: E402
+from sclandscape.explore import scanner  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.studies import scan as scan_study  # noqa: E402
 
 IMPORTED = time.perf_counter()
 IMPORT_S = IMPORTED - START
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
         clock = PhaseClock(watch)
         begin = time.perf_counter()
         folder = os.path.join(tmp, "scan")
-        summary = results.run_scan(problem, args.inits, 0, settings, folder, progress=clock)
+        summary = scan_study.run_scan(problem, args.inits, 0, settings, folder, progress=clock)
         end = time.perf_counter()
         watch.stop()
         rows = clock.rows(begin, end, watch.compile_s)
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
     print(f"{'whole process':<22}{total:>10.2f}{watch.compile_s:>20.2f}")
     parts = watch.phases()
     print("compiling = " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
-    results.write_json(args.out, report)
+    atomic.write_json(args.out, report)
     print(f"written: {args.out}")
     return 0
 

@@ -48,7 +48,11 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import plots, problems, results, scanner, sweep  # noqa: E402
+from sclandscape.core import problems  # noqa: E402
+from sclandscape.drawing import plots  # noqa: E402
+from sclandscape.explore import scanner  # noqa: E402
+from sclandscape.folders import atomic, merging, summaries  # noqa: E402
+from sclandscape.studies import sweep  # noqa: E402
 
 DIMS = (2, 3, 4, 5)
 TAUS = (0.02, 0.1, 0.5, 1.0, 5.0)
@@ -63,7 +67,7 @@ def cell_metrics(runs: dict, summary: dict, dim: int, best_rtol: float) -> dict:
     kind = np.asarray(runs["kind"]).astype(str)
     loss = np.asarray(runs["loss"], np.float64)
     n = kind.size
-    minima = np.isin(kind, results.MINIMA)
+    minima = np.isin(kind, summaries.MINIMA)
     L_star = float(summary["global_loss"])
     rank = int(summary["global_rank"])
     out = {
@@ -128,7 +132,7 @@ def draw(report: dict, out: str) -> None:
     for name, data in report["problems"].items():
         fig = phase_figure(name, data["counts"], data["cells"], report["config"]["inits"])
         for fmt in ("png", "pdf"):
-            results.write_atomic(os.path.join(out, f"regimes_{name}.{fmt}"), plots.figure_bytes(fig, fmt))
+            atomic.write_atomic(os.path.join(out, f"regimes_{name}.{fmt}"), plots.figure_bytes(fig, fmt))
 
 
 def main():
@@ -180,7 +184,7 @@ def main():
             cells = []
             for cell in state["cells"]:
                 path = os.path.join(folder, cell["path"])
-                runs = results.load_runs(path)
+                runs = merging.load_runs(path)
                 summary = cell_summary(path)
                 metrics = cell_metrics(runs, summary, cell["values"]["dim"], args.best_rtol)
                 metrics["tau"] = cell["values"]["tau"]
@@ -198,7 +202,7 @@ def main():
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     report["seconds"] = time.perf_counter() - start
-    results.write_json(os.path.join(args.out, "regimes.json"), report)
+    atomic.write_json(os.path.join(args.out, "regimes.json"), report)
     draw(report, args.out)
     print_table(report)
 

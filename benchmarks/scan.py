@@ -32,7 +32,10 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 import sclandscape as sc  # noqa: E402
-from sclandscape import results, scanner, streaming  # noqa: E402
+from sclandscape.explore import scanner  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import loss as loss_lib  # noqa: E402
+from sclandscape.numerics import streaming  # noqa: E402
 
 PROBLEMS = {"A": ((10,) * 10, 16, 0.1), "B": ((5,) * 4, 8, 0.5)}
 TOL = 1e-5
@@ -59,7 +62,7 @@ def bench_pymanopt(problem, runs):
 
     @pymanopt.function.jax(manifold)
     def cost(X):
-        return jnp.sum(sc.loss.anchor_losses(X.T @ X, labels, problem.tau))
+        return jnp.sum(loss_lib.anchor_losses(X.T @ X, labels, problem.tau))
 
     optimizer = pymanopt.optimizers.TrustRegions(min_gradient_norm=TOL, max_iterations=1000, verbosity=0)
     rng = np.random.default_rng(0)
@@ -168,10 +171,11 @@ def peak_memory(inits):
         "import resource, jax, tempfile, os\n"
         "jax.config.update('jax_enable_x64', True)\n"
         "import sclandscape as sc\n"
-        "from sclandscape import results, scanner\n"
+        "from sclandscape.core import settings\n"
+        "from sclandscape.studies import scan as scan_study\n"
         f"p = sc.Problem({PROBLEMS['B'][0]}, {PROBLEMS['B'][1]}, {PROBLEMS['B'][2]})\n"
         "out = os.path.join(tempfile.mkdtemp(), 's')\n"
-        f"results.run_scan(p, {inits}, 0, scanner.ScanSettings(tol={TOL}, slots=256), out)\n"
+        f"scan_study.run_scan(p, {inits}, 0, settings.ScanSettings(tol={TOL}, slots=256), out)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
         # VmHWM is this process's own peak: ru_maxrss also counts the parent's RSS at fork.
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
@@ -205,7 +209,7 @@ def main():
         data["memory"] = [peak_memory(int(m)) for m in args.memory_inits.split(",")]
         data["memory_machine"] = machine_info()
         print("memory", data["memory"], flush=True)
-        results.write_json(args.out, data)
+        atomic.write_json(args.out, data)
         return
     data = {
         "machine": machine_info(),
@@ -230,7 +234,7 @@ def main():
         data["problems"][name] = row
     data["memory"] = [peak_memory(int(m)) for m in args.memory_inits.split(",")]
     print("memory", data["memory"], flush=True)
-    results.write_json(args.out, data)
+    atomic.write_json(args.out, data)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import critical, hessian, loss, oblique, optimum, problems, results, scanner  # noqa: E402
+from sclandscape.core import problems  # noqa: E402
+from sclandscape.explore import critical, scanner  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import loss, oblique  # noqa: E402
+from sclandscape.theory import hessian, optimum  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COUNTS, DIM, TAU, SEED, RUN = (10, 10, 2, 2), 5, 0.02, 0, 11
@@ -124,7 +128,7 @@ def main():
     report["strict_local_min_modulo_rotations"] = bool(
         zeros == predicted and w[predicted] > 1e3 * max(1e-12, report["hessian"]["largest_abs_of_those"])
     )
-    results.write_json(os.path.join(HERE, "results", "spurious.json"), report)
+    atomic.write_json(os.path.join(HERE, "results", "spurious.json"), report)
     print(
         f"run {RUN}: scan loss {report['scan_loss']:.6f} ({report['scan_kind']}), polished |grad| "
         f"{report['polished']['grad_norm']:.1e}, gap to L* {report['polished']['gap']:.3f}"

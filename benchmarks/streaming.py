@@ -40,7 +40,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import certify, hessian, loss, oblique, optim, results, streaming  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import loss, oblique, optim, streaming  # noqa: E402
+from sclandscape.theory import certify, hessian  # noqa: E402
 
 D, TAU, K, BLOCK = 32, 0.1, 10, 512
 
@@ -294,7 +296,7 @@ def main():
     print("certificate", json.dumps(data["certificate"]), flush=True)
     data["machine"]["loadavg_end"] = os.getloadavg()
     data["wall_s"] = time.perf_counter() - t_start
-    results.write_json(args.out, data)
+    atomic.write_json(args.out, data)
 
 
 if __name__ == "__main__":

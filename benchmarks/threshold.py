@@ -33,7 +33,9 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from sclandscape import continuation, plots, results  # noqa: E402
+from sclandscape.drawing import plots  # noqa: E402
+from sclandscape.explore import continuation  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, os.pardir, "tests", "data", "spurious_step_d5_tau0.02.npz")
@@ -90,7 +92,7 @@ def main():
     if args.draw:
         with open(os.path.join(args.out, "threshold.json")) as fh:
             report = json.load(fh)
-        results.write_atomic(
+        atomic.write_atomic(
             os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png")
         )
         return
@@ -105,8 +107,8 @@ def main():
         "seconds": time.perf_counter() - start,
     }
     os.makedirs(args.out, exist_ok=True)
-    results.write_json(os.path.join(args.out, "threshold.json"), report)
-    results.write_atomic(os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png"))
+    atomic.write_json(os.path.join(args.out, "threshold.json"), report)
+    atomic.write_atomic(os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png"))
     for fam in families:
         print(f"{fam['name']}: largest tau with a proven strict spurious minimum {fam['tau_proven']:.7f}")
         for i, branch in enumerate(fam["branches"]):

@@ -25,7 +25,10 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from sclandscape import loss, problems, results, variants  # noqa: E402
+from sclandscape.core import problems  # noqa: E402
+from sclandscape.explore import variants  # noqa: E402
+from sclandscape.folders import atomic  # noqa: E402
+from sclandscape.numerics import loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BALANCED = problems.balanced_counts(4, 5)
@@ -100,7 +103,7 @@ def main():
             }
         )
         print_row(rows[-1])
-    results.write_json(
+    atomic.write_json(
         args.out,
         {"machine": machine_info(), "settings": settings.to_json(), "inits": args.inits, "cases": rows},
     )

@@ -1,101 +1,103 @@
 """sclandscape: the loss landscape of the supervised contrastive loss on unconstrained features.
 
 The public surface: the names a user needs. Everything else is reachable
-through its module (``sclandscape.hessian``, ``sclandscape.streaming``, ...)
+through its module (``sclandscape.theory.hessian``, ``sclandscape.numerics.streaming``, ...)
 and is an implementation detail. The public names are imported when first
 used (``import sclandscape`` alone imports no JAX). The library never enables
-float64 on import; see ``sclandscape.precision`` for the policy.
+float64 on import; see ``sclandscape.core.precision`` for the policy.
 """
 
 import importlib as _importlib
 import typing as _typing
 
-from sclandscape import interrupts as _interrupts
+from sclandscape.core import interrupts as _interrupts
 
 # Run as the command line, this import is already part of the command: a SIGINT or SIGTERM from
-# now on is recorded and answered once the command starts (sclandscape.interrupts), never raised in JAX.
+# now on is recorded and answered once the command starts (sclandscape.core.interrupts), never raised in JAX.
 if _interrupts.invoked_as_command():
     _interrupts.defer()
 
 # Each public name and the module that defines it, imported on first use (PEP 562): ``import
 # sclandscape`` (and so the command line's ``--help``) loads neither JAX nor the numerical modules.
 _EXPORTS = {
-    "certificate": "certify",
-    "certificate_streaming": "certify",
-    "check_gradient": "checks",
-    "check_hessian": "checks",
-    "CriticalSettings": "critical",
-    "find_critical": "critical",
-    "escape_direction": "hessian",
-    "riemannian_hessian_eigs": "hessian",
-    "make_batches": "loss",
-    "sc_gram_gradient": "loss",
-    "sc_loss": "loss",
-    "sc_loss_gram": "loss",
-    "sc_loss_minibatch": "loss",
-    "class_mean_gram": "metrics",
-    "Status": "optim",
-    "GlobalOptimum": "optimum",
-    "balanced_optimum_loss": "optimum",
-    "global_optimum": "optimum",
-    "nonneg_optimum_loss": "optimum",
-    "step_geometry": "optimum",
-    "step_optimum": "optimum",
-    "Problem": "problems",
-    "balanced_counts": "problems",
-    "labels_from_counts": "problems",
-    "step_counts": "problems",
-    "Progress": "progress",
-    "load_scan": "results",
-    "run_scan": "results",
-    "summarize": "results",
-    "ScanSettings": "scanner",
-    "scan": "scanner",
-    "sc_loss_streaming": "streaming",
-    "ClassifySettings": "verdict",
-    "classify": "verdict",
+    "certificate": "theory.certify",
+    "certificate_streaming": "theory.certify",
+    "check_gradient": "explore.checks",
+    "check_hessian": "explore.checks",
+    "CriticalSettings": "explore.critical",
+    "find_critical": "explore.critical",
+    "escape_direction": "theory.hessian",
+    "riemannian_hessian_eigs": "theory.hessian",
+    "make_batches": "numerics.loss",
+    "sc_gram_gradient": "numerics.loss",
+    "sc_loss": "numerics.loss",
+    "sc_loss_gram": "numerics.loss",
+    "sc_loss_minibatch": "numerics.loss",
+    "class_mean_gram": "theory.metrics",
+    "Status": "core.settings",
+    "GlobalOptimum": "theory.optimum",
+    "balanced_optimum_loss": "theory.optimum",
+    "global_optimum": "theory.optimum",
+    "nonneg_optimum_loss": "theory.optimum",
+    "step_geometry": "theory.optimum",
+    "step_optimum": "theory.optimum",
+    "Problem": "core.problems",
+    "balanced_counts": "core.problems",
+    "labels_from_counts": "core.problems",
+    "step_counts": "core.problems",
+    "Progress": "core.progress",
+    "load_scan": "folders.reading",
+    "run_scan": "studies.scan",
+    "summarize": "folders.summaries",
+    "ScanSettings": "core.settings",
+    "scan": "explore.scanner",
+    "sc_loss_streaming": "numerics.streaming",
+    "ClassifySettings": "theory.verdict",
+    "taylor_figure": "drawing.tools",
+    "classify": "theory.verdict",
 }
 
 if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they live
-    from sclandscape.certify import certificate as certificate
-    from sclandscape.certify import certificate_streaming as certificate_streaming
-    from sclandscape.checks import check_gradient as check_gradient
-    from sclandscape.checks import check_hessian as check_hessian
-    from sclandscape.critical import CriticalSettings as CriticalSettings
-    from sclandscape.critical import find_critical as find_critical
-    from sclandscape.hessian import escape_direction as escape_direction
-    from sclandscape.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
-    from sclandscape.loss import make_batches as make_batches
-    from sclandscape.loss import sc_gram_gradient as sc_gram_gradient
-    from sclandscape.loss import sc_loss as sc_loss
-    from sclandscape.loss import sc_loss_gram as sc_loss_gram
-    from sclandscape.loss import sc_loss_minibatch as sc_loss_minibatch
-    from sclandscape.metrics import class_mean_gram as class_mean_gram
-    from sclandscape.optim import Status as Status
-    from sclandscape.optimum import GlobalOptimum as GlobalOptimum
-    from sclandscape.optimum import balanced_optimum_loss as balanced_optimum_loss
-    from sclandscape.optimum import global_optimum as global_optimum
-    from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
-    from sclandscape.optimum import step_geometry as step_geometry
-    from sclandscape.optimum import step_optimum as step_optimum
-    from sclandscape.problems import Problem as Problem
-    from sclandscape.problems import balanced_counts as balanced_counts
-    from sclandscape.problems import labels_from_counts as labels_from_counts
-    from sclandscape.problems import step_counts as step_counts
-    from sclandscape.progress import Progress as Progress
-    from sclandscape.results import load_scan as load_scan
-    from sclandscape.results import run_scan as run_scan
-    from sclandscape.results import summarize as summarize
-    from sclandscape.scanner import ScanSettings as ScanSettings
-    from sclandscape.scanner import scan as scan
-    from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
-    from sclandscape.verdict import ClassifySettings as ClassifySettings
-    from sclandscape.verdict import classify as classify
+    from sclandscape.core.problems import Problem as Problem
+    from sclandscape.core.problems import balanced_counts as balanced_counts
+    from sclandscape.core.problems import labels_from_counts as labels_from_counts
+    from sclandscape.core.problems import step_counts as step_counts
+    from sclandscape.core.progress import Progress as Progress
+    from sclandscape.core.settings import ScanSettings as ScanSettings
+    from sclandscape.core.settings import Status as Status
+    from sclandscape.drawing.tools import taylor_figure as taylor_figure
+    from sclandscape.explore.checks import check_gradient as check_gradient
+    from sclandscape.explore.checks import check_hessian as check_hessian
+    from sclandscape.explore.critical import CriticalSettings as CriticalSettings
+    from sclandscape.explore.critical import find_critical as find_critical
+    from sclandscape.explore.scanner import scan as scan
+    from sclandscape.folders.reading import load_scan as load_scan
+    from sclandscape.folders.summaries import summarize as summarize
+    from sclandscape.numerics.loss import make_batches as make_batches
+    from sclandscape.numerics.loss import sc_gram_gradient as sc_gram_gradient
+    from sclandscape.numerics.loss import sc_loss as sc_loss
+    from sclandscape.numerics.loss import sc_loss_gram as sc_loss_gram
+    from sclandscape.numerics.loss import sc_loss_minibatch as sc_loss_minibatch
+    from sclandscape.numerics.streaming import sc_loss_streaming as sc_loss_streaming
+    from sclandscape.studies.scan import run_scan as run_scan
+    from sclandscape.theory.certify import certificate as certificate
+    from sclandscape.theory.certify import certificate_streaming as certificate_streaming
+    from sclandscape.theory.hessian import escape_direction as escape_direction
+    from sclandscape.theory.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
+    from sclandscape.theory.metrics import class_mean_gram as class_mean_gram
+    from sclandscape.theory.optimum import GlobalOptimum as GlobalOptimum
+    from sclandscape.theory.optimum import balanced_optimum_loss as balanced_optimum_loss
+    from sclandscape.theory.optimum import global_optimum as global_optimum
+    from sclandscape.theory.optimum import nonneg_optimum_loss as nonneg_optimum_loss
+    from sclandscape.theory.optimum import step_geometry as step_geometry
+    from sclandscape.theory.optimum import step_optimum as step_optimum
+    from sclandscape.theory.verdict import ClassifySettings as ClassifySettings
+    from sclandscape.theory.verdict import classify as classify
 
 
 def __getattr__(name: str):
     if name == "__version__":  # importlib.metadata costs more than the rest of this import
-        from sclandscape import metadata
+        from sclandscape.core import metadata
 
         globals()[name] = metadata.version()
         return globals()[name]
@@ -146,4 +148,5 @@ __all__ = [
     "step_geometry",
     "step_optimum",
     "summarize",
+    "taylor_figure",
 ]

@@ -27,6 +27,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from sclandscape import compilation  # noqa: E402
+from sclandscape.core import compilation  # noqa: E402
 
 compilation.enable_cache()

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from sclandscape import results
+from sclandscape.folders import merging
 
 CLI = [sys.executable, "-m", "sclandscape.cli"]
 SCAN_ARGS = ["scan", "--counts", "4,3,3", "--dim", "2", "--tau", "0.5", "--x64", "--quiet", "--slots", "4"]
@@ -81,7 +81,7 @@ def test_two_processes_equal_one(shared_scan, tmp_path):
         timeout=300,
     )
     assert single.returncode == 0, single.stderr
-    a, b = results.load_runs(str(shared_scan)), results.load_runs(str(tmp_path / "one"))
+    a, b = merging.load_runs(str(shared_scan)), merging.load_runs(str(tmp_path / "one"))
     np.testing.assert_array_equal(a["run"], np.arange(16))
     for f in ("run", "status", "steps", "polish_evals", "polish_iters", "kind"):
         np.testing.assert_array_equal(a[f], b[f])

@@ -44,7 +44,7 @@ def test_notebook_runs_at_tiny_size(name, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_calls_only_the_public_api(name):
-    """Computation through ``import sclandscape as sc`` (names in ``__all__``); ``sclandscape.plots``
+    """Computation through ``import sclandscape as sc`` (names in ``__all__``); ``sclandscape.drawing.plots``
     draws; anything else reads a folder the command line wrote."""
     import ast
 
@@ -55,8 +55,8 @@ def test_notebook_calls_only_the_public_api(name):
     tree = ast.parse("\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%")))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sclandscape"):
-            assert node.module == "sclandscape" and [a.name for a in node.names] == ["plots"], ast.unparse(
-                node
+            assert node.module == "sclandscape.drawing" and [a.name for a in node.names] == ["plots"], (
+                ast.unparse(node)
             )
         if isinstance(node, ast.Import):
             assert all(a.name == "sclandscape" for a in node.names if a.name.startswith("sclandscape"))

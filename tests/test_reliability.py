@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 
 import sclandscape as sc
-from sclandscape import cli, optimum, problems, results, scanner, sweep
+from sclandscape.cli import commands as cli
+from sclandscape.core import problems
+from sclandscape.explore import scanner
+from sclandscape.folders import atomic, identity, merging, reading
+from sclandscape.studies import scan as scan_study
+from sclandscape.studies import sweep
+from sclandscape.theory import optimum
 
 CLI = [sys.executable, "-m", "sclandscape.cli"]
 SCAN = ["scan", "--counts", "3,3", "--dim", "2", "--tau", "1", "--x64", "--quiet", "--slots", "4"]
@@ -87,7 +93,7 @@ def _dead_pid() -> int:
 def finished(tmp_path_factory):
     """A finished scan folder (8 runs, written in-process); tests work on copies."""
     out = str(tmp_path_factory.mktemp("finished") / "scan")
-    results.run_scan(PROBLEM, N, 0, SETTINGS, out)
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, out)
     return out
 
 
@@ -104,26 +110,26 @@ def copy(finished, tmp_path):
 
 def test_lock_refuses_a_second_writer_naming_the_holder_and_releases(tmp_path):
     folder = str(tmp_path / "f")
-    with results.lock_folder(folder) as lock:
-        record = json.loads(open(os.path.join(folder, results.LOCK_NAME)).read())
+    with atomic.lock_folder(folder) as lock:
+        record = json.loads(open(os.path.join(folder, atomic.LOCK_NAME)).read())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
-        with pytest.raises(results.ResultsError, match=f"in use: pid {os.getpid()} on ") as err:
-            results.FolderLock(folder).acquire()  # another open file: flock refuses it too
+        with pytest.raises(atomic.ResultsError, match=f"in use: pid {os.getpid()} on ") as err:
+            atomic.FolderLock(folder).acquire()  # another open file: flock refuses it too
         assert record["since"] in str(err.value) and "\n" not in str(err.value)
         assert lock.previous is None
-    assert not os.path.exists(os.path.join(folder, results.LOCK_NAME))
-    results.FolderLock(folder).acquire().release()
+    assert not os.path.exists(os.path.join(folder, atomic.LOCK_NAME))
+    atomic.FolderLock(folder).acquire().release()
 
 
 def test_a_lock_left_by_a_killed_writer_is_taken_over_and_reported(tmp_path):
     folder = str(tmp_path / "f")
     os.makedirs(folder)
     holder = {"pid": _dead_pid(), "host": socket.gethostname(), "since": "2024-01-01T00:00:00+00:00"}
-    with open(os.path.join(folder, results.LOCK_NAME), "w") as f:
+    with open(os.path.join(folder, atomic.LOCK_NAME), "w") as f:
         json.dump(holder, f)  # what SIGKILL leaves: the record (the kernel dropped the flock)
-    with results.lock_folder(folder) as lock:
+    with atomic.lock_folder(folder) as lock:
         assert lock.previous == holder
-        record = json.loads(open(os.path.join(folder, results.LOCK_NAME)).read())
+        record = json.loads(open(os.path.join(folder, atomic.LOCK_NAME)).read())
         assert record["pid"] == os.getpid()
 
 
@@ -136,18 +142,18 @@ def test_without_flock_the_lock_file_is_the_lock(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fcntl, "flock", no_flock)
     folder = str(tmp_path / "f")
-    with results.lock_folder(folder):
-        with pytest.raises(results.ResultsError, match="in use: pid .* remove .*\\.lock"):
-            results.FolderLock(folder).acquire()
-    assert not os.path.exists(os.path.join(folder, results.LOCK_NAME))
-    with open(os.path.join(folder, results.LOCK_NAME), "w") as f:
+    with atomic.lock_folder(folder):
+        with pytest.raises(atomic.ResultsError, match="in use: pid .* remove .*\\.lock"):
+            atomic.FolderLock(folder).acquire()
+    assert not os.path.exists(os.path.join(folder, atomic.LOCK_NAME))
+    with open(os.path.join(folder, atomic.LOCK_NAME), "w") as f:
         json.dump({"pid": _dead_pid(), "host": socket.gethostname(), "since": "then"}, f)
-    with results.lock_folder(folder) as lock:  # a dead process of this host: taken over
+    with atomic.lock_folder(folder) as lock:  # a dead process of this host: taken over
         assert lock.previous["since"] == "then"
 
 
 def test_chunk_names_cannot_collide():
-    names = {results._chunk_prefix(0) for _ in range(1000)}
+    names = {merging.chunk_prefix(0) for _ in range(1000)}
     assert len(names) == 1000
     name = names.pop()
     assert name.startswith("part-p000-") and f"-{os.getpid()}-" in name
@@ -155,16 +161,16 @@ def test_chunk_names_cannot_collide():
 
 def test_run_scan_refuses_a_locked_folder_and_leaves_it_untouched(copy):
     before = _snapshot(copy)
-    with results.lock_folder(copy):
-        with pytest.raises(results.ResultsError, match="is in use: pid"):
-            results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    with atomic.lock_folder(copy):
+        with pytest.raises(atomic.ResultsError, match="is in use: pid"):
+            scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
     after = _snapshot(copy)
     assert after == before
 
 
 def _holds_lock(out, pid):
     try:
-        return json.loads((out / results.LOCK_NAME).read_text())["pid"] == pid
+        return json.loads((out / atomic.LOCK_NAME).read_text())["pid"] == pid
     except (OSError, ValueError, KeyError):
         return False
 
@@ -214,13 +220,13 @@ def test_two_writers_one_refused_then_a_killed_writer_is_taken_over(tmp_path, fi
         first.wait()
     assert not (out / "summary.json").exists()
     notes = []
-    results.run_scan(PROBLEM, n, 0, SETTINGS, str(out), resume=True, log=notes.append)
+    scan_study.run_scan(PROBLEM, n, 0, SETTINGS, str(out), resume=True, log=notes.append)
     assert any(f"took over {out} from pid {first.pid}" in note for note in notes), notes
-    runs = results.load_runs(str(out))
+    runs = merging.load_runs(str(out))
     np.testing.assert_array_equal(runs["run"], np.arange(n))
-    reference = results.load_runs(finished)
+    reference = merging.load_runs(finished)
     _same_runs({k: v[:N] for k, v in runs.items()}, reference)
-    assert not os.path.exists(out / results.LOCK_NAME)
+    assert not os.path.exists(out / atomic.LOCK_NAME)
 
 
 # --------------------------------------------------------------------------
@@ -228,94 +234,94 @@ def test_two_writers_one_refused_then_a_killed_writer_is_taken_over(tmp_path, fi
 
 
 def test_identical_duplicate_runs_are_dropped_and_reported(copy):
-    chunk = results._chunk_paths(copy)[0]
+    chunk = merging.chunk_paths(copy)[0]
     shutil.copy(chunk, chunk.replace("part-p000-", "part-p000-dup-"))
     os.remove(os.path.join(copy, "runs.npz"))
     notes = []
-    results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True, log=notes.append)
-    dup = results.read_npz(chunk)["run"].size
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True, log=notes.append)
+    dup = atomic.read_npz(chunk)["run"].size
     assert any(f"{dup} runs were recorded twice" in n for n in notes), notes
-    np.testing.assert_array_equal(results.load_runs(copy)["run"], np.arange(N))
+    np.testing.assert_array_equal(merging.load_runs(copy)["run"], np.arange(N))
 
 
 def test_conflicting_duplicates_are_refused_naming_both_files(copy):
-    chunk = results._chunk_paths(copy)[0]
-    data = results.read_npz(chunk)
+    chunk = merging.chunk_paths(copy)[0]
+    data = atomic.read_npz(chunk)
     data["loss"] = data["loss"] + 1e-3
     other = chunk.replace("part-p000-", "part-p000-other-")
-    results.write_npz(other, data)
+    atomic.write_npz(other, data)
     os.remove(os.path.join(copy, "runs.npz"))
-    with pytest.raises(results.ResultsError, match="recorded with different results") as err:
-        results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    with pytest.raises(atomic.ResultsError, match="recorded with different results") as err:
+        scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
     assert chunk in str(err.value) and other in str(err.value) and "recomputes their runs" in str(err.value)
 
 
 def test_a_deleted_or_damaged_runs_npz_is_rebuilt_from_the_chunks(copy, finished):
-    reference = results.load_runs(finished)
+    reference = merging.load_runs(finished)
     path = os.path.join(copy, "runs.npz")
     _flip_a_data_byte(path)
-    with pytest.raises(results.ResultsError) as err:
-        results.load_scan(copy)
+    with pytest.raises(atomic.ResultsError) as err:
+        reading.load_scan(copy)
     message = str(err.value)
     assert "runs.npz" in message and f"rebuilds it from the chunks, which hold all {N} runs" in message
     assert "delete it" not in message
     notes = []
-    results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True, log=notes.append)
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True, log=notes.append)
     assert any("rebuilt from the chunks" in n for n in notes)
-    _same_runs(results.load_scan(copy)["runs"], reference)
+    _same_runs(reading.load_scan(copy)["runs"], reference)
     os.remove(path)  # as an older version advised: every later resume must still work
-    results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
-    _same_runs(results.load_runs(copy), reference)
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    _same_runs(merging.load_runs(copy), reference)
 
 
 def test_a_damaged_chunk_is_reported_as_recomputable(copy):
-    chunk = results._chunk_paths(copy)[0]
+    chunk = merging.chunk_paths(copy)[0]
     _flip_a_data_byte(chunk)
     # runs.npz holds every run: the damaged chunk is not needed
-    results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
     os.remove(os.path.join(copy, "runs.npz"))
-    with pytest.raises(results.ResultsError, match="corrupted.*its runs can be recomputed: move it out"):
-        results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    with pytest.raises(atomic.ResultsError, match="corrupted.*its runs can be recomputed: move it out"):
+        scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
 
 
 def test_a_chunk_of_another_scan_is_refused(copy):
-    data = results.read_npz(results._chunk_paths(copy)[0])
+    data = atomic.read_npz(merging.chunk_paths(copy)[0])
     data["run"] = data["run"] + 100
-    results.write_npz(os.path.join(copy, "chunks", "part-foreign.npz"), data)
+    atomic.write_npz(os.path.join(copy, "chunks", "part-foreign.npz"), data)
     os.remove(os.path.join(copy, "runs.npz"))
-    with pytest.raises(results.ResultsError, match="holds run 10[0-9], outside this scan's 0..7"):
-        results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    with pytest.raises(atomic.ResultsError, match="holds run 10[0-9], outside this scan's 0..7"):
+        scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
 
 
 def test_resume_removes_temporary_files_of_a_killed_write(copy):
     target = os.path.join(copy, "chunks", "part-killed.npz")
     killer = (
         "import os, signal\n"
-        "from sclandscape import results\n"
+        "from sclandscape.folders import atomic\n"
         "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"  # dies between write and rename
-        f"results.write_atomic({target!r}, b'x' * 100000)\n"
+        f"atomic.write_atomic({target!r}, b'x' * 100000)\n"
     )
     proc = subprocess.run([sys.executable, "-c", killer], env=ENV, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     left = [f for f in os.listdir(os.path.join(copy, "chunks")) if f.startswith(".tmp-")]
     assert len(left) == 1 and not os.path.exists(target)
     os.remove(os.path.join(copy, "runs.npz"))
-    results.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
+    scan_study.run_scan(PROBLEM, N, 0, SETTINGS, copy, resume=True)
     assert not [f for f in os.listdir(os.path.join(copy, "chunks")) if f.startswith(".tmp-")]
 
 
 def test_temporary_files_of_live_writers_are_kept(tmp_path):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        host = results._HOST_TAG
+        host = atomic.HOST_TAG
         live = tmp_path / f".tmp-{host}-{alive.pid}-0123abcd"
         dead = tmp_path / f".tmp-{host}-{_dead_pid()}-0123abcd"
         foreign = tmp_path / ".tmp-otherhost-12-0123abcd"
         for f in (live, dead, foreign):
             f.write_bytes(b"x")
-        assert results.clean_temps(str(tmp_path), sole_writer=False) == 1
+        assert atomic.clean_temps(str(tmp_path), sole_writer=False) == 1
         assert live.exists() and not dead.exists() and foreign.exists()
-        assert results.clean_temps(str(tmp_path), sole_writer=True) == 1  # another host's, when alone
+        assert atomic.clean_temps(str(tmp_path), sole_writer=True) == 1  # another host's, when alone
         assert live.exists() and not foreign.exists()
     finally:
         alive.kill()
@@ -328,12 +334,12 @@ def test_temporary_files_of_live_writers_are_kept(tmp_path):
 
 def test_resume_accepts_new_execution_settings_and_names_every_other_difference(copy, finished):
     slots = scanner.ScanSettings(tol=1e-9, x64=True, slots=2, chunk_steps=7, streaming="never")
-    results.run_scan(PROBLEM, N, 0, slots, copy, resume=True)
+    scan_study.run_scan(PROBLEM, N, 0, slots, copy, resume=True)
     assert json.load(open(os.path.join(copy, "config.json")))["settings"]["execution"]["slots"] == 2
     before = _snapshot(copy)
     other = scanner.ScanSettings(tol=1e-8, x64=True, slots=4, escapes=1)
-    with pytest.raises(results.ResultsError) as err:
-        results.run_scan(PROBLEM, N, 3, other, copy, resume=True)
+    with pytest.raises(atomic.ResultsError) as err:
+        scan_study.run_scan(PROBLEM, N, 3, other, copy, resume=True)
     message = str(err.value)
     for part in (
         "settings.optimise.tol: 1e-09 on disk, 1e-08 given",
@@ -348,7 +354,7 @@ def test_resume_accepts_new_execution_settings_and_names_every_other_difference(
 def test_config_differences_read_the_flat_settings_of_older_folders():
     flat = {"settings": {"tol": 1e-9, "x64": True, "slots": 7}, "seed": 0}
     given = {"settings": SETTINGS.to_json(), "seed": 0}
-    assert results.config_differences(flat, given) == []
+    assert identity.config_differences(flat, given) == []
 
 
 # --------------------------------------------------------------------------
@@ -383,11 +389,11 @@ def test_sigint_while_importing_exits_130_with_one_line(tmp_path):
 
 def _resumable(out, n) -> None:
     """What a resume of ``out`` needs: the same scan, no lock record left, every reported file whole."""
-    config = results._config(PROBLEM, SETTINGS, 0, n, False)
-    assert results._folder_error(str(out), config, resume=True) is None
-    with results.lock_folder(str(out)) as lock:
+    config = identity.scan_config(PROBLEM, SETTINGS, 0, n, False)
+    assert identity.folder_error(str(out), config, resume=True) is None
+    with atomic.lock_folder(str(out)) as lock:
         assert lock.previous is None  # the interrupted process emptied its record
-    results.merge_runs(str(out), n)  # every chunk reads back
+    merging.merge_runs(str(out), n)  # every chunk reads back
 
 
 def _chunk_written(out):
@@ -425,13 +431,13 @@ def test_interrupted_scans_resume_to_the_uninterrupted_results(tmp_path, finishe
     assert match, err
     done = int(match.group(1) or 0)
     assert when == "compiling" or done >= 1
-    assert results.merge_runs(str(out), n).runs.get("run", np.zeros(0)).size >= done  # all it reported
+    assert merging.merge_runs(str(out), n).runs.get("run", np.zeros(0)).size >= done  # all it reported
     _resumable(out, n)
     resumed = _cli(*args, "--resume")
     assert resumed.returncode == 0 and "sclandscape: note" not in resumed.stderr, resumed.stderr
-    runs = results.load_runs(str(out))
+    runs = merging.load_runs(str(out))
     np.testing.assert_array_equal(runs["run"], np.arange(n))
-    _same_runs({k: v[:N] for k, v in runs.items()}, results.load_runs(finished))
+    _same_runs({k: v[:N] for k, v in runs.items()}, merging.load_runs(finished))
     assert not [f for f in os.listdir(out) if f.startswith(".")]  # no lock, no temporary file
 
 
@@ -443,13 +449,13 @@ def test_interrupted_scans_resume_to_the_uninterrupted_results(tmp_path, finishe
 def test_write_atomic_gives_the_mode_of_a_plain_open(tmp_path, umask):
     old = os.umask(umask)
     try:
-        results.write_atomic(str(tmp_path / "atomic"), b"x")
+        atomic.write_atomic(str(tmp_path / "atomic"), b"x")
         with open(tmp_path / "plain", "w") as f:
             f.write("x")
         mode = os.stat(tmp_path / "plain").st_mode & 0o777
         assert os.stat(tmp_path / "atomic").st_mode & 0o777 == mode == 0o666 & ~umask
         os.chmod(tmp_path / "atomic", 0o600)  # replacing a file keeps its mode, as open(..., "w") does
-        results.write_atomic(str(tmp_path / "atomic"), b"y")
+        atomic.write_atomic(str(tmp_path / "atomic"), b"y")
         assert os.stat(tmp_path / "atomic").st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
@@ -534,7 +540,7 @@ def test_a_corrected_sweep_runs_after_a_refused_one(tmp_path, capsys):
     assert "fraction global" in capsys.readouterr().out
     # a rerun with other slots is the same sweep (and removes what a killed write left); another
     # grid is refused, naming the difference
-    leftover = os.path.join(out, f".tmp-{results._HOST_TAG}-{_dead_pid()}-0123abcd")
+    leftover = os.path.join(out, f".tmp-{atomic.HOST_TAG}-{_dead_pid()}-0123abcd")
     open(leftover, "wb").close()
     assert cli.main(argv("1", slots="3")) == 0
     assert "done earlier, skipped" in capsys.readouterr().out
@@ -549,8 +555,8 @@ def test_a_corrected_sweep_runs_after_a_refused_one(tmp_path, capsys):
 
 def test_a_sweep_folder_has_one_writer(tmp_path):
     out = str(tmp_path / "sweep")
-    with results.lock_folder(out):
-        with pytest.raises(results.ResultsError, match="is in use"):
+    with atomic.lock_folder(out):
+        with pytest.raises(atomic.ResultsError, match="is in use"):
             sweep.run_sweep(PROBLEM, {"dim": [2]}, 2, out, settings=SETTINGS)
 
 
@@ -600,11 +606,11 @@ def test_plot_and_hessian_on_malformed_json_exit_2_naming_the_file(copy, capsys,
 )
 def test_malformed_runs_npz_is_refused_with_the_repair(copy, capsys, change, needle):
     path = os.path.join(copy, "runs.npz")
-    runs = results.read_npz(path)
+    runs = atomic.read_npz(path)
     change(runs)
-    results.write_npz(path, runs)
-    with pytest.raises(results.ResultsError, match="runs.npz") as err:
-        results.load_scan(copy)
+    atomic.write_npz(path, runs)
+    with pytest.raises(atomic.ResultsError, match="runs.npz") as err:
+        reading.load_scan(copy)
     assert needle in str(err.value) and "which hold all 8 runs" in str(err.value)
     assert cli.main(["plot", copy, "--formats", "png"]) == 2
     assert needle in _one_line(capsys.readouterr().err)
@@ -618,8 +624,8 @@ def test_a_malformed_sweep_json_exits_2(tmp_path, capsys):
 
 
 def test_read_npz_names_a_missing_array(copy):
-    with pytest.raises(results.ResultsError, match="has no array 'nope'"):
-        results.read_npz(os.path.join(copy, "runs.npz"), keys=["nope"])
+    with pytest.raises(atomic.ResultsError, match="has no array 'nope'"):
+        atomic.read_npz(os.path.join(copy, "runs.npz"), keys=["nope"])
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,876 @@
+r"""Continuation in the temperature of a local minimum: where a spurious minimum stops existing, and how.
+
+A critical point ``H(tau)`` of ``L(., tau)`` on ``OB(n, d)`` solves
+``grad L(H; tau) = 0``. Where its Hessian ``A`` on the orbit complement (the
+symmetry modes ``{H Omega}`` projected out) is invertible, the implicit
+function theorem gives a smooth branch with tangent
+
+    dH/dtau = -A^+ d_tau grad L(H; tau)
+
+(``d_tau`` the partial derivative at fixed ``H``, the pseudo-inverse taken on
+the orbit complement). ``continue_minimum`` follows the branch of a minimum
+by natural-parameter predictor-corrector steps:
+
+- **predictor**: ``H_pred = R_H(dtau dH/dtau)`` (the metric-projection retraction);
+- **corrector**: ``critical.find_critical`` at ``tau + dtau`` from ``H_pred``
+  with ``max_index=0``: a Levenberg-Marquardt trial whose Hessian has an
+  eigenvalue below minus its rounding bound beyond the symmetry modes is
+  refused, so the corrector never slides onto a saddle; then a few Newton
+  steps on the orbit complement (``newton_polish``: the LM ratio test stalls
+  near rounding);
+- **acceptance**: the corrector converged (``|grad| <= gtol``), the corrected
+  point has index 0 beyond the symmetry modes (the same count as the guard),
+  and it stayed on the branch: the corrector moved it (modulo rotations) by at
+  most ``contraction`` times the predictor's displacement, plus how far the
+  two points' residual gradients let each be from its critical point. A tangent predictor is off by
+  ``O(dtau^2)`` against a displacement ``O(dtau)``, so the ratio is small on
+  the branch; a jump to another critical point moves by ``O(1)``. The
+  ``2 (gtol + |grad L(H)|) / lambda_min`` term is what the two points' own
+  residual gradients allow.
+- **step control**: an accepted step grows by ``grow``; after a rejection the
+  steps bisect ``[last accepted, rejected]`` down to ``min_step``. A closed
+  bracket is then confirmed by a step of at most ``min_step`` straight to the
+  rejected ``tau`` (the rejection may have been the long step's predictor):
+  if that step is accepted the run resumes growing from it, else the branch
+  ends in the bracket.
+
+Every accepted point is judged by ``verdict.classify`` (a proven strict
+spurious minimum, or not) and recorded with ``L``, the gap ``L - L*(tau)``
+(``optimum.global_optimum``) and the smallest eigenvalue beyond the symmetry
+modes.
+
+``diagnose_end`` then asks what happens at the end ``tau_c`` (three
+possibilities, each with its own signature):
+
+- **fold** (saddle-node): ``lambda_min ~ c sqrt(tau_c - tau)``, so
+  ``lambda_min^2`` is linear in ``tau`` and extrapolates to ``tau_c`` inside the
+  bracket; no critical point continues the branch beyond ``tau_c``; below it an
+  index-1 saddle lies along the soft eigenvector at a distance that shrinks
+  with ``lambda_min`` (the branch turns back as that saddle);
+- **crossing** (transcritical or pitchfork): ``lambda_min`` linear in
+  ``tau_c - tau``, and an unguarded corrector beyond ``tau_c`` finds the
+  continued branch, now a saddle of index >= 1;
+- **merges_global**: the gap ``L - L*`` goes to zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sclandscape.core import precision, problems
+from sclandscape.explore import critical, scanner
+from sclandscape.numerics import loss, oblique
+from sclandscape.theory import hessian, optimum, verdict
+
+ENDINGS = ("reached_end", "fold", "crossing", "merges_global", "undetermined")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuationSettings:
+    """Step control of ``continue_minimum`` (frozen, recorded with results).
+
+    Attributes:
+      step: the first ``dtau``.
+      max_step: the largest ``dtau``.
+      min_step: the resolution of the end: the bisection stops once the bracket
+        ``[last accepted, first rejected]`` is this narrow.
+      grow: ``dtau`` is multiplied by this after an accepted step.
+      contraction: the largest ratio of the corrector's displacement to the
+        predictor's (modulo rotations) on the branch.
+      gtol: the accepted gradient (sum-form loss, absolute) after the Newton
+        steps; raised to twice the gradient's rounding bound where float64 cannot
+        resolve it (``corrector_gtol``).
+      lm_gtol: the Levenberg-Marquardt corrector's own tolerance: it only has to
+        bring the point into Newton's basin (one static setting, so the guarded
+        corrector compiles once per shape).
+      max_iter: the corrector's Levenberg-Marquardt iterations.
+      newton_steps: Newton steps after them (``newton_polish``).
+      max_points: the most accepted points (the run stops there).
+      classify: judge every accepted point with ``verdict.classify`` (the proof included).
+    """
+
+    step: float = 1e-3
+    max_step: float = 2e-3
+    min_step: float = 1e-7
+    grow: float = 2.0
+    contraction: float = 0.5
+    gtol: float = 1e-10
+    lm_gtol: float = 1e-8
+    max_iter: int = 60
+    newton_steps: int = 6
+    max_points: int = 400
+    classify: bool = True
+
+    def __post_init__(self):
+        problems.check_fields(
+            self,
+            positive=("step", "max_step", "min_step", "grow", "contraction", "gtol", "lm_gtol"),
+            integers={"max_iter": 1, "newton_steps": 0, "max_points": 2},
+        )
+        if not self.min_step <= self.step <= self.max_step:
+            raise ValueError(
+                f"need min_step <= step <= max_step, got {self.min_step!r}, {self.step!r}, {self.max_step!r}"
+            )
+        if self.grow < 1:
+            raise ValueError(f"grow must be >= 1, got {self.grow!r}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------
+# The local analysis of one point (traced, float64)
+
+
+class Local(NamedTuple):
+    """The dense float64 analysis of one point at one ``tau``."""
+
+    loss: jax.Array
+    grad_norm: jax.Array
+    grad_rounding: jax.Array  # gradient_rounding_bound: the smallest gradient float64 can resolve here
+    eigs: jax.Array  # (N,) the Hessian's spectrum on the orbit complement ascending, +inf for the modes
+    bound: jax.Array  # the rounding bound of the computed Hessian (hessian.hessian_rounding_bound)
+    index: jax.Array  # eigenvalues below -bound on the orbit complement (critical.index_beyond_symmetry)
+    tangent: jax.Array  # (n, d) dH/dtau = -A^+ d_tau grad on the orbit complement
+    newton: jax.Array  # (n, d) the Newton step -A^+ grad on the orbit complement
+    soft: jax.Array  # (n, d) unit eigenvector of the smallest eigenvalue on the orbit complement
+    dloss_dtau: jax.Array  # the partial derivative d_tau L at fixed H (= dL/dtau along a branch)
+
+
+def gradient_rounding_bound(H, labels, tau):
+    r"""A bound on ``|grad L(H) computed - exact|_F`` in the dtype of ``H`` (one point, traced).
+
+    ``grad_i = e_i - <e_i, h_i> h_i`` with ``e_i = 2 sum_l F_il h_l`` and
+    ``F_il = (P_il + P_li - Y+_il - Y+_li) / (2 tau)``. Each ``P_il`` carries the
+    softmax's relative error ``delta_P = eps ((3d + 5)/tau + n + 2 log n + 2)``
+    (``certify.slack_rounding_bound``), so ``|dF_il| <= delta_P (P_il + P_li) / (2 tau)``
+    plus the rounding of the difference, ``2 eps |F_il|``; the ``n``-term sum of
+    ``d``-vectors adds ``(n + d) eps sum_l |F_il|``; the projection at most
+    doubles the error of ``e_i`` and adds ``(d + 2) eps |e_i|``::
+
+        err_i <= 2 [2 sum_l |dF_il| + 2 (n + d + 2) eps sum_l |F_il|] + (d + 2) eps |e_i|,
+
+    and the bound is ``sqrt(sum_i err_i^2)``. At small ``tau`` it is ``~eps n / tau^2``:
+    a corrector cannot be asked for a smaller gradient.
+    """
+    H = oblique.normalize_rows(H)
+    n, d = H.shape
+    eps = jnp.finfo(H.dtype).eps
+    G = H @ H.T
+    off = ~jnp.eye(n, dtype=bool)
+    P = jax.nn.softmax(jnp.where(off, G / tau, -jnp.inf), axis=1)
+    F = loss.gram_gradient(G, labels, tau)
+    delta_p = eps * ((3 * d + 5) / tau + n + 2 * math.log(n) + 2)
+    dF = delta_p * (P + P.T) / (2 * tau)
+    absF = jnp.sum(jnp.abs(F), axis=1)
+    e = 2 * F @ H
+    err = 2 * (2 * jnp.sum(dF, axis=1) + 2 * (n + d + 2) * eps * absF) + (d + 2) * eps * jnp.linalg.norm(
+        e, axis=1
+    )
+    return jnp.sqrt(jnp.sum(err**2))
+
+
+def _rgrad(H, labels, tau):
+    return oblique.riemannian_gradient(H, jax.grad(loss.sum_loss)(H, labels, tau))
+
+
+def _analyse_one(H, labels, tau):
+    H = oblique.normalize_rows(H)
+    n, d = H.shape
+    N = n * (d - 1)
+    value, dvalue = jax.jvp(lambda t: loss.sum_loss(H, labels, t), (tau,), (jnp.ones_like(tau),))
+    grad, dgrad = jax.jvp(lambda t: _rgrad(H, labels, t), (tau,), (jnp.ones_like(tau),))
+    M = hessian.hessian_matrix(H, labels, tau)
+    bound = hessian.hessian_rounding_bound(H, labels, tau, M, hessian.hessian_matrix(H, labels, tau, True))
+    U = oblique.tangent_basis(H)
+    Z, _ = oblique.symmetry_basis(H)
+    Zc = oblique.to_coordinates(U[None], Z).reshape(Z.shape[0], N)
+    sym = Zc.T @ Zc
+    P = jnp.eye(N, dtype=H.dtype) - sym
+    shift = 2.0 * jnp.linalg.norm(M) + 1.0
+    # As verdict: the modes moved above every eigenvalue, the rest is the complement's spectrum.
+    w, V = jnp.linalg.eigh(P @ M @ P + shift * sym)
+    complement = w < 0.5 * shift
+
+    def solve(r):  # -A^+ r on the orbit complement, in ambient coordinates
+        c = V.T @ oblique.to_coordinates(U, r).reshape(N)
+        y = -V @ jnp.where(complement, c / jnp.where(complement, w, 1.0), 0.0)
+        return oblique.to_ambient(U, y.reshape(n, d - 1))
+
+    tangent, newton = solve(dgrad), solve(grad)
+    soft = oblique.to_ambient(U, V[:, 0].reshape(n, d - 1))
+    eigs = jnp.where(complement, w, jnp.inf)
+    index = jnp.sum(complement & (w < -bound))
+    rounding = gradient_rounding_bound(H, labels, tau)
+    return Local(value, jnp.linalg.norm(grad), rounding, eigs, bound, index, tangent, newton, soft, dvalue)
+
+
+@jax.jit
+def _analyse(H, labels, tau):
+    return _analyse_one(H, labels, tau)
+
+
+def analyse(H, labels, tau) -> Local:
+    """``Local`` of one point ``H`` ``(n, d)`` at ``tau``, in float64 (NumPy arrays)."""
+    problems.check_points(H, labels, tau)
+    if np.ndim(H) != 2:
+        raise ValueError(f"H must be one point (n, d), got shape {np.shape(H)}")
+    with precision.float64(), precision.float64_placement():
+        out = _analyse(jnp.asarray(H, jnp.float64), jnp.asarray(labels), jnp.asarray(float(tau), jnp.float64))
+        return Local(*(np.asarray(a) for a in out))
+
+
+def rotation_distance(A, B) -> float:
+    """``min_Q |A - B Q|_F`` over orthogonal ``Q`` (orthogonal Procrustes): a distance modulo rotations."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    # The rotation itself, then the residual: |A|^2 + |B|^2 - 2 sum(s) would cancel to ~1e-7.
+    U, _, Vt = np.linalg.svd(B.T @ A)
+    return float(np.linalg.norm(A - B @ (U @ Vt)))
+
+
+def lambda_min(local: Local) -> float:
+    """The smallest eigenvalue beyond the symmetry modes."""
+    eigs = np.asarray(local.eigs)
+    return float(np.min(eigs)) if eigs.size else math.nan
+
+
+# --------------------------------------------------------------------------
+# One predictor-corrector step
+
+
+class Step(NamedTuple):
+    """One predictor-corrector step from ``tau`` to ``tau + dtau``.
+
+    ``reason``: ``""`` when accepted, else ``not_converged`` (the corrector did
+    not reach ``gtol``: typically no minimum nearby), ``index`` (the corrected
+    point has a negative eigenvalue beyond the symmetry modes) or ``jump`` (it
+    left the branch: the corrector moved it further than the predictor did).
+    """
+
+    accepted: bool
+    reason: str
+    H: np.ndarray
+    tau: float
+    local: Local | None
+    predicted: float  # |H_pred - H| modulo rotations
+    corrected: float  # |H_new - H_pred| modulo rotations
+    allowed: float  # the largest corrector displacement accepted
+    status: str
+
+
+def corrector_gtol(H, labels, tau, gtol: float) -> float:
+    """``max(gtol, 2 gradient_rounding_bound)`` at ``H``: the gradient a corrected point must reach.
+
+    A gradient below twice its rounding bound cannot be asked of float64 (near
+    a collapsed class at small ``tau`` the bound is ``~eps n / tau^2``, ``~1e-10``
+    at ``n = 24``, ``tau = 0.024``).
+    """
+    with precision.float64(), precision.float64_placement():
+        bound = float(_rounding(jnp.asarray(H, jnp.float64), jnp.asarray(labels), jnp.asarray(float(tau))))
+    return max(float(gtol), 2.0 * bound)
+
+
+@jax.jit
+def _rounding(H, labels, tau):
+    return gradient_rounding_bound(H, labels, tau)
+
+
+def corrector_settings(settings: ContinuationSettings, max_index: int = 0) -> critical.CriticalSettings:
+    """The Levenberg-Marquardt corrector's settings (dense, guarded by ``max_index``; -1: unguarded)."""
+    return critical.CriticalSettings(
+        gtol=settings.lm_gtol, max_iter=settings.max_iter, method="dense", max_index=max(max_index, -1)
+    )
+
+
+def newton_polish(H, labels, tau, steps: int):
+    """Damped Newton steps ``H <- R_H(-t A^+ grad)`` on the orbit complement while the gradient decreases.
+
+    ``t = 1, 1/2, ..., 1/8``: the first that lowers ``|grad|`` is taken; the
+    polish stops when none does or after ``steps`` steps. The Levenberg-Marquardt
+    corrector's ratio test stalls once ``|grad|^2`` differences approach rounding
+    (measured: ``~5e-10`` at 10,10,2,2, ``d = 5``, ``tau = 0.023``), where Newton
+    still converges quadratically to the gradient's rounding (``~2e-13`` there).
+    Returns the best point and its ``Local``.
+    """
+    best = (np.asarray(H, np.float64), analyse(H, labels, tau))
+    for _ in range(steps):
+        for halvings in range(4):
+            with precision.float64(), precision.float64_placement():
+                X = np.asarray(
+                    oblique.retract(jnp.asarray(best[0]), 0.5**halvings * jnp.asarray(best[1].newton))
+                )
+            local = analyse(X, labels, tau)
+            if float(local.grad_norm) < float(best[1].grad_norm):
+                break
+        else:
+            break
+        best = (X, local)
+    return best
+
+
+def step(
+    H,
+    labels,
+    tau: float,
+    dtau: float,
+    settings: ContinuationSettings = ContinuationSettings(),
+    *,
+    local: Local | None = None,
+    max_index: int = 0,
+) -> Step:
+    """One predictor-corrector step from the critical point ``H`` at ``tau`` (module docstring).
+
+    ``local``: ``analyse(H, labels, tau)`` when already known. ``max_index``:
+    the corrector's guard and the acceptance's index bound (0: stay on minima;
+    ``-1``: any critical point, which ``diagnose_end`` uses to look beyond the end).
+    """
+    local = analyse(H, labels, tau) if local is None else local
+    new_tau = float(tau) + float(dtau)
+    with precision.float64(), precision.float64_placement():
+        H_pred = np.asarray(oblique.retract(jnp.asarray(H), float(dtau) * jnp.asarray(local.tangent)))
+    gtol = corrector_gtol(H_pred, labels, new_tau, settings.gtol)
+    with precision.float64(), precision.float64_placement():
+        result = critical.find_critical(H_pred, labels, new_tau, corrector_settings(settings, max_index))
+    H_new = np.asarray(result.x)
+    status = critical.status_names(result.status)[0]
+    predicted = rotation_distance(H_pred, np.asarray(H))
+    new_local = None
+    if status != "non_finite":
+        H_new, new_local = newton_polish(H_new, labels, new_tau, settings.newton_steps)
+        # Judged by the final gradient alone (the LM corrector's own tolerance is looser).
+        if float(new_local.grad_norm) <= gtol:
+            status = "converged"
+        elif status == "converged":
+            status = "newton_stalled"
+    if status != "converged":
+        return Step(False, "not_converged", H_new, new_tau, None, predicted, math.nan, math.nan, status)
+    corrected = rotation_distance(H_new, H_pred)
+    lam = abs(lambda_min(new_local))
+    # A point with gradient g is within ~g / lambda_min of its critical point: both ends' errors.
+    floor = 2.0 * (gtol + float(local.grad_norm)) / lam if lam > 0 else math.inf
+    allowed = settings.contraction * predicted + floor
+    if max_index >= 0 and int(new_local.index) > max_index:
+        return Step(False, "index", H_new, new_tau, new_local, predicted, corrected, allowed, status)
+    if not corrected <= allowed:
+        return Step(False, "jump", H_new, new_tau, new_local, predicted, corrected, allowed, status)
+    return Step(True, "", H_new, new_tau, new_local, predicted, corrected, allowed, status)
+
+
+# --------------------------------------------------------------------------
+# The branch
+
+
+#: Per accepted point, the fields of a ``Branch`` (arrays over points).
+POINT_FIELDS = (
+    "tau",
+    "loss",
+    "global_loss",
+    "gap",
+    "lambda_min",
+    "index",
+    "grad_norm",
+    "dloss_dtau",
+    "kind",
+    "decided_by",
+    "strict_certified",
+    "certified_radius",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """A continued branch of minima: per accepted point ``POINT_FIELDS`` and ``points`` ``(m, n, d)``.
+
+    ``tau_last``: the largest accepted ``tau``; ``tau_fail``: the smallest
+    rejected ``tau`` above it (``nan`` when the run reached ``tau_end``), so the
+    branch ends in ``[tau_last, tau_fail]``; ``tau_proven``: the largest ``tau``
+    at which the verdict is a proven strict spurious minimum (``nan`` if none);
+    ``rejected``: ``(tau, reason)`` of every rejected step.
+    """
+
+    counts: tuple[int, ...]
+    dim: int
+    tau_start: float
+    tau_end: float
+    points: np.ndarray
+    fields: dict
+    rejected: tuple
+    tau_last: float
+    tau_fail: float
+    tau_proven: float
+    reached_end: bool
+    settings: ContinuationSettings
+
+    def __getattr__(self, name):
+        fields = self.__dict__.get("fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(name)
+
+    def to_json(self) -> dict:
+        return {
+            "counts": list(self.counts),
+            "dim": self.dim,
+            "tau_start": self.tau_start,
+            "tau_end": self.tau_end,
+            "tau_last": self.tau_last,
+            "tau_fail": self.tau_fail,
+            "tau_proven": self.tau_proven,
+            "reached_end": self.reached_end,
+            "points": {name: np.asarray(v).tolist() for name, v in self.fields.items()},
+            "rejected": [{"tau": t, "reason": r} for t, r in self.rejected],
+            "settings": self.settings.to_json(),
+        }
+
+
+def _record(H, labels, tau, local: Local, judge: bool) -> dict:
+    opt = optimum.global_optimum(problems.counts_from_labels(labels), tau)
+    out = {
+        "tau": float(tau),
+        "loss": float(local.loss),
+        "global_loss": float(opt.loss),
+        "gap": float(local.loss) - float(opt.loss),
+        "lambda_min": lambda_min(local),
+        "index": int(local.index),
+        "grad_norm": float(local.grad_norm),
+        "dloss_dtau": float(local.dloss_dtau),
+        "kind": "",
+        "decided_by": "",
+        "strict_certified": False,
+        "certified_radius": math.inf,
+    }
+    if judge:
+        c = verdict.classify(H, labels, tau, optimum_=opt)
+        out.update(
+            kind=str(c.kind),
+            decided_by=str(c.decided_by),
+            strict_certified=bool(c.strict_certified),
+            certified_radius=float(c.certified_radius),
+        )
+    return out
+
+
+def continue_minimum(
+    H0,
+    labels,
+    tau_start,
+    tau_end,
+    settings: ContinuationSettings = ContinuationSettings(),
+    *,
+    progress: Callable | None = None,
+) -> Branch:
+    """Follow the minimum ``H0`` (a critical point at ``tau_start``) in ``tau`` towards ``tau_end``.
+
+    Args:
+      H0: ``(n, d)`` a local minimum at ``tau_start`` (it is polished there first
+        with the guarded corrector; a point that does not converge to a minimum
+        raises ``ValueError``).
+      labels: ``(n,)`` integer labels.
+      tau_start, tau_end: the range (either direction).
+      settings: ``ContinuationSettings``.
+      progress: optional ``progress(done, total, phase, detail)`` callback
+        (``done``/``total`` in units of ``tau``'s progress, scaled to 1000).
+
+    Returns a ``Branch`` (module docstring: predictor, corrector, acceptance,
+    bisection of the end). Runs in float64.
+    """
+    problems.check_points(H0, labels, tau_start)
+    if np.ndim(H0) != 2:
+        raise ValueError(f"H0 must be one point (n, d), got shape {np.shape(H0)}")
+    tau_start, tau_end = problems.check_tau(tau_start), problems.check_tau(tau_end)
+    if tau_end == tau_start:
+        raise ValueError(f"tau_end must differ from tau_start, both are {tau_start!r}")
+    if not isinstance(settings, ContinuationSettings):
+        raise ValueError(f"settings must be a ContinuationSettings, got {type(settings).__name__}")
+    labels = problems.check_labels(labels)
+    sign = 1.0 if tau_end > tau_start else -1.0
+    span = abs(tau_end - tau_start)
+
+    first = step(np.asarray(H0, np.float64), labels, tau_start, 0.0, settings)
+    if not first.accepted:
+        raise ValueError(
+            f"H0 is not a local minimum at tau={tau_start:g} (the guarded corrector ended with "
+            f"{first.reason}: {first.status})"
+        )
+    H, tau, local = first.H, tau_start, first.local
+    points, records, rejected = [H], [_record(H, labels, tau, local, settings.classify)], []
+    dtau, tau_fail, confirmed = settings.step, math.nan, False
+    while len(points) < settings.max_points:
+        if abs(tau_end - tau) <= 0:
+            break
+        closed = not math.isnan(tau_fail) and abs(tau_fail - tau) <= settings.min_step
+        if closed and confirmed:
+            break
+        if closed:
+            # The bracket is closed: the rejection at tau_fail came from a longer step, whose
+            # predictor may have been the culprit. Step to tau_fail from within min_step to confirm.
+            dtau, confirmed = abs(tau_fail - tau), True
+        elif math.isnan(tau_fail):
+            dtau = min(dtau, settings.max_step, abs(tau_end - tau))
+        else:
+            dtau = 0.5 * abs(tau_fail - tau)
+        s = step(H, labels, tau, sign * dtau, settings, local=local)
+        if s.accepted:
+            H, tau, local = s.H, s.tau, s.local
+            if abs(tau_end - tau) < 1e-12 * span:
+                tau = tau_end
+            points.append(H)
+            records.append(_record(H, labels, tau, local, settings.classify))
+            if closed:  # the end was not there: resume growing from this step
+                tau_fail, confirmed = math.nan, False
+            dtau *= settings.grow
+        else:
+            rejected.append((s.tau, s.reason))
+            tau_fail = s.tau
+        if progress is not None:
+            progress(int(1000 * abs(tau - tau_start) / span), 1000, "continuation", f"tau={tau:.7g}")
+    fields = {name: np.asarray([r[name] for r in records]) for name in POINT_FIELDS}
+    proven = [r["tau"] for r in records if r["kind"] == "spurious_min" and r["strict_certified"]]
+    return Branch(
+        counts=problems.counts_from_labels(labels),
+        dim=int(np.shape(H0)[1]),
+        tau_start=tau_start,
+        tau_end=tau_end,
+        points=np.stack(points),
+        fields=fields,
+        rejected=tuple(rejected),
+        tau_last=float(tau),
+        tau_fail=float(tau_fail),
+        tau_proven=float(max(proven, key=lambda t: sign * t)) if proven else math.nan,
+        reached_end=tau == tau_end,
+        settings=settings,
+    )
+
+
+# --------------------------------------------------------------------------
+# What happens at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """What ``diagnose_end`` found at the end of a branch (``ENDINGS``) and the evidence.
+
+    - ``fit``: least-squares fits over the last ``fit_points`` accepted points
+      of ``lambda_min^2 = a (tau_c - tau)`` (fold) and ``lambda_min = b (tau_c - tau)``
+      (crossing): each one's ``tau_c``, relative residual, and whether its
+      ``tau_c`` falls in the bracket widened by its own spread;
+      ``exponent``: the slope of ``log lambda_min`` against ``log(tau_c - tau)``
+      with the fold fit's ``tau_c``.
+    - ``beyond``: the unguarded corrector (any index) from the predictor at
+      ``tau_fail``: its status, index, loss and whether it stayed on the branch.
+    - ``partner``: Newton's method at ``tau_last`` from ``R(H_last, s v_soft)``
+      (``v_soft`` the soft eigenvector, ``s = -2 lambda_min / D^3 f[v, v, v]`` where
+      the soft mode's cubic puts the other critical point): whether it is an
+      index-1 saddle distinct from the minimum, its loss, ``lambda_min``, distance
+      modulo rotations (at a fold ``lambda_min`` is ``~ -lambda_min`` of the minimum).
+    """
+
+    kind: str
+    tau_c: float
+    bracket: tuple
+    loss: float
+    gap: float
+    lambda_min: float
+    fit: dict
+    beyond: dict
+    partner: dict
+    reason: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"bracket": list(self.bracket)}
+
+
+def _fits(tau, lam, tau_last, tau_fail) -> dict:
+    out = {}
+    sign = 1.0 if tau_fail > tau_last else -1.0
+    for name, y in (("fold", lam**2), ("crossing", lam)):
+        # y = a (tau_c - tau) = a tau_c - a tau: a line in tau, its root is tau_c.
+        X = np.stack([np.ones_like(tau), tau], axis=1)
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        tau_c = float(-coef[0] / coef[1]) if coef[1] != 0 else math.nan
+        residual = float(np.linalg.norm(X @ coef - y) / np.linalg.norm(y))
+        out[name] = {"tau_c": tau_c, "relative_residual": residual}
+    tau_c = out["fold"]["tau_c"]
+    dist = sign * (tau_c - tau)
+    if np.all(dist > 0) and np.all(lam > 0):
+        out["exponent"] = float(np.polyfit(np.log(dist), np.log(lam), 1)[0])
+    else:
+        out["exponent"] = math.nan
+    return out
+
+
+#: Newton steps towards a fold's partner from its predicted place (quadratic convergence from ~1e-3).
+PARTNER_NEWTON_STEPS = 8
+
+
+def soft_cubic(H, labels, tau, v, s: float = 1e-2) -> float:
+    """``D^3 f[v, v, v]`` along the unit tangent ``v`` from ``f'(s) + f'(-s) = D3 s^2 + O(s^4)``.
+
+    ``f(s) = L(R_H(s v))``; ``f'`` by forward differentiation along the line.
+    """
+    with precision.float64(), precision.float64_placement():
+        Hj, vj = jnp.asarray(H, jnp.float64), jnp.asarray(v, jnp.float64)
+        total = 0.0
+        for t in (s, -s):
+            _, slope = _line_slope(Hj, vj, jnp.asarray(labels), jnp.asarray(float(tau)), jnp.asarray(t))
+            total += float(slope)
+    return total / s**2
+
+
+@jax.jit
+def _line_slope(H, v, labels, tau, t):
+    return jax.jvp(lambda x: loss.sum_loss(oblique.retract(H, x * v), labels, tau), (t,), (jnp.ones_like(t),))
+
+
+def diagnose_end(branch: Branch, labels, *, fit_points: int = 6) -> Ending:
+    """What happens at the end of ``branch`` (module docstring): fold, crossing, merge, or the range's end.
+
+    Checked, not guessed: the eigenvalue's law near the end (``fit``), whether a
+    critical point continues the branch past it (``beyond``), and whether an
+    index-1 partner lies along the soft mode just before it (``partner``).
+    """
+    labels = problems.check_labels(labels)
+    if not isinstance(branch, Branch):
+        raise ValueError(f"branch must be a Branch, got {type(branch).__name__}")
+    H_last = branch.points[-1]
+    last = {name: np.asarray(v)[-1] for name, v in branch.fields.items()}
+    bracket = (branch.tau_last, branch.tau_fail)
+    common = {
+        "bracket": bracket,
+        "loss": float(last["loss"]),
+        "gap": float(last["gap"]),
+        "lambda_min": float(last["lambda_min"]),
+    }
+    if branch.reached_end:
+        return Ending("reached_end", math.nan, fit={}, beyond={}, partner={}, reason="", **common)
+    tau_c = 0.5 * (branch.tau_last + branch.tau_fail)
+    taus, lams = np.asarray(branch.tau), np.asarray(branch.lambda_min)
+    m = min(fit_points, taus.size)
+    fit = _fits(taus[-m:], lams[-m:], branch.tau_last, branch.tau_fail) if m >= 3 else {}
+
+    settings = branch.settings
+    local = analyse(H_last, labels, branch.tau_last)
+    dtau = branch.tau_fail - branch.tau_last
+    s = step(H_last, labels, branch.tau_last, dtau, settings, local=local, max_index=-1)
+    beyond = {
+        "tau": s.tau,
+        "status": s.status,
+        "index": int(s.local.index) if s.local is not None else -1,
+        "loss": float(s.local.loss) if s.local is not None else math.nan,
+        "lambda_min": lambda_min(s.local) if s.local is not None else math.nan,
+        "on_branch": bool(s.status == "converged" and s.corrected <= s.allowed),
+        "corrected": s.corrected,
+        "allowed": s.allowed,
+    }
+
+    partner = {"found": False}
+    lam = lambda_min(local)
+    d3 = soft_cubic(H_last, labels, branch.tau_last, local.soft)
+    partner["cubic"] = d3
+    if lam > 0 and d3 != 0 and math.isfinite(d3):
+        # Along the soft mode f(s) ~ f0 + lam s^2/2 + d3 s^3/6: the other critical point is at s = -2 lam/d3.
+        s_star = -2.0 * lam / d3
+        gtol = corrector_gtol(H_last, labels, branch.tau_last, settings.gtol)
+        with precision.float64(), precision.float64_placement():
+            start = np.asarray(oblique.retract(jnp.asarray(H_last), s_star * jnp.asarray(local.soft)))
+        # Newton (blind to the index) converges to the critical point nearest the start.
+        X, other = newton_polish(start, labels, branch.tau_last, PARTNER_NEWTON_STEPS)
+        distance = rotation_distance(X, H_last)
+        partner.update(
+            predicted_step=s_star,
+            # Index 1 at a converged point: not the minimum, however close (at a fold they merge).
+            found=bool(float(other.grad_norm) <= gtol and int(other.index) == 1),
+            grad_norm=float(other.grad_norm),
+            index=int(other.index),
+            loss=float(other.loss),
+            loss_minus_minimum=float(other.loss) - float(local.loss),
+            lambda_min=lambda_min(other),
+            distance=distance,
+        )
+
+    if last["kind"] == "global_min":
+        kind, reason = "merges_global", "the last point is a global minimum (the gap to L* vanished)"
+    elif beyond["on_branch"] and beyond["index"] >= 1:
+        kind, reason = "crossing", "a critical point of index >= 1 continues the branch past its end"
+    elif not beyond["on_branch"] and partner["found"]:
+        kind = "fold"
+        reason = (
+            "no critical point continues the branch past its end; an index-1 saddle lies along the soft mode"
+        )
+    elif not beyond["on_branch"]:
+        kind = "undetermined"
+        reason = (
+            f"no critical point continues the branch past its end, but the soft mode "
+            f"(lambda_min = {float(last['lambda_min']):.3g}) holds no index-1 partner: the corrector "
+            "lost the branch before any eigenvalue reached zero"
+        )
+    else:
+        kind, reason = "undetermined", "the branch continues past its end with index 0 (a corrector failure)"
+    return Ending(kind, tau_c, fit=fit, beyond=beyond, partner=partner, reason=reason, **common)
+
+
+# --------------------------------------------------------------------------
+# A family: branches joined where the minimum falls past a fold
+
+
+def descent_bracket(H, labels, tau_lo: float, tau_hi: float, *, steps: int = 12) -> dict:
+    """Where a minimum stops existing, by descents: bisect ``[tau_lo, tau_hi]`` on whether the descent
+    from ``H`` (the branch's last point, at ``tau_lo``; moved by the tangent predictor to each ``tau``)
+    stays on a proven strict spurious minimum near ``H``.
+
+    Independent of the corrector (a descent, not Newton), so it also brackets ends the
+    corrector cannot approach (a branch racing at ``|dH/dtau| >> 1``). "Near ``H``": at
+    less than a tenth of the distance (modulo rotations) to where the descent lands at
+    ``tau_hi``, which must be elsewhere. Returns the bracket, and per tried ``tau`` the
+    landing's loss, kind, ``lambda_min`` (from ``verdict``) and distance.
+    """
+    H = np.asarray(H, np.float64)
+    tangent = analyse(H, labels, tau_lo).tangent
+
+    def start(tau):  # the tangent predictor: the branch may move fast (|dH/dtau| ~ 1e4 seen)
+        with precision.float64(), precision.float64_placement():
+            return np.asarray(oblique.retract(jnp.asarray(H), (tau - tau_lo) * jnp.asarray(tangent)))
+
+    far = descend(start(tau_hi), labels, tau_hi)
+    c = verdict.classify(far, labels, tau_hi)
+    reach = rotation_distance(far, H)
+    tried = [
+        {
+            "tau": tau_hi,
+            "loss": float(c.loss),
+            "kind": str(c.kind),
+            "strict_certified": bool(c.strict_certified),
+            "lambda_min": float(c.lambda_min),
+            "distance": reach,
+            "stays": False,
+        }
+    ]
+    lo, hi, last = float(tau_lo), float(tau_hi), None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        X = descend(start(mid), labels, mid)
+        c = verdict.classify(X, labels, mid)
+        dist = rotation_distance(X, H)
+        stays = bool(c.kind == "spurious_min" and c.strict_certified and dist < 0.1 * reach)
+        tried.append(
+            {
+                "tau": mid,
+                "loss": float(c.loss),
+                "kind": str(c.kind),
+                "strict_certified": bool(c.strict_certified),
+                "lambda_min": float(c.lambda_min),
+                "distance": dist,
+                "stays": stays,
+            }
+        )
+        if stays:
+            lo, last = mid, tried[-1]
+        else:
+            hi = mid
+    return {"bracket": [lo, hi], "last_minimum": last, "tried": tried}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Branches followed one after the other (``follow_family``) and what each ended with.
+
+    ``branches`` and ``endings`` pair up; ``landings`` records, after each
+    ending but the last, the descent from just past it (``tau``, ``loss``,
+    ``kind``, ``decided_by``, ``strict_certified``); ``tau_proven`` is the
+    largest ``tau`` at which any branch holds a proven strict spurious minimum.
+    """
+
+    branches: tuple
+    endings: tuple
+    landings: tuple
+    tau_proven: float
+
+    def to_json(self) -> dict:
+        return {
+            "tau_proven": self.tau_proven,
+            "branches": [
+                b.to_json() | {"ending": e.to_json()}
+                for b, e in zip(self.branches, self.endings, strict=True)
+            ],
+            "landings": list(self.landings),
+        }
+
+
+def descend(H0, labels, tau, *, tol: float = 1e-10, max_steps: int = 50000) -> np.ndarray:
+    """The scan's float64 descent (``scanner.solve_one``) from ``H0`` at ``tau``: where a minimum falls to."""
+    settings = scanner.ScanSettings(tol=tol, x64=True, max_steps=max_steps)
+    with precision.float64(), precision.float64_placement():
+        return np.asarray(
+            _descend(jnp.asarray(H0, jnp.float64), jnp.asarray(labels), jnp.asarray(float(tau)), settings)
+        )
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _descend(H0, labels, tau, settings):
+    return scanner.solve_one(H0, labels, tau, settings)[0]
+
+
+def follow_family(
+    H0,
+    labels,
+    tau_start,
+    tau_end,
+    settings: ContinuationSettings = ContinuationSettings(),
+    *,
+    past: float = 1e-5,
+    max_branches: int = 8,
+    progress: Callable | None = None,
+) -> Family:
+    """Continue ``H0`` (``continue_minimum``); where the branch folds, descend from ``past`` beyond the
+    bracket and continue the minimum it lands on, while that is a proven strict spurious minimum.
+
+    The family ends where a descent lands on the global minimum (or on a point
+    that is not a proven strict spurious minimum), where a branch ends other
+    than by a fold, at ``tau_end``, or after ``max_branches`` branches.
+    """
+    problems.check_positive("past", past)
+    problems.check_integer("max_branches", max_branches)
+    branches, endings, landings = [], [], []
+    H, tau = np.asarray(H0, np.float64), float(tau_start)
+    sign = 1.0 if tau_end > tau_start else -1.0
+    while len(branches) < max_branches:
+        branch = continue_minimum(H, labels, tau, tau_end, settings, progress=progress)
+        ending = diagnose_end(branch, labels)
+        branches.append(branch)
+        endings.append(ending)
+        if ending.kind != "fold":
+            break
+        tau = branch.tau_fail + sign * past
+        if sign * (tau_end - tau) <= 0:
+            break
+        X = descend(branch.points[-1], labels, tau)
+        c = verdict.classify(X, labels, tau)
+        landings.append(
+            {
+                "tau": tau,
+                "loss": float(c.loss),
+                "gap": float(c.gap),
+                "kind": str(c.kind),
+                "decided_by": str(c.decided_by),
+                "strict_certified": bool(c.strict_certified),
+                "loss_drop": float(branch.loss[-1]) - float(c.loss),
+            }
+        )
+        if not (c.kind == "spurious_min" and c.strict_certified):
+            break
+        H = X
+    proven = [b.tau_proven for b in branches if math.isfinite(b.tau_proven)]
+    return Family(
+        tuple(branches),
+        tuple(endings),
+        tuple(landings),
+        max(proven, key=lambda t: sign * t) if proven else math.nan,
+    )

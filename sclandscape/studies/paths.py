@@ -1,0 +1,164 @@
+"""The ``path`` study of a scan folder: minimum-energy paths between its distinct minima.
+
+Folder in, folder out: reads the scan (``folders.reading``), runs the string
+method between pairs of minima (``explore.paths.minimum_energy_path``), writes
+``paths.json``, the paths' arrays and figures (``drawing.tools.path_figure``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sclandscape.core import progress as progress_lib
+from sclandscape.drawing import plots, tools
+from sclandscape.explore.paths import PathSettings, minimum_energy_path
+from sclandscape.folders import atomic, reading, summaries
+
+
+def scan_paths(
+    out: str,
+    runs=None,
+    *,
+    settings: PathSettings | None = None,
+    max_pairs: int = 10,
+    formats=("png",),
+    progress=None,
+) -> dict:
+    """Minimum-energy paths between the distinct minima of the finished scan ``out``.
+
+    ``runs``: two run indices (the path between them), or ``None``: every pair
+    of the summary's distinct minima (lowest loss first, at most ``max_pairs``),
+    each represented by its lowest-loss run. Embeddings are the runs' own
+    (``--save-embeddings``) or their distinct points' (stored at scan time).
+
+    Writes ``out/paths.json`` (``problem``, ``global_loss`` and ``paths``, which
+    keeps the pairs computed by earlier calls and replaces those computed again:
+    one entry per pair with ``from`` / ``to`` (run indices), ``from_minimum`` /
+    ``to_minimum`` (the minima's point indices, as in ``points.npz`` and the
+    report, or ``None``), ``from_loss``, ``to_loss``, ``barrier``, ``barrier_reverse``, ``saddle_loss``,
+    ``saddle_index``, ``saddle_kind``, ``connects``, ..., ``segments``,
+    ``settings`` and ``profile``: ``s``, ``loss`` along the string),
+    ``out/paths/path_I_J.npz`` (images, losses, saddle) and
+    ``out/figures/path_I_J.{fmt}``; all atomically. Returns ``paths.json``'s
+    content with only this call's paths. ``ValueError`` (one line) on bad input.
+    """
+    settings = PathSettings() if settings is None else settings
+    data = reading.load_scan(out)
+    problem, runs_rec = data["problem"], data["runs"]
+    if problem.dim < 2:
+        raise ValueError("paths need d >= 2 (OB(n, 1) is a finite set)")
+    if problem.nonneg:
+        raise ValueError("paths of the non-negative (UFM+) problem are not supported")
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
+        raise ValueError(f"max_pairs must be an integer >= 1, got {max_pairs!r}")
+    formats = tuple(formats)
+    if any(f not in plots.FORMATS for f in formats):
+        raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
+    index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
+    kind = np.asarray(runs_rec["kind"]).astype(str)
+    minimum_of = {r: m for m, r, _ in reading.minimum_rows(data)}
+    if runs is not None:
+        runs = [int(i) for i in runs]
+        if len(runs) != 2 or runs[0] == runs[1]:
+            raise ValueError(f"give two different run indices, got {runs}")
+        bad = [i for i in runs if i not in index_of]
+        if bad:
+            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad}")
+        for i in runs:
+            if kind[index_of[i]] not in summaries.MINIMA:
+                raise ValueError(f"run {i} is {kind[index_of[i]]}, not a local minimum")
+        pairs = [(index_of[runs[0]], index_of[runs[1]])]
+    else:
+        reps = [r for _, r, _ in reading.minimum_rows(data)]
+        if len(reps) < 2:
+            raise ValueError(
+                f"{out}: the scan found {len(reps)} distinct minimum(s); a path needs two "
+                "(give --runs I,J for two runs of your choice)"
+            )
+        pairs = [(reps[i], reps[j]) for i in range(len(reps)) for j in range(i + 1, len(reps))][:max_pairs]
+    report = progress_lib.adapt(progress) or (lambda *a: None)
+    rows = sorted({r for pair in pairs for r in pair})
+    report(0, len(pairs), "embeddings", "saved" if "H" in runs_rec else "stored points")
+    found, notes = reading.embeddings(data, rows)
+    if notes:
+        raise ValueError(f"{out}: {notes[0]}")
+    global_loss = float(data["summary"]["global_loss"])
+    entries, figures = [], []
+    for p, (ra, rb) in enumerate(pairs):
+
+        def inner(done, total, phase=None, detail=None, p=p):
+            report(p, len(pairs), f"path {p + 1}/{len(pairs)}: {phase}", detail)
+
+        res = minimum_energy_path(
+            found[ra],
+            found[rb],
+            problem.labels,
+            problem.tau,
+            global_loss=global_loss,
+            settings=settings,
+            progress=inner,
+        )
+        i, j = int(runs_rec["run"][ra]), int(runs_rec["run"][rb])
+        name = f"path_{i}_{j}"
+        entry = {
+            "from": i,
+            "to": j,
+            "from_minimum": minimum_of.get(ra),
+            "to_minimum": minimum_of.get(rb),
+            "from_loss": float(res["losses"][0]),
+            "to_loss": float(res["losses"][-1]),
+            **{
+                k: res[k]
+                for k in (
+                    "barrier",
+                    "barrier_reverse",
+                    "saddle_loss",
+                    "saddle_index",
+                    "saddle_kind",
+                    "saddle_grad_norm",
+                    "saddle_status",
+                    "saddle_lambda_min",
+                    "saddle_position",
+                    "path_max_loss",
+                    "connects",
+                    "descent_losses",
+                    "converged",
+                    "distance",
+                    "length",
+                    "segments",
+                    "intermediate_minima",
+                )
+            },
+            "arrays": f"paths/{name}.npz",
+            "figures": [f"figures/{name}.{fmt}" for fmt in formats],
+            "profile": {"s": res["arclength"].tolist(), "loss": res["losses"].tolist()},
+        }
+        entries.append(entry)
+        report(p + 1, len(pairs), "writing", name)
+        atomic.write_npz(
+            os.path.join(out, entry["arrays"]),
+            {
+                "images": res["images"],
+                "losses": res["losses"],
+                "arclength": res["arclength"],
+                "saddle": res["saddle"],
+            },
+        )
+        fig = tools.path_figure(entry, global_loss, problem.to_json())
+        for fmt, rel in zip(formats, entry["figures"], strict=True):
+            atomic.write_atomic(os.path.join(out, rel), plots.figure_bytes(fig, fmt))
+            figures.append(rel)
+    # Paths computed earlier (other pairs, other settings) stay; a pair computed again is replaced.
+    path = os.path.join(out, "paths.json")
+    earlier = atomic.read_json(path).get("paths", []) if os.path.exists(path) else []
+    done = {(e["from"], e["to"]) for e in entries}
+    kept = [e for e in earlier if (e.get("from"), e.get("to")) not in done]
+    state = {
+        "problem": problem.to_json(),
+        "global_loss": global_loss,
+        "paths": kept + [{**e, "settings": settings.to_json()} for e in entries],
+    }
+    atomic.write_json(path, state)
+    return {**state, "paths": state["paths"][len(kept) :]}
