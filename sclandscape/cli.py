@@ -350,14 +350,15 @@ DEMO_CASES = (
 
 
 def _check_demo_folder(out: str) -> None:
-    """``--out`` of ``demo``: new, empty, or a demo folder (only ``case0``, ``case1``, ...)."""
+    """``--out`` of ``demo``: new, empty, or a demo folder (only ``case0``, ``case1``, ..., ``comparison.*``)."""
     from sclandscape import results
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} exists and is not a folder")
     if not results.holds_results(out):
         return
-    cases = {f"case{i}" for i in range(len(DEMO_CASES))}
+    # what the demo itself writes: one folder per case and the side-by-side figure
+    cases = {f"case{i}" for i in range(len(DEMO_CASES))} | {f"comparison.{fmt}" for fmt in ("png", "pdf")}
     other = sorted(
         n for n in os.listdir(out) if n not in cases and n != results.LOCK_NAME and not n.startswith(".tmp-")
     )

@@ -509,6 +509,19 @@ def test_demo_refuses_a_folder_that_is_not_a_demo_folder(tmp_path, capsys):
     _bad(["demo", "--out", str(tmp_path)], "is not a demo folder", capsys, str(tmp_path))
 
 
+def test_demo_accepts_its_own_output_folder(tmp_path):
+    """A second `make demo` finds case0, case1 and comparison.{png,pdf}: its own folder, accepted."""
+    for name in ("case0", "case1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    for name in ("comparison.png", "comparison.pdf"):
+        (tmp_path / name).write_bytes(b"x")
+    cli._check_demo_folder(str(tmp_path))  # no error
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not a demo folder"):
+        cli._check_demo_folder(str(tmp_path))
+
+
 @pytest.mark.slow  # ~11 s; the refusal itself is in the bad-input table above
 def test_a_corrected_sweep_runs_after_a_refused_one(tmp_path, capsys):
     out = str(tmp_path / "sweep")
