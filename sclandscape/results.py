@@ -64,6 +64,7 @@ from sclandscape import (
     census,
     compilation,
     hessian,
+    interrupts,
     metadata,
     metrics,
     oblique,
@@ -765,8 +766,11 @@ def run_scan(
     folder another scan is writing (``FolderLock``; held for the whole run).
     ``progress(done, total, phase, detail)`` (or a callable of the first two or
     three of those; ``sclandscape.progress``) is called as this process's runs
-    finish and at each phase change (``compiling``, ``first order``,
-    ``polish``, ``classification``, ``writing``);
+    leave the first-order phase (``done``; the detail says how many are
+    recorded) and at each phase change (``compiling``, ``first order``,
+    ``polish``, ``classification``, ``writing``). Default (``None``): a display
+    of its own (a bar in a terminal or notebook, lines in a log file;
+    ``progress.resolve``); ``False``: silent;
     ``log(line)`` gets notes on what was repaired (leftover lock records,
     a damaged ``runs.npz`` rebuilt, duplicate runs dropped).
 
@@ -779,11 +783,19 @@ def run_scan(
     wait for its ``config.json`` and require it to match. A wait with no progress
     for ``wait_timeout`` seconds raises ``ResultsError``.
     """
+    with progress_lib.resolve(progress, "scan") as report:
+        return _run_scan(
+            problem, n_inits, seed, settings, out, resume, keep_embeddings, report, process, wait_timeout, log
+        )
+
+
+def _run_scan(
+    problem, n_inits, seed, settings, out, resume, keep_embeddings, progress, process, wait_timeout, log
+) -> dict:
     started = time.time()
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     seed = problems.check_seed(seed)
-    progress = progress_lib.adapt(progress)
     p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ResultsError(f"--out {out} exists and is not a folder")
@@ -852,19 +864,29 @@ def run_scan(
         share = range(p, int(n_inits), count)
         todo = [i for i in share if i not in done]
         prefix = _chunk_prefix(p)
-        finished = len(share) - len(todo)
+        finished = earlier = len(share) - len(todo)
+        # The count shown: runs that have left the first-order phase (it moves as soon as runs finish,
+        # whether or not a batch is complete); the detail says how many are recorded in chunks. The
+        # interrupt line counts only the recorded ones.
+        interrupts.progress(finished, len(share))
         if progress:
-            progress(finished, len(share))
-            runner.on_phase = lambda phase, detail=None: progress(finished, len(share), phase, detail)
+            progress(finished, len(share), "compiling" if todo else "writing")
+            runner.on_phase = lambda phase, detail=None: progress(
+                earlier + runner.moved,
+                len(share),
+                phase,
+                f"{finished} recorded" if phase == "first order" else detail,
+            )
         for seq, part in enumerate(runner.results(todo)):
             if progress:
-                progress(finished, len(share), "writing", f"{part['run'].size} runs")
+                progress(earlier + runner.moved, len(share), "writing", f"{part['run'].size} runs")
             name = f"{prefix}{seq:05d}.npz"
             write_points(out, name, part.pop("points"))  # before the chunk: a chunk implies its points
             write_npz(os.path.join(chunks, name), part)
             finished += part["run"].size
+            interrupts.progress(finished, len(share))
             if progress:
-                progress(finished, len(share))
+                progress(max(finished, earlier + runner.moved), len(share), None, f"{finished} recorded")
         if count > 1:
             seen: dict = {}
             _wait(

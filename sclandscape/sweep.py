@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from sclandscape import metrics, plots, problems, results, scanner
+from sclandscape import progress as progress_lib
 
 AXES = ("dim", "tau", "R")
 AXIS_LABELS = {"dim": "embedding dimension $d$", "tau": r"temperature $\tau$", "R": "imbalance ratio $R$"}
@@ -191,7 +192,8 @@ def run_sweep(
       out: the sweep folder (new, empty, or a previous run of this same sweep).
       step: ``(k_maj, k_min, n_min)`` of the STEP counts, needed for an ``R`` axis.
       formats: of the phase-map figure.
-      progress: passed to ``results.run_scan`` for each cell.
+      progress: counts the runs of the whole sweep, each cell named in the detail (default: a display
+        of its own, ``progress.resolve``; ``False``: silent).
       log: called with one line per cell (skipped / done).
 
     Returns the content of ``out/sweep.json``: ``config``, ``cells`` (each with
@@ -222,10 +224,13 @@ def run_sweep(
     _check_folder(out, config)  # refuse before creating or locking anything
     created = not os.path.exists(out)
     try:
-        with results.lock_folder(out):  # one writer per sweep folder (each cell locks its own as well)
+        with (
+            results.lock_folder(out),  # one writer per sweep folder (each cell locks its own as well)
+            progress_lib.resolve(progress, "sweep") as report,
+        ):
             _check_folder(out, config)
             return _run_cells(
-                out, config, cells, cell_problems, n_inits, seed, settings, formats, progress, log
+                out, config, cells, cell_problems, n_inits, seed, settings, formats, report, log
             )
     finally:
         if created:
@@ -319,9 +324,12 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
         if os.path.exists(summary_path):
             summary = results.read_summary(summary_path)
             what = "done earlier, skipped"
+            if progress:
+                progress((i + 1) * n_inits, len(cells) * n_inits, "skipped", f"cell {i + 1}/{len(cells)} {cell['name']}")
         else:
+            shown = _cell_progress(progress, i, cells, cell, n_inits)
             summary = results.run_scan(
-                p, n_inits, seed, settings, folder, resume=True, progress=progress, log=log
+                p, n_inits, seed, settings, folder, resume=True, progress=shown, log=log
             )
             what = "done"
         cell.update(_cell_result(summary))
@@ -340,9 +348,29 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
                 f"{cell['fraction_global']:.3f}, {minima}"
             )
     state.update(_grids(state))
+    if progress:
+        progress(None, None, "drawing", "the phase map")
     state["figures"] = [os.path.relpath(f, out) for f in plot_sweep(out, formats, state=state)]
     _write_state(out, state)
     return state
+
+
+def _cell_progress(progress, i: int, cells, cell: dict, n_inits: int):
+    """The progress of cell ``i`` as part of the sweep's: runs of the whole sweep, the cell named."""
+    if not progress:
+        return False
+    report = progress_lib.adapt(progress)
+    where = f"cell {i + 1}/{len(cells)} {cell['name']}"
+
+    def cell_progress(done, total, phase=None, detail=None):
+        report(
+            None if done is None else i * n_inits + done,
+            len(cells) * n_inits,
+            phase,
+            where + (f": {detail}" if detail else ""),
+        )
+
+    return cell_progress
 
 
 def _write_state(out: str, state: dict) -> None:
