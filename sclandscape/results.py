@@ -904,9 +904,10 @@ def _run_scan(
         if merged.duplicates and log and p == 0:
             log(f"{merged.duplicates} runs were recorded twice in {chunks} (identical copies, counted once)")
         runs = merged.runs
+        points = merge_points(out, runs)
+        inherit_point_fields(runs, points)
         runs["kind"] = classify_records(runs, runner.optimum.loss, settings)
         runs["status_name"] = status_names(runs["status"])
-        points = merge_points(out, runs)
         summary = summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
         summary["attainable"] = problem.dim >= runner.optimum.rank
         summary["problem"] = problem.to_json()
@@ -1027,6 +1028,41 @@ def write_points(out: str, name: str, points: dict) -> None:
     """The distinct points a batch of runs found (the ``Scanner``'s ``points``) into ``out/points/name``."""
     if len(points.get("loss", [])):
         write_npz(os.path.join(out, "points", name), points)
+
+
+#: A run's fields that are its distinct point's verdict (``census.PointBook._inherit``): run field, point field.
+POINT_INHERITED = {
+    "hess_lambda_min": "lambda_min",
+    "hess_index": "index",
+    "hess_n_zero": "n_zero",
+    "hess_n_zero_predicted": "n_zero_predicted",
+    "hess_tol": "tol",
+    "strict_certified": "strict_certified",
+    "certified_radius": "certified_radius",
+    "lifted_index": "lifted_index",
+}
+
+
+def inherit_point_fields(runs: dict, points: dict) -> None:
+    """Each run that reached a distinct point takes that merged point's verdict (``POINT_INHERITED``).
+
+    Every session (a resumed scan, each process) judges its own copy of a
+    point; the copies agree to rounding, not to the bit. A run judged in a
+    later session would otherwise carry its session's copy (``hess_lambda_min``
+    and ``hess_tol`` differing in the last bits from an uninterrupted scan);
+    with the merged point's (the earliest session's copy, ``census.merge``)
+    the runs of a scan interrupted and resumed equal those of the
+    uninterrupted one. In place.
+    """
+    point = np.asarray(runs.get("point", np.full(runs["run"].size, -1)))
+    rows = np.flatnonzero(point >= 0)
+    if not rows.size or not len(points.get("loss", [])):
+        return
+    for field, source in POINT_INHERITED.items():
+        if field in runs and source in points:
+            values = np.array(runs[field], copy=True)
+            values[rows] = np.asarray(points[source])[point[rows]].astype(values.dtype)
+            runs[field] = values
 
 
 def merge_points(out: str, runs: dict) -> dict:

@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -772,7 +773,9 @@ class Scanner:
         compiled = ScanSettings(settings.optimise, settings.judge, compiled)
         self.optimum = optimum.global_optimum(problem.counts, problem.tau)
         # Names this scanner's points in results files shared by processes and resumed sessions.
-        self.session = int.from_bytes(os.urandom(7), "little")
+        # Grows with the start time (microseconds, then 8 random bits): the earliest session's copy of a
+        # point is the one a merge keeps (``census.merge``), the copy an uninterrupted scan has.
+        self.session = (time.time_ns() // 1000) << 8 | os.urandom(1)[0]
         self._initial = initial or (
             lambda k, i: initial_point(run_key(k, i), problem.n, problem.dim, self.dtype)
         )
