@@ -20,6 +20,15 @@ if _interrupts.invoked_as_command():
 # Each public name and the module that defines it, imported on first use (PEP 562): ``import
 # sclandscape`` (and so the command line's ``--help``) loads neither JAX nor the numerical modules.
 _EXPORTS = {
+    "enable_cache": "compilation",
+    "continue_minimum": "continuation",
+    "ContinuationSettings": "continuation",
+    "hessian_trace": "curvature",
+    "hessian_density": "curvature",
+    "minimum_energy_path": "paths",
+    "PathSettings": "paths",
+    "loss_slice": "slices",
+    "slice_direction": "slices",
     "certificate": "certify",
     "certificate_streaming": "certify",
     "check_gradient": "checks",
@@ -57,6 +66,15 @@ _EXPORTS = {
 }
 
 if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they live
+    from sclandscape.compilation import enable_cache as enable_cache
+    from sclandscape.continuation import continue_minimum as continue_minimum
+    from sclandscape.continuation import ContinuationSettings as ContinuationSettings
+    from sclandscape.curvature import hessian_trace as hessian_trace
+    from sclandscape.curvature import hessian_density as hessian_density
+    from sclandscape.paths import minimum_energy_path as minimum_energy_path
+    from sclandscape.paths import PathSettings as PathSettings
+    from sclandscape.slices import loss_slice as loss_slice
+    from sclandscape.slices import slice_direction as slice_direction
     from sclandscape.certify import certificate as certificate
     from sclandscape.certify import certificate_streaming as certificate_streaming
     from sclandscape.checks import check_gradient as check_gradient
@@ -113,8 +131,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ClassifySettings",
+    "ContinuationSettings",
     "CriticalSettings",
     "GlobalOptimum",
+    "PathSettings",
     "Problem",
     "Progress",
     "ScanSettings",
@@ -127,12 +147,18 @@ __all__ = [
     "check_hessian",
     "class_mean_gram",
     "classify",
+    "continue_minimum",
+    "enable_cache",
     "escape_direction",
     "find_critical",
     "global_optimum",
+    "hessian_density",
+    "hessian_trace",
     "labels_from_counts",
     "load_scan",
+    "loss_slice",
     "make_batches",
+    "minimum_energy_path",
     "nonneg_optimum_loss",
     "riemannian_hessian_eigs",
     "run_scan",
@@ -142,6 +168,7 @@ __all__ = [
     "sc_loss_minibatch",
     "sc_loss_streaming",
     "scan",
+    "slice_direction",
     "step_counts",
     "step_geometry",
     "step_optimum",

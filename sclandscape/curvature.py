@@ -107,6 +107,11 @@ def density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4, key=None
     return {"nodes": nodes, "weights": weights, "grid": grid, "density": values, "sigma": sigma}
 
 
+#: The public names (``sc.hessian_trace``, ``sc.hessian_density``): one call each, as in PyHessian.
+hessian_trace = hutchinson_trace
+hessian_density = density
+
+
 def scan_curvature(
     out: str,
     run_indices=None,
