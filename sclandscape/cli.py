@@ -35,6 +35,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         if action.default is None or action.default is False:
             return action.help
+        if isinstance(action.default, (tuple, list)):  # as it is typed: png,pdf (not ('png', 'pdf'))
+            return f"{action.help} (default: {','.join(str(v) for v in action.default)})"
         return super()._get_help_string(action)
 
 

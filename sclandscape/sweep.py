@@ -350,7 +350,8 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
     state.update(_grids(state))
     if progress:
         progress(None, None, "drawing", "the phase map")
-    state["figures"] = [os.path.relpath(f, out) for f in plot_sweep(out, formats, state=state)]
+    drawn = plot_sweep(out, formats, state=state)  # the phase map and report.md
+    state["figures"] = [os.path.relpath(f, out) for f in drawn if os.path.basename(f) != "report.md"]
     _write_state(out, state)
     return state
 
@@ -557,7 +558,7 @@ def _cell_note(n_spurious, n_local, upper, unattainable: bool) -> str:
     if unattainable:
         total = n_spurious + (n_local or 0)
         if total:
-            lines.append(f"{total} minima")
+            lines.append(f"{total} {'minimum' if total == 1 else 'minima'}")
         return "\n".join(lines)
     if n_spurious:
         lines.append(f"{n_spurious} spurious")
@@ -573,7 +574,8 @@ PHASE_MAP_FILES = tuple(f"phase_map.{fmt}" for fmt in plots.FORMATS)
 
 
 def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -> list[str]:
-    """(Re)draw ``out/figures/phase_map.*`` from ``out/sweep.json``; returns the written paths.
+    """(Re)draw ``out/figures/phase_map.*`` and ``out/report.md`` from ``out/sweep.json``; returns the
+    written paths (the report last).
 
     A phase map of a format not asked for this time (left by an earlier call)
     is removed, so ``figures/`` holds only the current drawing; no other file
@@ -599,4 +601,45 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         stale = os.path.join(out, "figures", name)
         if name not in keep and os.path.isfile(stale) and not os.path.islink(stale):
             os.remove(stale)
-    return written
+    report = os.path.join(out, "report.md")
+    results.write_atomic(report, sweep_report(state, [os.path.relpath(p, out) for p in written]).encode())
+    return written + [report]
+
+
+def sweep_report(state: dict, figures=()) -> str:
+    """``report.md`` of a sweep: its problem, one row per cell (from ``sweep.json``) and the phase map."""
+    config = state["config"]
+    lines = [
+        "# Sweep",
+        "",
+        _sweep_title(state).replace("\n", " ").replace("$\\tau$", "tau"),
+        "",
+        f"Axes: {', '.join(a['name'] + ' = ' + ', '.join(f'{v:g}' for v in a['values']) for a in config['axes'])}; "
+        f"seed {config['seed']}. Every cell is a scan folder of its own (`cells/NAME`, with its `summary.json`; "
+        "`sclandscape plot cells/NAME` draws its report).",
+        "",
+        "| cell | status | fraction at L* | distinct spurious minima | distinct local minima | "
+        "95% bound on the spurious fraction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell in state["cells"]:
+        done = cell.get("status") == "done"
+        bound = (cell.get("spurious_fraction") or {}).get("upper_95")
+        rank = cell.get("global_rank")
+        attainable = rank is None or cell["problem"]["dim"] >= rank
+        row = [
+            f"[{cell['name']}]({cell['path']})",
+            cell.get("status", ""),
+            f"{cell['fraction_global']:.3f}" if done else "",
+            str(cell.get("n_spurious_minima", "")) if done else "",
+            str(cell.get("n_local_minima", "")) if done else "",
+            (plots.percent(bound) if bound is not None and attainable else "L* not attainable")
+            if done
+            else "",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    for path in figures:
+        if path.endswith(".png"):
+            lines += ["", f"![phase map]({path})"]
+    lines += ["", "Per-cell numbers as a table: `sweep.csv`; everything: `sweep.json`.", ""]
+    return "\n".join(lines)

@@ -13,7 +13,9 @@ def run(*args):
 
 def test_optimum_json(capsys):
     assert cli.main(["optimum", "--step", "2", "2", "2", "5", "--tau", "1", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert text.endswith("}\n")  # one line, ended
+    data = json.loads(text)
     assert data["loss"] == pytest.approx(57.508222, abs=1e-6)
     assert data["counts"] == [10, 10, 2, 2]
 
@@ -109,10 +111,11 @@ def test_help_lists_every_command_and_shows_defaults(capsys):
         text = " ".join(command.format_help().split())  # the wrapping undone
         for action in command._actions:
             if action.default not in (None, False) and action.option_strings and action.dest != "help":
-                assert f"(default: {action.default})" in text or f"(default: {action.default}" in text, (
-                    name,
-                    action.dest,
-                )
+                shown = action.default
+                if isinstance(shown, (tuple, list)):  # written as typed on the command line
+                    shown = ",".join(map(str, shown))
+                assert f"(default: {shown})" in text or f"(default: {shown}" in text, (name, action.dest)
+        assert "('" not in text, name  # no Python tuple
         assert "(default: None)" not in text and "(default: False)" not in text
 
 
