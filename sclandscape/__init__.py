@@ -66,21 +66,17 @@ _EXPORTS = {
 }
 
 if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they live
-    from sclandscape.compilation import enable_cache as enable_cache
-    from sclandscape.continuation import continue_minimum as continue_minimum
-    from sclandscape.continuation import ContinuationSettings as ContinuationSettings
-    from sclandscape.curvature import hessian_trace as hessian_trace
-    from sclandscape.curvature import hessian_density as hessian_density
-    from sclandscape.paths import minimum_energy_path as minimum_energy_path
-    from sclandscape.paths import PathSettings as PathSettings
-    from sclandscape.slices import loss_slice as loss_slice
-    from sclandscape.slices import slice_direction as slice_direction
     from sclandscape.certify import certificate as certificate
     from sclandscape.certify import certificate_streaming as certificate_streaming
     from sclandscape.checks import check_gradient as check_gradient
     from sclandscape.checks import check_hessian as check_hessian
+    from sclandscape.compilation import enable_cache as enable_cache
+    from sclandscape.continuation import ContinuationSettings as ContinuationSettings
+    from sclandscape.continuation import continue_minimum as continue_minimum
     from sclandscape.critical import CriticalSettings as CriticalSettings
     from sclandscape.critical import find_critical as find_critical
+    from sclandscape.curvature import hessian_density as hessian_density
+    from sclandscape.curvature import hessian_trace as hessian_trace
     from sclandscape.hessian import escape_direction as escape_direction
     from sclandscape.hessian import riemannian_hessian_eigs as riemannian_hessian_eigs
     from sclandscape.loss import make_batches as make_batches
@@ -96,6 +92,8 @@ if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they l
     from sclandscape.optimum import nonneg_optimum_loss as nonneg_optimum_loss
     from sclandscape.optimum import step_geometry as step_geometry
     from sclandscape.optimum import step_optimum as step_optimum
+    from sclandscape.paths import PathSettings as PathSettings
+    from sclandscape.paths import minimum_energy_path as minimum_energy_path
     from sclandscape.problems import Problem as Problem
     from sclandscape.problems import balanced_counts as balanced_counts
     from sclandscape.problems import labels_from_counts as labels_from_counts
@@ -106,6 +104,8 @@ if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they l
     from sclandscape.results import summarize as summarize
     from sclandscape.scanner import ScanSettings as ScanSettings
     from sclandscape.scanner import scan as scan
+    from sclandscape.slices import loss_slice as loss_slice
+    from sclandscape.slices import slice_direction as slice_direction
     from sclandscape.streaming import sc_loss_streaming as sc_loss_streaming
     from sclandscape.verdict import ClassifySettings as ClassifySettings
     from sclandscape.verdict import classify as classify

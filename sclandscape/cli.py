@@ -357,7 +357,7 @@ DEMO_CASES = (
 
 
 def _check_demo_folder(out: str) -> None:
-    """``--out`` of ``demo``: new, empty, or a demo folder (only ``case0``, ``case1``, ..., ``comparison.*``)."""
+    """``--out`` of ``demo``: new, empty, or a demo folder (``case0``, ``case1``, ..., ``comparison.*``)."""
     from sclandscape import results
 
     if os.path.exists(out) and not os.path.isdir(out):

@@ -728,7 +728,9 @@ def _eigen_panel(ax, gap, lam, kinds, floor, tol) -> None:
     ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
     if tol is not None:
         ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
-    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"gap floor {_fmt(floor)}")
+    ax.axvline(
+        floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"gap floor {_fmt(floor)}"
+    )
     ax.set_xlim(10 ** xlim[0], 10 ** xlim[1])
     ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
     ax.set_ylabel("smallest Hessian eigenvalue\n(symmetry modes removed)")

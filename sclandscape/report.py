@@ -148,7 +148,9 @@ def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list
     for i, q in zip(r.tolist(), p.tolist(), strict=True):
         if int(i) >= 0:
             if int(i) not in row_of:
-                return [], [f"hessian_spectrum: hessian/spectra.npz holds run {int(i)}, which runs.npz does not"]
+                return [], [
+                    f"hessian_spectrum: hessian/spectra.npz holds run {int(i)}, which runs.npz does not"
+                ]
             rows.append(row_of[int(i)])
         else:
             members = np.flatnonzero(point == int(q)) if int(q) >= 0 else np.array([], np.int64)

@@ -1030,7 +1030,7 @@ def write_points(out: str, name: str, points: dict) -> None:
         write_npz(os.path.join(out, "points", name), points)
 
 
-#: A run's fields that are its distinct point's verdict (``census.PointBook._inherit``): run field, point field.
+#: A run's fields that are its distinct point's verdict (``census.PointBook._inherit``): run: point field.
 POINT_INHERITED = {
     "hess_lambda_min": "lambda_min",
     "hess_index": "index",

@@ -325,7 +325,12 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
             summary = results.read_summary(summary_path)
             what = "done earlier, skipped"
             if progress:
-                progress((i + 1) * n_inits, len(cells) * n_inits, "skipped", f"cell {i + 1}/{len(cells)} {cell['name']}")
+                progress(
+                    (i + 1) * n_inits,
+                    len(cells) * n_inits,
+                    "skipped",
+                    f"cell {i + 1}/{len(cells)} {cell['name']}",
+                )
         else:
             shown = _cell_progress(progress, i, cells, cell, n_inits)
             summary = results.run_scan(
@@ -609,14 +614,14 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
 def sweep_report(state: dict, figures=()) -> str:
     """``report.md`` of a sweep: its problem, one row per cell (from ``sweep.json``) and the phase map."""
     config = state["config"]
+    axes = "; ".join(a["name"] + " = " + ", ".join(f"{v:g}" for v in a["values"]) for a in config["axes"])
     lines = [
         "# Sweep",
         "",
         _sweep_title(state).replace("\n", " ").replace("$\\tau$", "tau"),
         "",
-        f"Axes: {', '.join(a['name'] + ' = ' + ', '.join(f'{v:g}' for v in a['values']) for a in config['axes'])}; "
-        f"seed {config['seed']}. Every cell is a scan folder of its own (`cells/NAME`, with its `summary.json`; "
-        "`sclandscape plot cells/NAME` draws its report).",
+        f"Axes: {axes}; seed {config['seed']}. Every cell is a scan folder of its own (`cells/NAME`, "
+        "with its `summary.json`; `sclandscape plot cells/NAME` draws its report).",
         "",
         "| cell | status | fraction at L* | distinct spurious minima | distinct local minima | "
         "95% bound on the spurious fraction |",

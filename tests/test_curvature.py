@@ -107,5 +107,11 @@ def test_the_python_face_of_the_cli_tools():
     assert np.all(np.isfinite(dens["density"])) and dens["grid"].size == dens["density"].size
     u = sc.slice_direction(H, labels, 1.0, "random:0")["vector"]
     assert sc.loss_slice(H, labels, 1.0, u[None], [np.linspace(-0.1, 0.1, 5)]).shape == (5,)
-    for name in ("minimum_energy_path", "PathSettings", "continue_minimum", "ContinuationSettings", "enable_cache"):
+    for name in (
+        "minimum_energy_path",
+        "PathSettings",
+        "continue_minimum",
+        "ContinuationSettings",
+        "enable_cache",
+    ):
         assert callable(getattr(sc, name))

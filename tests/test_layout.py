@@ -142,7 +142,9 @@ def test_every_name_read_from_a_module_exists():
 
 def _repository_url() -> str:
     text = (ROOT / "pyproject.toml").read_text()
-    match = re.search(r'^\[project\.urls\]\s*\nRepository = "(https://github\.com/[^"/]+/[^"/]+)"', text, re.M)
+    match = re.search(
+        r'^\[project\.urls\]\s*\nRepository = "(https://github\.com/[^"/]+/[^"/]+)"', text, re.M
+    )
     assert match, "pyproject.toml needs [project.urls] Repository"
     return match.group(1)
 
@@ -170,9 +172,21 @@ def test_docs_hold_the_reference_and_stand_on_their_own():
     """What the README no longer carries is in docs/guide.md; no placeholder, no machine paths."""
     guide = (ROOT / "docs" / "guide.md").read_text()
     for needle in (
-        "--memory-budget", "SCLANDSCAPE_CACHE_DIR", "--coordinator", "check_gradient", "--optimizer adam",
-        "DIR/.lock", "--resume", "sclandscape slice DIR", "hessian DIR --trace --density", "## Verdicts",
-        "decided_by", "make bench-accelerator", "jax[tpu]", "progress=False", "sc.hessian_trace",
+        "--memory-budget",
+        "SCLANDSCAPE_CACHE_DIR",
+        "--coordinator",
+        "check_gradient",
+        "--optimizer adam",
+        "DIR/.lock",
+        "--resume",
+        "sclandscape slice DIR",
+        "hessian DIR --trace --density",
+        "## Verdicts",
+        "decided_by",
+        "make bench-accelerator",
+        "jax[tpu]",
+        "progress=False",
+        "sc.hessian_trace",
     ):
         assert needle in guide, needle
     texts = [ROOT / "README.md", ROOT / "notebooks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

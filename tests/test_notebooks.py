@@ -75,10 +75,18 @@ def test_colab_cell_installs_from_a_reachable_source_and_only_on_colab():
     first = next(c for c in book.cells if c.cell_type == "code").source
     assigned = [line for line in first.splitlines() if line.startswith("REPOSITORY = ")]
     assert assigned == [f'REPOSITORY = "{url}"']
-    for needle in ('"google.colab" in sys.modules', "nvidia-smi", "/content/sclandscape-*.whl", "git+{REPOSITORY}.git"):
+    for needle in (
+        '"google.colab" in sys.modules',
+        "nvidia-smi",
+        "/content/sclandscape-*.whl",
+        "git+{REPOSITORY}.git",
+    ):
         assert needle in first
     assert "jax[cuda12]" in first and "jax[tpu]" in first and "jax.devices()" in first
     owner_repo = url.removeprefix("https://github.com/")
     for cell in book.cells:
         assert "<owner>" not in cell.source
-    assert f"colab.research.google.com/github/{owner_repo}/blob/main/notebooks/02_colab_tpu.ipynb" in book.cells[0].source
+    assert (
+        f"colab.research.google.com/github/{owner_repo}/blob/main/notebooks/02_colab_tpu.ipynb"
+        in book.cells[0].source
+    )
