@@ -20,6 +20,15 @@ if _interrupts.invoked_as_command():
 # Each public name and the module that defines it, imported on first use (PEP 562): ``import
 # sclandscape`` (and so the command line's ``--help``) loads neither JAX nor the numerical modules.
 _EXPORTS = {
+    "enable_cache": "core.compilation",
+    "continue_minimum": "explore.continuation",
+    "ContinuationSettings": "explore.continuation",
+    "hessian_trace": "explore.curvature",
+    "hessian_density": "explore.curvature",
+    "minimum_energy_path": "explore.paths",
+    "PathSettings": "explore.paths",
+    "loss_slice": "explore.slices",
+    "slice_direction": "explore.slices",
     "certificate": "theory.certify",
     "certificate_streaming": "theory.certify",
     "check_gradient": "explore.checks",
@@ -58,6 +67,7 @@ _EXPORTS = {
 }
 
 if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they live
+    from sclandscape.core.compilation import enable_cache as enable_cache
     from sclandscape.core.problems import Problem as Problem
     from sclandscape.core.problems import balanced_counts as balanced_counts
     from sclandscape.core.problems import labels_from_counts as labels_from_counts
@@ -68,9 +78,17 @@ if _typing.TYPE_CHECKING:  # what static tools see: the names, from where they l
     from sclandscape.drawing.tools import taylor_figure as taylor_figure
     from sclandscape.explore.checks import check_gradient as check_gradient
     from sclandscape.explore.checks import check_hessian as check_hessian
+    from sclandscape.explore.continuation import ContinuationSettings as ContinuationSettings
+    from sclandscape.explore.continuation import continue_minimum as continue_minimum
     from sclandscape.explore.critical import CriticalSettings as CriticalSettings
     from sclandscape.explore.critical import find_critical as find_critical
+    from sclandscape.explore.curvature import hessian_density as hessian_density
+    from sclandscape.explore.curvature import hessian_trace as hessian_trace
+    from sclandscape.explore.paths import PathSettings as PathSettings
+    from sclandscape.explore.paths import minimum_energy_path as minimum_energy_path
     from sclandscape.explore.scanner import scan as scan
+    from sclandscape.explore.slices import loss_slice as loss_slice
+    from sclandscape.explore.slices import slice_direction as slice_direction
     from sclandscape.folders.reading import load_scan as load_scan
     from sclandscape.folders.summaries import summarize as summarize
     from sclandscape.numerics.loss import make_batches as make_batches
@@ -115,8 +133,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ClassifySettings",
+    "ContinuationSettings",
     "CriticalSettings",
     "GlobalOptimum",
+    "PathSettings",
     "Problem",
     "Progress",
     "ScanSettings",
@@ -129,12 +149,18 @@ __all__ = [
     "check_hessian",
     "class_mean_gram",
     "classify",
+    "continue_minimum",
+    "enable_cache",
     "escape_direction",
     "find_critical",
     "global_optimum",
+    "hessian_density",
+    "hessian_trace",
     "labels_from_counts",
     "load_scan",
+    "loss_slice",
     "make_batches",
+    "minimum_energy_path",
     "nonneg_optimum_loss",
     "riemannian_hessian_eigs",
     "run_scan",
@@ -144,6 +170,7 @@ __all__ = [
     "sc_loss_minibatch",
     "sc_loss_streaming",
     "scan",
+    "slice_direction",
     "step_counts",
     "step_geometry",
     "step_optimum",

@@ -35,6 +35,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         if action.default is None or action.default is False:
             return action.help
+        if isinstance(action.default, (tuple, list)):  # as it is typed: png,pdf (not ('png', 'pdf'))
+            return f"{action.help} (default: {','.join(str(v) for v in action.default)})"
         return super()._get_help_string(action)
 
 
@@ -195,13 +197,18 @@ def _optimizer_settings(args) -> dict:
     return fields
 
 
-def _progress(quiet: bool, label: str = "scan"):
+def _progress(quiet: bool, label: str = "scan", unit: str = "runs", *, counts: bool = True):
     """The progress display of a long command (``sclandscape.core.progress``): a bar on a terminal or in a
-    notebook, plain lines when stderr goes to a file, nothing with ``--quiet``. Use with ``with``."""
+    notebook, plain lines when stderr goes to a file, nothing with ``--quiet``. Use with ``with``.
+
+    ``unit``: what the count counts. ``counts``: the interrupt line reports the display's count (a
+    scan reports its recorded runs itself, ``scan_study.run_scan``)."""
     from sclandscape.core import interrupts, progress
 
-    shown = progress.display(label, quiet=quiet)
-    shown.observers.append(lambda done, total: interrupts.progress(done, total, drawn=shown.mode == "bar"))
+    shown = progress.display(label, quiet=quiet, unit=unit)
+    interrupts.drawn(shown.mode == "bar")
+    if counts:
+        shown.observers.append(lambda done, total: interrupts.progress(done, total))
     return shown
 
 
@@ -323,7 +330,7 @@ def _cmd_scan(args) -> int:
     interrupts.expect("rerun with --resume")
     _join_processes(args)
     _start_jax(args)
-    with _progress(args.quiet, "scan") as progress, compilation.Stopwatch() as watch:
+    with _progress(args.quiet, "scan", counts=False) as progress, compilation.Stopwatch() as watch:
         summary = scan_study.run_scan(
             problem,
             args.inits,
@@ -351,14 +358,15 @@ DEMO_CASES = (
 
 
 def _check_demo_folder(out: str) -> None:
-    """``--out`` of ``demo``: new, empty, or a demo folder (only ``case0``, ``case1``, ...)."""
+    """``--out`` of ``demo``: new, empty, or a demo folder (``case0``, ``case1``, ..., ``comparison.*``)."""
     from sclandscape.folders import atomic, identity
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} exists and is not a folder")
     if not identity.holds_results(out):
         return
-    cases = {f"case{i}" for i in range(len(DEMO_CASES))}
+    # what the demo itself writes: one folder per case and the side-by-side figure
+    cases = {f"case{i}" for i in range(len(DEMO_CASES))} | {f"comparison.{fmt}" for fmt in ("png", "pdf")}
     other = sorted(
         n for n in os.listdir(out) if n not in cases and n != atomic.LOCK_NAME and not n.startswith(".tmp-")
     )
@@ -384,7 +392,7 @@ def _cmd_demo(args) -> int:
         folders.append(out)
         print(f"== {title}: counts={list(counts)} d={dim} tau={tau}")
         settings = scanner.ScanSettings(tol=1e-9, x64=True, slots=64)
-        with _progress(args.quiet, f"demo case {i}") as progress:
+        with _progress(args.quiet, f"demo case {i}", counts=False) as progress:
             summary = scan_study.run_scan(
                 problems.Problem(counts, dim, tau),
                 args.inits,
@@ -396,9 +404,9 @@ def _cmd_demo(args) -> int:
                 log=_note,
             )
         _print_summary(summary, out)
-        with _progress(args.quiet, f"demo case {i}: hessian") as progress:
+        with _progress(args.quiet, f"demo case {i}: hessian", "points", counts=False) as progress:
             hessian_study.hessian_spectra(out, progress=progress)
-        with _progress(args.quiet, f"demo case {i}: plot") as progress:
+        with _progress(args.quiet, f"demo case {i}: plot", "figures", counts=False) as progress:
             report.plot_results(out, progress=progress)
         print(f"report: {os.path.join(out, 'report.md')}")
     # the two regimes side by side (d >= k - 1 beside d < k - 1), read back from the two folders
@@ -416,7 +424,7 @@ def _cmd_curvature(args) -> int:
 
     runs = _parse_runs(args.runs)
     _start_jax(args)
-    with _progress(args.quiet, "hessian") as progress:
+    with _progress(args.quiet, "hessian", "points") as progress:
         record = curvature.scan_curvature(
             args.dir,
             runs,
@@ -454,7 +462,7 @@ def _cmd_hessian(args) -> int:
         except ValueError:
             raise _UsageError(f"--runs must be comma-separated run indices, got {args.runs!r}") from None
     _start_jax(args)
-    with _progress(args.quiet, "hessian") as progress:
+    with _progress(args.quiet, "hessian", "points") as progress:
         path = hessian_study.hessian_spectra(args.dir, runs, progress=progress)
     data = atomic.read_npz(path)
     header = ("run", "point", "kind", "index", "lambda_min", "zeros(pred)", "loss")
@@ -582,7 +590,7 @@ def _cmd_plot(args) -> int:
     if not os.path.isdir(args.dir):
         raise ValueError(f"{args.dir} is not a folder")
     _start_jax(args)
-    with _progress(args.quiet, "plot") as progress:
+    with _progress(args.quiet, "plot", "figures") as progress:
         if os.path.exists(os.path.join(args.dir, "sweep.json")):
             progress.phase("drawing", "the phase map")
             written = sweep.plot_sweep(args.dir, args.formats)
@@ -630,7 +638,7 @@ def _cmd_sweep(args) -> int:
     settings = _settings(args)
     interrupts.expect("rerun the same sweep command to continue it", "runs of the current cell")
     _start_jax(args)
-    with _progress(args.quiet, "sweep") as progress:
+    with _progress(args.quiet, "sweep", counts=False) as progress:
         state = sweep.run_sweep(
             problem,
             grid,
@@ -746,7 +754,7 @@ def _cmd_path(args) -> int:
     runs = _parse_runs(args.runs, 2)
     settings = paths.PathSettings(images=args.images, max_iter=args.max_iter)
     _start_jax(args)
-    with _progress(args.quiet, "path") as progress:
+    with _progress(args.quiet, "path", "pairs") as progress:
         state = path_study.scan_paths(
             args.dir,
             runs,

@@ -62,9 +62,17 @@ def expect(hint: str, what: str = "runs") -> None:
     _STATE.update(done=None, total=None, what=what, hint=hint, drawn=False)
 
 
-def progress(done: int, total: int, *, drawn: bool = False) -> None:
-    """Record ``done`` of ``total`` (``drawn``: a progress bar is on the terminal's last line)."""
-    _STATE.update(done=done, total=total, drawn=drawn)
+def progress(done: int, total: int, *, drawn: bool | None = None) -> None:
+    """Record ``done`` of ``total`` (``drawn``: a progress bar is on the terminal's last line; ``None``
+    leaves it as it was). A scan records here the runs its chunks hold (``studies.scan.run_scan``)."""
+    _STATE.update(done=done, total=total)
+    if drawn is not None:
+        _STATE["drawn"] = drawn
+
+
+def drawn(flag: bool) -> None:
+    """Whether a progress bar is on the terminal's last line (the interrupt line then starts afresh)."""
+    _STATE["drawn"] = bool(flag)
 
 
 def message() -> str:

@@ -44,7 +44,9 @@ This module imports nothing from the package (any layer may use it).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import sys
 import threading
 import time
@@ -57,6 +59,11 @@ BAR_WIDTH = 24
 MIN_WINDOW = 1.0
 #: Seconds the command line's display stays silent in ``lines`` mode (module docstring, "Grace").
 GRACE = 1.0
+#: Seconds after its count completed (and nothing more was reported) that a display never closed stops.
+IDLE_STOP = 30.0
+#: ``SCLANDSCAPE_PROGRESS``: ``off`` silences the default display of the Python API (``resolve``);
+#: ``bar`` or ``lines`` force that mode.
+ENV = "SCLANDSCAPE_PROGRESS"
 
 
 def _format_seconds(seconds: float) -> str:
@@ -164,6 +171,7 @@ class Progress:
         self._base: int | None = None  # `done` when the current total was first seen
         self._rate: float | None = None
         self._last_line = -float("inf")
+        self._last_call = self.start
         self._seen: set[str] = set()
         self._last_draw = -float("inf")
         self._width = 0
@@ -189,6 +197,7 @@ class Progress:
             return
         with self._lock:
             now = time.monotonic()
+            self._last_call = now
             changed_phase = phase is not None and phase != self.phase_name
             if done is not None and self.done is not None and int(done) < self.done:
                 self._base, self._first, self._rate = None, None, None  # counting again (a new sweep cell)
@@ -296,13 +305,14 @@ class Progress:
         return self.total is not None and self.done is not None and self.done >= self.total
 
     def _ensure_heartbeat(self) -> None:
-        if self._thread is None and not self.closed and not self._finished():
+        if self._thread is None and not self.closed:
             self._thread = threading.Thread(target=self._beat, name="sclandscape-progress", daemon=True)
             self._thread.start()
 
     def _beat(self) -> None:
-        # Beats while work is under way; it stops once the count is complete (a display that is never
-        # closed then falls silent) and starts again if counting starts again (a new sweep cell).
+        # Beats while work is under way, the count complete or not (the last batch of a scan is still
+        # polished and judged once every run has left the first-order phase); a display that is never
+        # closed falls silent IDLE_STOP seconds after its count completed and nothing more came.
         period = 1.0 if self.mode == "bar" else self.interval
         while True:
             wait = period
@@ -311,7 +321,7 @@ class Progress:
             if self._stop.wait(wait):
                 return
             with self._lock:
-                if self.closed or self._finished():
+                if self.closed or (self._finished() and time.monotonic() - self._last_call > IDLE_STOP):
                     self._thread = None
                     return
                 now = time.monotonic()
@@ -361,6 +371,33 @@ class Progress:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(failed=exc_type is not None)
+
+
+@contextlib.contextmanager
+def resolve(progress, label: str, unit: str = "runs"):
+    """The ``progress`` argument of a long entry point of the Python API as a callable (or ``None``).
+
+    ``None`` (the default): a display of its own, as ``tqdm.auto`` would (a bar in a notebook or a
+    terminal, plain lines in a log file, ``GRACE`` seconds of silence in a log), closed when the work
+    ends; ``$SCLANDSCAPE_PROGRESS=off`` silences it. ``False``: silent. A callable: ``adapt(progress)``
+    (a ``Progress`` the caller opened is left open).
+    """
+    if progress is False:
+        yield None
+        return
+    if progress is not None:
+        yield adapt(progress)
+        return
+    mode = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        mode = "auto"
+    shown = Progress(label, mode=mode, unit=unit, grace=GRACE)
+    try:
+        yield shown
+    except BaseException:
+        shown.close(failed=True)
+        raise
+    shown.close()
 
 
 def display(label: str, *, quiet: bool = False, **kwargs) -> Progress:

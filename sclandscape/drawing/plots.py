@@ -357,7 +357,7 @@ def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None
     counts = _stacked_bars(ax, edges, _groups(values, kinds))
     ax.set_xscale("log")
     ax.set_xlim(edges[0] / 3, edges[-1] * 3)
-    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
+    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"floor {_fmt(floor)}")
     _annotate_bins(ax, edges, np.sum(list(counts.values()), axis=0))
     ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     return counts
@@ -729,7 +729,9 @@ def _eigen_panel(ax, gap, lam, kinds, floor, tol) -> None:
     ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
     if tol is not None:
         ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
-    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8)
+    ax.axvline(
+        floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"gap floor {_fmt(floor)}"
+    )
     ax.set_xlim(10 ** xlim[0], 10 ** xlim[1])
     ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
     ax.set_ylabel("smallest Hessian eigenvalue\n(symmetry modes removed)")
@@ -924,7 +926,7 @@ def hessian_spectrum(
         ax.set_xlabel(f"eigenvalue index (of {N})")
         ax.set_ylabel(f"Hessian eigenvalue\n(symlog, linear below {_fmt(linthresh)})")
         ax.set_xlim(0, N + 1)
-        _top_legend(fig, ax, title=title)
+        _top_legend(fig, ax, title=title, ncols=1)
         edges = _symlog_edges(eigs.ravel(), linthresh, bins)
         if kinds is None:
             counts, _ = np.histogram(eigs.ravel(), edges)

@@ -142,9 +142,30 @@ def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list
             f"hessian_spectrum: hessian/spectra.npz eigenvalues {eigs.shape} do not match runs {r.shape}"
         ]
     row_of = {int(i): j for j, i in enumerate(np.asarray(runs["run"]).tolist())}
-    if any(int(i) not in row_of for i in r):
-        return [], ["hessian_spectrum: hessian/spectra.npz holds runs that runs.npz does not"]
-    rows = np.array([row_of[int(i)] for i in r])
+    # An entry of a distinct point (run -1, ``hessian DIR``'s default) stands for the point's
+    # lowest-loss member run, the run the report names for that point everywhere else.
+    p = np.asarray(data["points"]) if "points" in data else np.full(r.size, -1)
+    point = np.asarray(runs.get("point", np.full(len(row_of), -1)))
+    loss_all = np.asarray(runs["loss"])
+    rows, named = [], []
+    for i, q in zip(r.tolist(), p.tolist(), strict=True):
+        if int(i) >= 0:
+            if int(i) not in row_of:
+                return [], [
+                    f"hessian_spectrum: hessian/spectra.npz holds run {int(i)}, which runs.npz does not"
+                ]
+            rows.append(row_of[int(i)])
+        else:
+            members = np.flatnonzero(point == int(q)) if int(q) >= 0 else np.array([], np.int64)
+            if not members.size:
+                return [], [
+                    f"hessian_spectrum: hessian/spectra.npz holds point {int(q)}, which no run of runs.npz "
+                    "ends at (rerun `sclandscape hessian DIR`)"
+                ]
+            rows.append(int(members[np.argmin(loss_all[members])]))
+        named.append(int(runs["run"][rows[-1]]))
+    rows = np.array(rows, np.int64)
+    r = np.array(named, np.int64)
     kinds = np.asarray(runs["kind"]).astype(str)[rows]
     own = np.asarray(data["kind"]).astype(str) if "kind" in data else kinds
     loss = np.asarray(runs["loss"])[rows]

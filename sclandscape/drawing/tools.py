@@ -130,7 +130,8 @@ def path_figure(entry: dict, global_loss: float, problem: dict, *, width: float 
             f"counts {counts}, d={problem['dim']}, $\\tau$={problem['tau']:g}: "
             f"barrier {entry['barrier']:.3g} / {entry['barrier_reverse']:.3g}"
         )
-        ax.legend(loc="best")
+        # below the axes: inside them a legend covers the profile, wherever its bump lies
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3)
     return fig
 
 

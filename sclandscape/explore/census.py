@@ -205,8 +205,9 @@ def group_points(points: dict, labels, tau) -> np.ndarray:
 def merge(points: dict, labels, tau) -> tuple[dict, np.ndarray]:
     """Group ``points`` (``group_points``) and number the groups by loss: ``(merged, image)``.
 
-    ``merged`` holds one row per group, its representative the member closest
-    to its critical point (smallest ``refined_radius``, then gradient), and
+    ``merged`` holds one row per group, its representative the earliest
+    session's member (``session``), then the one closest to its critical point
+    (smallest ``refined_radius``, then gradient), and
     ``merged_points`` (how many points it joins); ``image[i]`` is point
     ``i``'s new index. Groups are sorted by the representative's loss (ties:
     kind order): the one numbering of a scan's points.
@@ -219,8 +220,15 @@ def merge(points: dict, labels, tau) -> tuple[dict, np.ndarray]:
     reps = []
     for g in roots:
         members = np.flatnonzero(group == g)
+        # The earliest session's copy first (session ids grow with the start time, ``Scanner``), so a
+        # scan interrupted and resumed keeps the copy its uninterrupted twin has; then the closest.
+        session = np.asarray(points.get("session", np.zeros(m, np.int64)))[members]
         key = np.lexsort(
-            (np.asarray(points["grad_norm"])[members], np.asarray(points["refined_radius"])[members])
+            (
+                np.asarray(points["grad_norm"])[members],
+                np.asarray(points["refined_radius"])[members],
+                session,
+            )
         )
         reps.append(int(members[key[0]]))
     kind_order = {k: i for i, k in enumerate(metrics.KINDS)}

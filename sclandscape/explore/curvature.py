@@ -105,3 +105,8 @@ def density(H, labels, tau, *, num_iter: int = 80, num_probes: int = 4, key=None
         grid = np.linspace(lo - 3 * sigma, hi + 3 * sigma, GRID_POINTS)
         values = np.asarray(hessian.density_on_grid(nodes, weights, grid, sigma))
     return {"nodes": nodes, "weights": weights, "grid": grid, "density": values, "sigma": sigma}
+
+
+#: The public names (``sc.hessian_trace``, ``sc.hessian_density``): one call each, as in PyHessian.
+hessian_trace = hutchinson_trace
+hessian_density = density

@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -563,6 +564,8 @@ class Scanner:
         self.keep_embeddings = keep_embeddings
         #: ``on_phase(phase, detail)``, called as the scan moves between phases (``progress``).
         self.on_phase: Callable[[str, str | None], None] | None = None
+        #: Runs of the current ``results`` call that have left the first-order phase (the progress count).
+        self.moved = 0
         self._batches = 0
         self.key = key
         self.dtype = jnp.float64 if settings.x64 else jnp.float32
@@ -575,7 +578,9 @@ class Scanner:
         compiled = ScanSettings(settings.optimise, settings.judge, compiled)
         self.optimum = optimum.global_optimum(problem.counts, problem.tau)
         # Names this scanner's points in results files shared by processes and resumed sessions.
-        self.session = int.from_bytes(os.urandom(7), "little")
+        # Grows with the start time (microseconds, then 8 random bits): the earliest session's copy of a
+        # point is the one a merge keeps (``census.merge``), the copy an uninterrupted scan has.
+        self.session = (time.time_ns() // 1000) << 8 | os.urandom(1)[0]
         self._initial = initial or (
             lambda k, i: initial_point(run_key(k, i), problem.n, problem.dim, self.dtype)
         )
@@ -625,7 +630,7 @@ class Scanner:
         state = programs.init_slots(self._indices(np.maximum(slot_run, 0)))
         queue: list[tuple] = []
         exhausted = False
-        advanced = moved = 0
+        advanced = moved = self.moved = 0  # moved: runs of this call that have left the first order
         while True:
             active = slot_run >= 0
             if not active.any():
@@ -636,6 +641,7 @@ class Scanner:
             advanced += 1
             if advanced == 1 or finished.any():
                 moved += int(finished.sum())
+                self.moved = moved
                 self._phase("first order", f"{moved} runs past it")
             if finished.any():
                 idx = np.flatnonzero(finished)
@@ -771,21 +777,27 @@ def scan(
     points found (a dict of arrays, ``H`` and the ``verdict`` fields), which
     each run's ``point`` indexes. For results on disk, resumable, use
     ``sclandscape.studies.scan.run_scan``. ``progress``: as ``run_scan``'s
-    (``sclandscape.core.progress``; e.g. ``sclandscape.Progress("scan")``).
+    (default: a display of its own, ``sclandscape.core.progress.resolve``; ``False`` for none).
     """
     problems.check_integer("n_inits", n_inits)
-    report = progress_lib.adapt(progress)
+    with progress_lib.resolve(progress, "scan") as report:
+        return _scan(problem, n_inits, key, settings, keep_embeddings, report)
+
+
+def _scan(problem, n_inits, key, settings, keep_embeddings, report) -> dict:
     scanner = Scanner(problem, key, settings, keep_embeddings=keep_embeddings, runs=int(n_inits))
     done, total = 0, int(n_inits)
-    if report:
-        report(done, total)
-        scanner.on_phase = lambda phase, detail=None: report(done, total, phase, detail)
+    if report:  # the count: runs that have left the first-order phase (it moves from the first chunk)
+        report(0, total, "compiling")
+        scanner.on_phase = lambda phase, detail=None: report(
+            scanner.moved, total, phase, f"{done} recorded" if phase == "first order" else detail
+        )
     parts = []
     for part in scanner.results(range(total)):
         parts.append(part)
         done += part["run"].size
         if report:
-            report(done, total)
+            report(max(done, scanner.moved), total, None, f"{done} recorded")
     points = [p.pop("points") for p in parts]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["run"])

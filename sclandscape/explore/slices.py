@@ -153,6 +153,12 @@ def _values(H, U, coeffs, labels, tau, stream):
     return jax.lax.map(one, coeffs, batch_size=64)
 
 
+def slice_direction(H, labels, tau, name: str, *, points: dict | None = None) -> dict:
+    """``direction(H, labels, tau, name)``: ``eig:K``, ``escape``, ``random[:SEED]``, ``minimum:M`` (with
+    ``points``), as ``sclandscape slice --directions`` takes them."""
+    return direction(H, labels, tau, name, points=points)
+
+
 def loss_slice(H, labels, tau, vectors, grids) -> np.ndarray:
     """``L(R_H(sum_k a_k u_k))`` on the grid ``grids`` (one 1-d array per vector): shape of the grid.
 

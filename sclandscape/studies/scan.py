@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from sclandscape.core import compilation, metadata, precision, problems
+from sclandscape.core import compilation, interrupts, metadata, precision, problems
 from sclandscape.core import progress as progress_lib
 from sclandscape.explore import census, scanner
 from sclandscape.folders import atomic, identity, merging, summaries
@@ -98,8 +98,11 @@ def run_scan(
     folder another scan is writing (``FolderLock``; held for the whole run).
     ``progress(done, total, phase, detail)`` (or a callable of the first two or
     three of those; ``sclandscape.core.progress``) is called as this process's runs
-    finish and at each phase change (``compiling``, ``first order``,
-    ``polish``, ``classification``, ``writing``);
+    leave the first-order phase (``done``; the detail says how many are
+    recorded) and at each phase change (``compiling``, ``first order``,
+    ``polish``, ``classification``, ``writing``). Default (``None``): a display
+    of its own (a bar in a terminal or notebook, lines in a log file;
+    ``progress.resolve``); ``False``: silent;
     ``log(line)`` gets notes on what was repaired (leftover lock records,
     a damaged ``runs.npz`` rebuilt, duplicate runs dropped).
 
@@ -112,11 +115,19 @@ def run_scan(
     wait for its ``config.json`` and require it to match. A wait with no progress
     for ``wait_timeout`` seconds raises ``ResultsError``.
     """
+    with progress_lib.resolve(progress, "scan") as report:
+        return _run_scan(
+            problem, n_inits, seed, settings, out, resume, keep_embeddings, report, process, wait_timeout, log
+        )
+
+
+def _run_scan(
+    problem, n_inits, seed, settings, out, resume, keep_embeddings, progress, process, wait_timeout, log
+) -> dict:
     started = time.time()
     if isinstance(n_inits, bool) or int(n_inits) != n_inits or n_inits < 1:
         raise ValueError(f"n_inits must be an integer >= 1, got {n_inits!r}")
     seed = problems.check_seed(seed)
-    progress = progress_lib.adapt(progress)
     p, count = _check_process(process)
     if os.path.exists(out) and not os.path.isdir(out):
         raise atomic.ResultsError(f"--out {out} exists and is not a folder")
@@ -189,21 +200,30 @@ def run_scan(
         share = range(p, int(n_inits), count)
         todo = [i for i in share if i not in done]
         prefix = merging.chunk_prefix(p)
-        finished = len(share) - len(todo)
+        finished = earlier = len(share) - len(todo)
+        # The count shown: runs that have left the first-order phase (it moves as soon as runs finish,
+        # whether or not a batch is complete); the detail says how many are recorded in chunks. The
+        # interrupt line counts only the recorded ones.
+        interrupts.progress(finished, len(share))
         if progress:
-            progress(finished, len(share))
-            runner.on_phase = lambda phase, detail=None: progress(finished, len(share), phase, detail)
+            progress(finished, len(share), "compiling" if todo else "writing")
+            runner.on_phase = lambda phase, detail=None: progress(
+                earlier + runner.moved,
+                len(share),
+                phase,
+                f"{finished} recorded" if phase == "first order" else detail,
+            )
         for seq, part in enumerate(runner.results(todo)):
             if progress:
-                progress(finished, len(share), "writing", f"{part['run'].size} runs")
+                progress(earlier + runner.moved, len(share), "writing", f"{part['run'].size} runs")
             name = f"{prefix}{seq:05d}.npz"
-            merging.write_points(
-                out, name, part.pop("points")
-            )  # before the chunk: a chunk implies its points
+            # the points before the chunk: a chunk implies its points
+            merging.write_points(out, name, part.pop("points"))
             atomic.write_npz(os.path.join(chunks, name), part)
             finished += part["run"].size
+            interrupts.progress(finished, len(share))
             if progress:
-                progress(finished, len(share))
+                progress(max(finished, earlier + runner.moved), len(share), None, f"{finished} recorded")
         if count > 1:
             seen: dict = {}
             _wait(
@@ -223,9 +243,10 @@ def run_scan(
         if merged.duplicates and log and p == 0:
             log(f"{merged.duplicates} runs were recorded twice in {chunks} (identical copies, counted once)")
         runs = merged.runs
+        points = merge_points(out, runs)
+        inherit_point_fields(runs, points)
         runs["kind"] = summaries.classify_records(runs)
         runs["status_name"] = summaries.status_names(runs["status"])
-        points = merge_points(out, runs)
         summary = summaries.summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
         summary["attainable"] = problem.dim >= runner.optimum.rank
         summary["problem"] = problem.to_json()
@@ -322,6 +343,41 @@ def _jaxlib_version() -> str | None:
         return jaxlib.__version__
     except (ImportError, AttributeError):
         return None
+
+
+#: A run's fields that are its point's verdict (``census.PointBook._inherit``): run field -> point field.
+POINT_INHERITED = {
+    "hess_lambda_min": "lambda_min",
+    "hess_index": "index",
+    "hess_n_zero": "n_zero",
+    "hess_n_zero_predicted": "n_zero_predicted",
+    "hess_tol": "tol",
+    "strict_certified": "strict_certified",
+    "certified_radius": "certified_radius",
+    "lifted_index": "lifted_index",
+}
+
+
+def inherit_point_fields(runs: dict, points: dict) -> None:
+    """Each run that reached a distinct point takes that merged point's verdict (``POINT_INHERITED``).
+
+    Every session (a resumed scan, each process) judges its own copy of a
+    point; the copies agree to rounding, not to the bit. A run judged in a
+    later session would otherwise carry its session's copy (``hess_lambda_min``
+    and ``hess_tol`` differing in the last bits from an uninterrupted scan);
+    with the merged point's (the earliest session's copy, ``census.merge``)
+    the runs of a scan interrupted and resumed equal those of the
+    uninterrupted one. In place.
+    """
+    point = np.asarray(runs.get("point", np.full(runs["run"].size, -1)))
+    rows = np.flatnonzero(point >= 0)
+    if not rows.size or not len(points.get("loss", [])):
+        return
+    for field, source in POINT_INHERITED.items():
+        if field in runs and source in points:
+            values = np.array(runs[field], copy=True)
+            values[rows] = np.asarray(points[source])[point[rows]].astype(values.dtype)
+            runs[field] = values
 
 
 def merge_points(out: str, runs: dict) -> dict:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from sclandscape.core import problems
+from sclandscape.core import progress as progress_lib
 from sclandscape.drawing import plots
 from sclandscape.explore import scanner
 from sclandscape.folders import atomic, identity, summaries
@@ -196,7 +197,8 @@ def run_sweep(
       out: the sweep folder (new, empty, or a previous run of this same sweep).
       step: ``(k_maj, k_min, n_min)`` of the STEP counts, needed for an ``R`` axis.
       formats: of the phase-map figure.
-      progress: passed to ``scan_study.run_scan`` for each cell.
+      progress: counts the runs of the whole sweep, each cell named in the detail (default: a display
+        of its own, ``progress.resolve``; ``False``: silent).
       log: called with one line per cell (skipped / done).
 
     Returns the content of ``out/sweep.json``: ``config``, ``cells`` (each with
@@ -227,10 +229,13 @@ def run_sweep(
     _check_folder(out, config)  # refuse before creating or locking anything
     created = not os.path.exists(out)
     try:
-        with atomic.lock_folder(out):  # one writer per sweep folder (each cell locks its own as well)
+        with (
+            atomic.lock_folder(out),  # one writer per sweep folder (each cell locks its own as well)
+            progress_lib.resolve(progress, "sweep") as report,
+        ):
             _check_folder(out, config)
             return _run_cells(
-                out, config, cells, cell_problems, n_inits, seed, settings, formats, progress, log
+                out, config, cells, cell_problems, n_inits, seed, settings, formats, report, log
             )
     finally:
         if created:
@@ -324,9 +329,17 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
         if os.path.exists(summary_path):
             summary = summaries.read_summary(summary_path)
             what = "done earlier, skipped"
+            if progress:
+                progress(
+                    (i + 1) * n_inits,
+                    len(cells) * n_inits,
+                    "skipped",
+                    f"cell {i + 1}/{len(cells)} {cell['name']}",
+                )
         else:
+            shown = _cell_progress(progress, i, cells, cell, n_inits)
             summary = scan_study.run_scan(
-                p, n_inits, seed, settings, folder, resume=True, progress=progress, log=log
+                p, n_inits, seed, settings, folder, resume=True, progress=shown, log=log
             )
             what = "done"
         cell.update(_cell_result(summary))
@@ -345,9 +358,30 @@ def _run_cells(out, config, cells, cell_problems, n_inits, seed, settings, forma
                 f"{cell['fraction_global']:.3f}, {minima}"
             )
     state.update(_grids(state))
-    state["figures"] = [os.path.relpath(f, out) for f in plot_sweep(out, formats, state=state)]
+    if progress:
+        progress(None, None, "drawing", "the phase map")
+    drawn = plot_sweep(out, formats, state=state)  # the phase map and report.md
+    state["figures"] = [os.path.relpath(f, out) for f in drawn if os.path.basename(f) != "report.md"]
     _write_state(out, state)
     return state
+
+
+def _cell_progress(progress, i: int, cells, cell: dict, n_inits: int):
+    """The progress of cell ``i`` as part of the sweep's: runs of the whole sweep, the cell named."""
+    if not progress:
+        return False
+    report = progress_lib.adapt(progress)
+    where = f"cell {i + 1}/{len(cells)} {cell['name']}"
+
+    def cell_progress(done, total, phase=None, detail=None):
+        report(
+            None if done is None else i * n_inits + done,
+            len(cells) * n_inits,
+            phase,
+            where + (f": {detail}" if detail else ""),
+        )
+
+    return cell_progress
 
 
 def _write_state(out: str, state: dict) -> None:
@@ -534,7 +568,7 @@ def _cell_note(n_spurious, n_local, upper, unattainable: bool) -> str:
     if unattainable:
         total = n_spurious + (n_local or 0)
         if total:
-            lines.append(f"{total} minima")
+            lines.append(f"{total} {'minimum' if total == 1 else 'minima'}")
         return "\n".join(lines)
     if n_spurious:
         lines.append(f"{n_spurious} spurious")
@@ -550,7 +584,8 @@ PHASE_MAP_FILES = tuple(f"phase_map.{fmt}" for fmt in plots.FORMATS)
 
 
 def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -> list[str]:
-    """(Re)draw ``out/figures/phase_map.*`` from ``out/sweep.json``; returns the written paths.
+    """(Re)draw ``out/figures/phase_map.*`` and ``out/report.md`` from ``out/sweep.json``; returns the
+    written paths (the report last).
 
     A phase map of a format not asked for this time (left by an earlier call)
     is removed, so ``figures/`` holds only the current drawing; no other file
@@ -576,4 +611,45 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
         stale = os.path.join(out, "figures", name)
         if name not in keep and os.path.isfile(stale) and not os.path.islink(stale):
             os.remove(stale)
-    return written
+    report = os.path.join(out, "report.md")
+    atomic.write_atomic(report, sweep_report(state, [os.path.relpath(p, out) for p in written]).encode())
+    return written + [report]
+
+
+def sweep_report(state: dict, figures=()) -> str:
+    """``report.md`` of a sweep: its problem, one row per cell (from ``sweep.json``) and the phase map."""
+    config = state["config"]
+    axes = "; ".join(a["name"] + " = " + ", ".join(f"{v:g}" for v in a["values"]) for a in config["axes"])
+    lines = [
+        "# Sweep",
+        "",
+        _sweep_title(state).replace("\n", " ").replace("$\\tau$", "tau"),
+        "",
+        f"Axes: {axes}; seed {config['seed']}. Every cell is a scan folder of its own (`cells/NAME`, "
+        "with its `summary.json`; `sclandscape plot cells/NAME` draws its report).",
+        "",
+        "| cell | status | fraction at L* | distinct spurious minima | distinct local minima | "
+        "95% bound on the spurious fraction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell in state["cells"]:
+        done = cell.get("status") == "done"
+        bound = (cell.get("spurious_fraction") or {}).get("upper_95")
+        rank = cell.get("global_rank")
+        attainable = rank is None or cell["problem"]["dim"] >= rank
+        row = [
+            f"[{cell['name']}]({cell['path']})",
+            cell.get("status", ""),
+            f"{cell['fraction_global']:.3f}" if done else "",
+            str(cell.get("n_spurious_minima", "")) if done else "",
+            str(cell.get("n_local_minima", "")) if done else "",
+            (plots.percent(bound) if bound is not None and attainable else "L* not attainable")
+            if done
+            else "",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    for path in figures:
+        if path.endswith(".png"):
+            lines += ["", f"![phase map]({path})"]
+    lines += ["", "Per-cell numbers as a table: `sweep.csv`; everything: `sweep.json`.", ""]
+    return "\n".join(lines)

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sclandscape.core import problems
+from sclandscape.core import precision, problems
 from sclandscape.numerics import linalg, loss, oblique, streaming
 from sclandscape.numerics.oblique import (
     map_points,
@@ -185,9 +185,13 @@ def riemannian_hessian_eigs(H, labels, tau):
 
     ``H`` ``(n, d)`` gives ``(N,)``; ``(runs, n, d)`` gives ``(runs, N)``.
     Dense (closed-form assembly and ``eigh``): practical up to ``N ~ 3000``.
+    Computed and returned in float64 whatever ``jax_enable_x64`` says (the
+    precision policy: decisions run in float64; ``precision.float64``).
     """
     problems.check_points(H, labels, tau)
-    return _riemannian_hessian_eigs(jnp.asarray(H), jnp.asarray(labels), tau)
+    with precision.float64():
+        H = jnp.asarray(np.asarray(H, np.float64), jnp.float64)
+        return _riemannian_hessian_eigs(H, jnp.asarray(labels), tau)
 
 
 @jax.jit

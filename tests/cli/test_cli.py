@@ -13,7 +13,9 @@ def run(*args):
 
 def test_optimum_json(capsys):
     assert cli.main(["optimum", "--step", "2", "2", "2", "5", "--tau", "1", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert text.endswith("}\n")  # one line, ended
+    data = json.loads(text)
     assert data["loss"] == pytest.approx(57.508222, abs=1e-6)
     assert data["counts"] == [10, 10, 2, 2]
 
@@ -52,6 +54,10 @@ def test_demo_runs(capsys, tmp_path):
     # the two regimes side by side, drawn from the two folders
     assert (tmp_path / "comparison.png").stat().st_size > 0 and (tmp_path / "comparison.pdf").exists()
     assert f"comparison: {tmp_path / 'comparison.png'}" in out
+    assert list((tmp_path / "case0" / "figures").glob("hessian_spectrum_*.png"))
+    # a second `make demo` continues into its own output (the scans resume as already finished)
+    assert cli.main(["demo", "--inits", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "L* = 41.473391" in capsys.readouterr().out
 
 
 def test_hessian_command_stores_spectra_of_the_distinct_points(tmp_path, capsys):
@@ -78,6 +84,13 @@ def test_hessian_command_stores_spectra_of_the_distinct_points(tmp_path, capsys)
     # One spectrum per distinct point the scan stored (nothing re-optimised), with its verdict.
     np.testing.assert_array_equal(data["points"], np.arange(points["loss"].size))
     np.testing.assert_array_equal(data["kind"], points["kind"])
+    # `hessian DIR && plot DIR` draws the spectra of those points (entries with run -1 stand for the
+    # point's lowest-loss run), one per kind
+    capsys.readouterr()
+    assert cli.main(["plot", out, "--formats", "png", "--quiet"]) == 0
+    drawn = sorted(p.name for p in (tmp_path / "s" / "figures").glob("hessian_spectrum_*.png"))
+    assert drawn and len(drawn) == len(set(points["kind"].tolist())), drawn
+    assert "holds runs that" not in (tmp_path / "s" / "report.md").read_text()
     assert cli.main(["hessian", out, "--runs", "1,3"]) == 0
     data = atomic.read_npz(f"{out}/hessian/spectra.npz")
     np.testing.assert_array_equal(data["runs"], [1, 3])
@@ -101,10 +114,11 @@ def test_help_lists_every_command_and_shows_defaults(capsys):
         text = " ".join(command.format_help().split())  # the wrapping undone
         for action in command._actions:
             if action.default not in (None, False) and action.option_strings and action.dest != "help":
-                assert f"(default: {action.default})" in text or f"(default: {action.default}" in text, (
-                    name,
-                    action.dest,
-                )
+                shown = action.default
+                if isinstance(shown, (tuple, list)):  # written as typed on the command line
+                    shown = ",".join(map(str, shown))
+                assert f"(default: {shown})" in text or f"(default: {shown}" in text, (name, action.dest)
+        assert "('" not in text, name  # no Python tuple
         assert "(default: None)" not in text and "(default: False)" not in text
 
 

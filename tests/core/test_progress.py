@@ -229,16 +229,60 @@ def test_scan_api_reports_progress():
     assert {"compiling", "first order", "polish", "classification"} <= {c[2] for c in calls if len(c) > 2}
 
 
-def test_heartbeat_stops_when_the_count_is_complete():
+def test_heartbeat_goes_on_after_the_count_completes_until_closed_or_idle(monkeypatch):
+    """The last batch is still polished once the count is complete: the log stays alive; a display
+    never closed falls silent IDLE_STOP seconds after its last report."""
+    monkeypatch.setattr(progress_lib, "IDLE_STOP", 0.5)
     out = io.StringIO()
     p = Progress("scan", stream=out, mode="lines", interval=0.1)
     p(0, 2, "first order")
-    p(2, 2, "writing")
-    time.sleep(0.5)  # never closed: after the count is complete no heartbeat line may follow
+    p(2, 2, "polish")
+    time.sleep(0.4)
+    assert sum("polish" in line for line in out.getvalue().splitlines()) >= 3  # heartbeats
+    time.sleep(0.6)  # past IDLE_STOP: silent
     lines = out.getvalue().splitlines()
     time.sleep(0.3)
-    assert out.getvalue().splitlines() == lines and len(lines) <= 3
-    p(0, 2, "first order")  # counting again restarts it: the line of that call, then heartbeats
-    time.sleep(1.0)
+    assert out.getvalue().splitlines() == lines
+    p(0, 2, "first order")  # counting again restarts it
+    time.sleep(0.5)
     assert len(out.getvalue().splitlines()) >= len(lines) + 2
     p.close()
+
+
+def test_a_scan_log_counts_runs_as_they_leave_the_first_order_phase(tmp_path):
+    """Every run in flight at once (slots = runs): the count still moves before the scan finishes,
+    because it counts runs that have left the first-order phase, not only whole recorded batches."""
+    import jax
+
+    import sclandscape as sc
+
+    calls = []
+    with jax.enable_x64(True):
+        sc.run_scan(
+            sc.Problem((3, 3), 2, 1.0),
+            32,
+            0,
+            sc.ScanSettings(tol=1e-9, x64=True, slots=32),
+            str(tmp_path / "a"),
+            progress=lambda *a: calls.append(a),
+        )
+    before_recorded = [c[0] for c in calls if c[2] == "first order" and c[3] == "0 recorded"]
+    assert any(0 < d < 32 for d in before_recorded), calls  # counts above 0 before any run is recorded
+    assert calls[0][2] == "compiling"
+
+
+def test_the_api_shows_progress_by_default_and_is_silent_when_asked(tmp_path, capsys, monkeypatch):
+    import jax
+
+    import sclandscape as sc
+
+    monkeypatch.setattr(progress_lib, "GRACE", 0.0)
+    problem, settings = sc.Problem((2, 2), 2, 1.0), sc.ScanSettings(tol=1e-9, x64=True, slots=4)
+    with jax.enable_x64(True):
+        sc.run_scan(problem, 4, 0, settings, str(tmp_path / "a"))
+        err = capsys.readouterr().err
+        assert "[scan]" in err and "compiling" in err and "finished: 4/4 runs" in err  # lines: not a tty
+        sc.run_scan(problem, 4, 0, settings, str(tmp_path / "b"), progress=False)
+        monkeypatch.setenv("SCLANDSCAPE_PROGRESS", "off")
+        sc.run_scan(problem, 4, 0, settings, str(tmp_path / "c"))
+    assert capsys.readouterr().err == ""

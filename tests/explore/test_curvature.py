@@ -95,3 +95,28 @@ def test_hessian_command_trace_and_density(tmp_path, capsys):
     assert dens["density"].shape == (1, curvature.GRID_POINTS) and list(dens["runs"]) == [0]
     assert os.path.exists(f"{out}/figures/hessian_density_run0.png")
     assert cli.main(["hessian", out, "--trace", "--runs", "x", "--quiet"]) == 2
+
+
+def test_the_python_face_of_the_cli_tools():
+    """trace and density in one call each (as PyHessian), paths, slices and continuation from sc.*."""
+    import numpy as np
+
+    import sclandscape as sc
+
+    labels = sc.labels_from_counts((3, 3))
+    H = np.asarray(sc.global_optimum((3, 3), 1.0).embedding(2))
+    trace = sc.hessian_trace(H, labels, 1.0, num_probes=8)
+    exact = float(np.sum(np.asarray(sc.riemannian_hessian_eigs(H, labels, 1.0))))
+    assert abs(trace.trace - exact) <= 5 * trace.stderr + 1e-9
+    dens = sc.hessian_density(H, labels, 1.0, num_iter=6, num_probes=2)
+    assert np.all(np.isfinite(dens["density"])) and dens["grid"].size == dens["density"].size
+    u = sc.slice_direction(H, labels, 1.0, "random:0")["vector"]
+    assert sc.loss_slice(H, labels, 1.0, u[None], [np.linspace(-0.1, 0.1, 5)]).shape == (5,)
+    for name in (
+        "minimum_energy_path",
+        "PathSettings",
+        "continue_minimum",
+        "ContinuationSettings",
+        "enable_cache",
+    ):
+        assert callable(getattr(sc, name))

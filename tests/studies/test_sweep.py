@@ -157,6 +157,12 @@ def test_cli_sweep_runs_and_reruns(tmp_path, capsys):
     assert os.path.exists(os.path.join(out, "figures", "phase_map.pdf"))
     assert not os.path.exists(os.path.join(out, "figures", "phase_map.png"))  # stale: removed
     assert os.path.exists(os.path.join(out, "sweep.csv"))
+    report = open(os.path.join(out, "report.md")).read()  # plot SWEEP writes a report, as for a scan
+    assert "| [dim=1](cells/dim=1) | done |" in report
+    assert "figures/phase_map.pdf" not in report  # (only a PNG is embedded)
+    assert (
+        "minima" in sweep._cell_note(0, 2, None, True) and sweep._cell_note(1, 0, None, True) == "1 minimum"
+    )
 
 
 @pytest.mark.parametrize(

@@ -494,3 +494,25 @@ def test_lanczos_n1000_d32_smallest_eigenvalue():
     assert float(ref.residual_min) <= 1e-10 * abs(float(ref.lambda_min))
     out = hs.lanczos_extremes(H, labels, tau, num_iter=300)
     assert float(out.lambda_min) == pytest.approx(float(ref.lambda_min), rel=1e-6)
+
+
+def test_riemannian_hessian_eigs_is_float64_with_x64_off():
+    """The precision policy: the spectrum is computed in float64 whatever jax_enable_x64 says."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np\n"
+        "import sclandscape as sc\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "labels = sc.labels_from_counts((3, 3))\n"
+        "H = np.random.default_rng(0).normal(size=(6, 3))\n"
+        "H /= np.linalg.norm(H, axis=1, keepdims=True)\n"
+        "e = sc.riemannian_hessian_eigs(H, labels, 0.5)\n"
+        "with jax.enable_x64(True):\n"
+        "    f = np.asarray(sc.riemannian_hessian_eigs(H, labels, 0.5))\n"
+        "print(e.dtype, float(np.max(np.abs(np.asarray(e) - f))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    dtype, diff = out.split()
+    assert dtype == "float64" and float(diff) == 0.0, out
