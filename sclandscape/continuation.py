@@ -961,13 +961,18 @@ def _fits(tau, lam, dH, sign: float, tau_c=None) -> dict:
     ok = (dist > 0) & (lam > 0)
     out["tau_c_used"] = tau_c
     if np.sum(ok) >= 2:
-        out["exponent"] = float(np.polyfit(np.log(dist[ok]), np.log(lam[ok]), 1)[0])
-        out["tangent_exponent"] = float(np.polyfit(np.log(dist[ok]), np.log(dH[ok]), 1)[0])
+        x, order = np.log(dist[ok]), np.argsort(dist[ok])
+        out["exponent"] = float(np.polyfit(x, np.log(lam[ok]), 1)[0])
+        # The critical eigenvalue's law holds once its mode dominates the tangent: the closest points.
+        near = order[: max(2, min(4, order.size))]
+        out["exponent_near"] = float(np.polyfit(x[near], np.log(lam[ok][near]), 1)[0])
+        out["tangent_exponent"] = float(np.polyfit(x, np.log(dH[ok]), 1)[0])
         out["prefactor"] = (dH[ok] * np.sqrt(dist[ok])).tolist()
         out["distance"] = dist[ok].tolist()
+        out["lambda_crit"] = lam[ok].tolist()
     else:
-        out["exponent"] = out["tangent_exponent"] = math.nan
-        out["prefactor"], out["distance"] = [], []
+        out["exponent"] = out["exponent_near"] = out["tangent_exponent"] = math.nan
+        out["prefactor"], out["distance"], out["lambda_crit"] = [], [], []
     return out
 
 
@@ -1122,6 +1127,13 @@ def diagnose_end(
         dHs = np.concatenate([nat[2], [r["dH_dtau"] for r in before]])
         fit = _fits(taus, lams, dHs, sign, vertex["tau_c"])
         partner = fold_partner(arc, turn, labels, branch.tau_last, H_last, local, gtol)
+        # And nearer the fold: at the path's last converged minimum before the refinement.
+        if before and before[-1]["s"] > 0:
+            p_near = max((p for p in arc["points"] if 0 < p.s < turn["lo"].s and int(p.b.index) == 0),
+                         key=lambda p: p.s)
+            partner["near"] = fold_partner(
+                arc, turn, labels, p_near.tau, p_near.H, analyse(p_near.H, labels, p_near.tau), gtol
+            )
         indices = [p["index"] for p in vertex["straddle"]]
         if partner["found"] and indices == [0, 1]:
             kind = "fold"

@@ -124,3 +124,91 @@ def test_stored_minimum_folds_and_its_family_falls_to_a_second_branch():
     landing = family.landings[0]
     assert landing["kind"] == "spurious_min" and landing["strict_certified"]
     assert 0 < landing["loss_drop"] < ending.gap
+
+
+# --------------------------------------------------------------------------
+# Through the fold in arclength, checked against a finite-difference Hessian
+
+
+def _tangent_frame(H):
+    """Per row an orthonormal basis of ``h_i^perp`` ``(n, d, d-1)`` (NumPy)."""
+    n, d = H.shape
+    frame = np.empty((n, d, d - 1))
+    for i, h in enumerate(H):
+        q, _ = np.linalg.qr(np.column_stack([h, np.eye(d)]))
+        frame[i] = q[:, 1:d]
+    return frame
+
+
+def _fd_hessian(H, labels, tau, h):
+    """The Riemannian Hessian at a critical point by central differences of the Riemannian gradient.
+
+    ``d/dt proj_{H(t)} grad L(H(t))`` at ``t = 0`` along ``H(t) = normalise(H + t V)``, taken in
+    the tangent frame (at a critical point the connection term is ``|grad|``-small). Only the
+    loss's automatic gradient is used, not the package's Hessian assembly.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from sclandscape import sc_loss
+
+    grad = jax.jit(jax.grad(lambda X: sc_loss(X, labels, tau)))
+    frame = _tangent_frame(H)
+    n, d = H.shape
+    N = n * (d - 1)
+
+    def rgrad(X):
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        g = np.asarray(grad(jnp.asarray(X)))
+        return g - np.sum(g * X, axis=1, keepdims=True) * X
+
+    M = np.empty((N, N))
+    for col in range(N):
+        i, a = divmod(col, d - 1)
+        V = np.zeros((n, d))
+        V[i] = frame[i, :, a]
+        diff = (rgrad(H + h * V) - rgrad(H - h * V)) / (2 * h)
+        M[:, col] = np.einsum("nda,nd->na", frame, diff).reshape(N)
+    M = 0.5 * (M + M.T)
+    # The symmetry modes H Omega, in the frame, projected out.
+    modes = []
+    for p in range(d):
+        for q in range(p + 1, d):
+            Om = np.zeros((d, d))
+            Om[p, q], Om[q, p] = 1.0, -1.0
+            modes.append(np.einsum("nda,nd->na", frame, H @ Om).reshape(N))
+    Q, _ = np.linalg.qr(np.stack(modes, 1))
+    C = np.linalg.svd(np.eye(N) - Q @ Q.T)[0][:, : N - Q.shape[1]]
+    return C.T @ M @ C
+
+
+def test_arclength_turns_at_the_fold_where_the_hessian_becomes_singular():
+    """From tau = 0.0242281 (2.9e-6 below the fold): one turn, index 0 -> 1, tau_c bracketed.
+
+    Independent truth: the finite-difference Hessian (on the orbit complement) is positive
+    definite at the path's first point and has a negative eigenvalue at its last, each by more
+    than the finite differences' error on that eigenvalue: truncation ``O(h^2)`` (Richardson: the
+    error at ``h`` is a third of the change from ``2h``; three times that is allowed) plus
+    rounding (the gradient's rounding bound over ``h``: each column is a difference quotient).
+    So the Hessian is singular between them, and the turn lies between them too.
+    """
+    H, labels, tau = _load("near_fold_step_d5.npz")
+    arc = continuation.follow_arclength(H, labels, tau)
+    assert len(arc["turns"]) == 1, arc["stopped"]
+    vertex = continuation.fold_vertex(arc["turns"][0], 1.0)
+    assert [p["index"] for p in vertex["straddle"]] == [0, 1]
+    lo, hi = vertex["bracket"]
+    assert lo <= vertex["tau_c"] <= hi and hi - lo < 1e-12
+    # The straddling points are converged (to the gradient's rounding floor, a few 1e-12 here).
+    assert all(p["grad_norm"] < 1e-10 for p in vertex["straddle"])
+    first, last = arc["points"][0], arc["points"][-1]
+    assert first.s < arc["turns"][0]["lo"].s < last.s
+    assert first.tau < vertex["tau_c"] and last.tau < vertex["tau_c"]
+    for point, sign in ((first, 1.0), (last, -1.0)):
+        h = 1e-5
+        coarse = np.linalg.eigvalsh(_fd_hessian(point.H, labels, point.tau, 2 * h))[0]
+        lam = np.linalg.eigvalsh(_fd_hessian(point.H, labels, point.tau, h))[0]
+        tol = abs(coarse - lam) + float(point.b.grad_rounding) / h
+        assert sign * lam > tol, (lam, tol)
+        # The path's own eigenvalue agrees with the finite differences within that error.
+        assert abs(float(np.min(point.b.eigs)) - lam) <= tol + float(point.b.bound)
