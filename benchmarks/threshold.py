@@ -46,11 +46,25 @@ TAU_START, TAU_END = 0.02, 0.1
 SETTINGS = continuation.ContinuationSettings()
 BALANCED = (10, 10, 10, 10)
 DIMS = (3, 4, 5)
+#: The balanced minima followed in tau: the lowest FOLLOWED distinct spurious minima found at d = 5.
+FOLLOWED = 2
+BAL_SETTINGS = continuation.ContinuationSettings(classify=False)
 
 
-def run_family(name: str, H, labels, tau_start: float) -> tuple[dict, continuation.Family]:
+def _verdict(H, labels, tau) -> dict:
+    c = verdict.classify(H, labels, tau)
+    return {
+        "kind": str(c.kind),
+        "strict_certified": bool(c.strict_certified),
+        "loss": float(c.loss),
+        "gap": float(c.gap),
+        "lambda_min": float(c.lambda_min),
+    }
+
+
+def run_family(name: str, H, labels, tau_start: float, settings=SETTINGS) -> tuple[dict, continuation.Family]:
     start = time.perf_counter()
-    family = continuation.follow_family(H, labels, tau_start, TAU_END, SETTINGS)
+    family = continuation.follow_family(H, labels, tau_start, TAU_END, settings)
     out = family.to_json() | {"name": name, "seconds": time.perf_counter() - start}
     return out, family
 
@@ -99,8 +113,14 @@ def search(stored, stored_labels) -> list[dict]:
     out = []
     for d in DIMS:
         start = time.perf_counter()
-        extra = [("transplant of the 10,10,2,2 minimum", transplant(stored, stored_labels, BALANCED))] if d == 5 else []
-        r = saddles.search_spurious(BALANCED, d, TAU_START, saddles.spread_patterns(len(BALANCED)), extra=extra)
+        extra = (
+            [("transplant of the 10,10,2,2 minimum", transplant(stored, stored_labels, BALANCED))]
+            if d == 5
+            else []
+        )
+        r = saddles.search_spurious(
+            BALANCED, d, TAU_START, saddles.spread_patterns(len(BALANCED)), extra=extra
+        )
         r["seconds"] = time.perf_counter() - start
         out.append(r)
     return out
@@ -121,8 +141,15 @@ def figure(report: dict) -> Figure:
                 fit = ending["fit"]
                 dist, pre = np.asarray(fit["distance"]), np.asarray(fit["prefactor"])
                 if dist.size:
-                    ax_law.loglog(dist, pre / np.sqrt(dist), marker="o", ms=3, lw=0.8, color=line.get_color(),
-                                  label=rf"$\tau_c$={ending['tau_c']:.10f}, slope {fit['tangent_exponent']:.3f}")
+                    ax_law.loglog(
+                        dist,
+                        pre / np.sqrt(dist),
+                        marker="o",
+                        ms=3,
+                        lw=0.8,
+                        color=line.get_color(),
+                        label=rf"$\tau_c$={ending['tau_c']:.10f}, slope {fit['tangent_exponent']:.3f}",
+                    )
     x = np.logspace(-9, -3, 10)
     ax_law.loglog(x, 1.0 / np.sqrt(x), "k--", lw=0.6, label=r"$(\tau_c-\tau)^{-1/2}$")
     ax_gap.set_xlabel(r"temperature $\tau$")
@@ -147,7 +174,9 @@ def main():
     if args.draw:
         with open(os.path.join(args.out, "threshold.json")) as fh:
             report = json.load(fh)
-        results.write_atomic(os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png"))
+        results.write_atomic(
+            os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png")
+        )
         return
     data = np.load(DATA)
     H, labels, tau = data["H"], data["labels"], float(data["tau"])
@@ -156,15 +185,20 @@ def main():
     families = [step_json]
     back = follow_back(step_family, labels, H) if len(step_family.branches) > 1 else None
     searches = search(H, labels)
-    balanced = None
+    balanced = []
     d5 = next(r for r in searches if r["dim"] == 5)
-    if d5["distinct"]:
-        lowest = d5["distinct"][0]
-        lab = np.repeat(np.arange(len(BALANCED)), BALANCED)
-        bal_json, _ = run_family("4 x 10 d=5", lowest["H"], lab, TAU_START)
-        bal_json["start"] = {k: v for k, v in lowest.items() if k != "H"}
+    lab = np.repeat(np.arange(len(BALANCED)), BALANCED)
+    for rank, found in enumerate(d5["distinct"][:FOLLOWED]):
+        bal_json, bal_family = run_family(
+            f"4 x 10 d=5, minimum {rank + 1}", found["H"], lab, TAU_START, BAL_SETTINGS
+        )
+        # The branch points are not judged one by one here (n = 40): the last point of each is.
+        bal_json["last_points"] = [
+            {"tau": b.tau_last, **_verdict(b.points[-1], lab, b.tau_last)} for b in bal_family.branches
+        ]
+        bal_json["start"] = {k: v for k, v in found.items() if k != "H"}
         families.append(bal_json)
-        balanced = bal_json["name"]
+        balanced.append(bal_json["name"])
     report = {
         "machine": machine_info(),
         "settings": SETTINGS.to_json(),
@@ -173,7 +207,7 @@ def main():
         "families": families,
         "followed_back": back,
         "balanced_search": [_clean_search(r) for r in searches],
-        "balanced_family": balanced,
+        "balanced_families": balanced,
         "global_loss_balanced": float(optimum.global_optimum(BALANCED, TAU_START).loss),
         "seconds": time.perf_counter() - start,
     }
@@ -182,6 +216,11 @@ def main():
     results.write_atomic(os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png"))
     for fam in families:
         print(f"{fam['name']}: largest tau with a proven strict spurious minimum {fam['tau_proven']:.10f}")
+        for lp in fam.get("last_points", []):
+            print(
+                f"  last point of a branch at tau {lp['tau']:.10f}: {lp['kind']} "
+                f"strict {lp['strict_certified']}"
+            )
         for i, branch in enumerate(fam["branches"]):
             e = branch["ending"]
             print(
@@ -195,7 +234,8 @@ def main():
             print(f"  landing at tau {landing['tau']:.8f}: L {landing['loss']:.6f} {landing['kind']}")
     if back:
         print(
-            f"followed back to tau {back['tau_last']}: L {back['loss']:.6f} (stored {back['stored_loss']:.6f}), "
+            f"followed back to tau {back['tau_last']}: L {back['loss']:.6f} "
+            f"(stored {back['stored_loss']:.6f}), "
             f"gap {back['gap']:.4f}, lambda_min {back['lambda_min']:.3e}, {back['kind']}, "
             f"aligned distance to the stored {back['aligned_distance_to_stored']:.3g}"
         )
@@ -203,8 +243,10 @@ def main():
         kinds = {k: r["kind"].count(k) for k in sorted(set(r["kind"]))}
         print(f"4 x 10, d = {r['dim']}: {r['starts']} starts, {kinds}, {r['seconds']:.0f} s")
         for e in r["distinct"]:
-            print(f"    L {e['loss']:.6f} gap {e['gap']:.4f} {e['kind']} strict {e['strict_certified']} "
-                  f"lambda_min {e['lambda_min']:.3e} x{e['count']} ({e['names'][0]})")
+            print(
+                f"    L {e['loss']:.6f} gap {e['gap']:.4f} {e['kind']} strict {e['strict_certified']} "
+                f"lambda_min {e['lambda_min']:.3e} x{e['count']} ({e['names'][0]})"
+            )
     print(f"{report['seconds']:.0f} s")
 
 

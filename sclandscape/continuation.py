@@ -238,7 +238,18 @@ def _analyse_one(H, labels, tau):
     i_crit = critical_mode(w, V, complement, V.T @ oblique.to_coordinates(U, dgrad).reshape(N))
     crit = oblique.to_ambient(U, V[:, i_crit].reshape(n, d - 1))
     return Local(
-        value, jnp.linalg.norm(grad), rounding, eigs, bound, index, tangent, newton, soft, dvalue, w[i_crit], crit
+        value,
+        jnp.linalg.norm(grad),
+        rounding,
+        eigs,
+        bound,
+        index,
+        tangent,
+        newton,
+        soft,
+        dvalue,
+        w[i_crit],
+        crit,
     )
 
 
@@ -582,6 +593,7 @@ def continue_minimum(
         settings=settings,
     )
 
+
 # --------------------------------------------------------------------------
 # Pseudo-arclength: through a fold
 
@@ -626,7 +638,9 @@ def _bordered_one(H, labels, tau, c_amb, c_tau):
     r = P @ oblique.to_coordinates(U, dgrad).reshape(N)
     c = P @ oblique.to_coordinates(U, c_amb).reshape(N)
     J = jnp.block([[A, r[:, None]], [c[None, :], jnp.reshape(c_tau, (1, 1))]])
-    rhs = jnp.stack([jnp.concatenate([-g, jnp.zeros(1, H.dtype)]), jnp.zeros(N + 1, H.dtype).at[N].set(1.0)], 1)
+    rhs = jnp.stack(
+        [jnp.concatenate([-g, jnp.zeros(1, H.dtype)]), jnp.zeros(N + 1, H.dtype).at[N].set(1.0)], 1
+    )
     sol = jnp.linalg.solve(J, rhs)
     t = sol[:, 1] / jnp.linalg.norm(sol[:, 1])
     i_crit = critical_mode(w, V, complement, V.T @ r)
@@ -707,7 +721,9 @@ class ArclengthSettings:
             integers={"newton_iter": 1, "max_points": 2, "refine_iter": 0},
         )
         if not self.min_ds <= self.ds <= self.max_ds:
-            raise ValueError(f"need min_ds <= ds <= max_ds, got {self.min_ds!r}, {self.ds!r}, {self.max_ds!r}")
+            raise ValueError(
+                f"need min_ds <= ds <= max_ds, got {self.min_ds!r}, {self.ds!r}, {self.max_ds!r}"
+            )
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -762,14 +778,16 @@ def arc_step(p: ArcPoint, labels, ds: float, settings: ArclengthSettings) -> tup
 
 
 def arc_start(H, labels, tau, direction: float, settings: ArclengthSettings) -> ArcPoint:
-    """The first point of a path: ``(H, tau)`` corrected, its tangent oriented so that ``dtau/ds`` has ``direction``'s sign."""
+    """The first point of a path: ``(H, tau)`` corrected, its tangent oriented along ``direction`` in tau."""
     # With c = 0, c_tau = 1 the tangent solves A' y = -P r: the natural tangent (dH/dtau, 1).
     out = arc_correct(H, tau, np.zeros_like(np.asarray(H, np.float64)), 1.0, labels, settings, math.inf)
     if out is None:
         raise ValueError(f"the bordered corrector did not converge at the start (tau={tau:g})")
     H, tau, b, _ = out
     sign = 1.0 if float(b.tangent_tau) * direction > 0 else -1.0
-    return ArcPoint(H, float(tau), 0.0, b._replace(tangent=sign * b.tangent, tangent_tau=sign * b.tangent_tau))
+    return ArcPoint(
+        H, float(tau), 0.0, b._replace(tangent=sign * b.tangent, tangent_tau=sign * b.tangent_tau)
+    )
 
 
 def _arc_record(p: ArcPoint) -> dict:
@@ -784,7 +802,9 @@ def _arc_record(p: ArcPoint) -> dict:
         "lambda_crit": float(p.b.lambda_crit),
         "dtau_ds": float(p.b.tangent_tau),
         # |dH/dtau| along the branch: |t_H| / |t_tau| (diverges as (tau_c - tau)^(-1/2) at a fold).
-        "dH_dtau": float(math.sqrt(max(0.0, 1.0 - float(p.b.tangent_tau) ** 2)) / max(abs(float(p.b.tangent_tau)), 1e-300)),
+        "dH_dtau": float(
+            math.sqrt(max(0.0, 1.0 - float(p.b.tangent_tau) ** 2)) / max(abs(float(p.b.tangent_tau)), 1e-300)
+        ),
     }
 
 
@@ -999,8 +1019,15 @@ def fold_vertex(turn: dict, sign: float) -> dict:
         "kappa": float(kappa),
         "correction": float(correction),
         "straddle": [
-            {"tau": x.tau, "s": x.s, "dtau_ds": float(x.b.tangent_tau), "index": int(x.b.index),
-             "lambda_crit": float(x.b.lambda_crit), "grad_norm": float(x.b.grad_norm), "loss": float(x.b.loss)}
+            {
+                "tau": x.tau,
+                "s": x.s,
+                "dtau_ds": float(x.b.tangent_tau),
+                "index": int(x.b.index),
+                "lambda_crit": float(x.b.lambda_crit),
+                "grad_norm": float(x.b.grad_norm),
+                "loss": float(x.b.loss),
+            }
             for x in (lo, hi)
         ],
         "H": near.H,
@@ -1087,7 +1114,15 @@ def diagnose_end(
     sign = 1.0 if branch.tau_fail > branch.tau_last else -1.0
     settings = branch.settings
     local = analyse(H_last, labels, branch.tau_last)
-    s = step(H_last, labels, branch.tau_last, branch.tau_fail - branch.tau_last, settings, local=local, max_index=-1)
+    s = step(
+        H_last,
+        labels,
+        branch.tau_last,
+        branch.tau_fail - branch.tau_last,
+        settings,
+        local=local,
+        max_index=-1,
+    )
     beyond = {
         "tau": s.tau,
         "status": s.status,
@@ -1099,18 +1134,27 @@ def diagnose_end(
         "allowed": s.allowed,
     }
     m = min(fit_points, len(branch.tau))
-    nat = (np.asarray(branch.tau)[-m:], np.asarray(branch.lambda_crit)[-m:], np.asarray(branch.tangent_norm)[-m:])
+    nat = (
+        np.asarray(branch.tau)[-m:],
+        np.asarray(branch.lambda_crit)[-m:],
+        np.asarray(branch.tangent_norm)[-m:],
+    )
     if last["kind"] == "global_min":
         fit = _fits(*nat, sign) if m >= 3 else {}
         reason = "the last point is a global minimum (the gap to L* vanished)"
-        return Ending("merges_global", math.nan, natural, fit=fit, beyond=beyond, partner={}, reason=reason, **common)
+        return Ending(
+            "merges_global", math.nan, natural, fit=fit, beyond=beyond, partner={}, reason=reason, **common
+        )
 
-    arc = follow_arclength(H_last, labels, branch.tau_last, arclength, direction=sign, tau_stop=branch.tau_last)
+    arc = follow_arclength(
+        H_last, labels, branch.tau_last, arclength, direction=sign, tau_stop=branch.tau_last
+    )
     summary = {
         "stopped": arc["stopped"],
         "turns": len(arc["turns"]),
         "index_changes": [
-            {"tau": [p.tau, q.tau], "index": [int(p.b.index), int(q.b.index)]} for p, q in arc["index_changes"]
+            {"tau": [p.tau, q.tau], "index": [int(p.b.index), int(q.b.index)]}
+            for p, q in arc["index_changes"]
         ],
         "points": arc["records"],
         "settings": arclength.to_json(),
@@ -1129,8 +1173,10 @@ def diagnose_end(
         partner = fold_partner(arc, turn, labels, branch.tau_last, H_last, local, gtol)
         # And nearer the fold: at the path's last converged minimum before the refinement.
         if before and before[-1]["s"] > 0:
-            p_near = max((p for p in arc["points"] if 0 < p.s < turn["lo"].s and int(p.b.index) == 0),
-                         key=lambda p: p.s)
+            p_near = max(
+                (p for p in arc["points"] if 0 < p.s < turn["lo"].s and int(p.b.index) == 0),
+                key=lambda p: p.s,
+            )
             partner["near"] = fold_partner(
                 arc, turn, labels, p_near.tau, p_near.H, analyse(p_near.H, labels, p_near.tau), gtol
             )
@@ -1148,8 +1194,16 @@ def diagnose_end(
                 f"search found index {partner['index']} at |grad| {partner['grad_norm']:.2g}"
             )
         return Ending(
-            kind, vertex["tau_c"], tuple(vertex["bracket"]), fit=fit, beyond=beyond, partner=partner,
-            reason=reason, arclength=summary, fold_point=H_c, **common,
+            kind,
+            vertex["tau_c"],
+            tuple(vertex["bracket"]),
+            fit=fit,
+            beyond=beyond,
+            partner=partner,
+            reason=reason,
+            arclength=summary,
+            fold_point=H_c,
+            **common,
         )
     fit = _fits(*nat, sign) if m >= 3 else {}
     past = [(p, q) for p, q in arc["index_changes"] if sign * (q.tau - branch.tau_last) > 0]
@@ -1172,8 +1226,15 @@ def diagnose_end(
             f"{len(arc['points'])} points, last tau {arc['points'][-1].tau:.10g})"
         )
     return Ending(
-        kind, tau_c, bracket, fit=fit, beyond=beyond, partner={"found": False}, reason=reason,
-        arclength=summary, **common,
+        kind,
+        tau_c,
+        bracket,
+        fit=fit,
+        beyond=beyond,
+        partner={"found": False},
+        reason=reason,
+        arclength=summary,
+        **common,
     )
 
 
@@ -1337,4 +1398,3 @@ def follow_family(
         tuple(landings),
         max(proven, key=lambda t: sign * t) if proven else math.nan,
     )
-

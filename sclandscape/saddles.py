@@ -690,7 +690,8 @@ class SpreadPattern:
 
     def name(self) -> str:
         s = "+".join(str(c) for c in self.scattered)
-        return f"scatter {s}, t0 {self.t0:g}, w {self.collapsed_weight:g}{', simplex' if self.simplex else ''}, seed {self.seed}"
+        simplex = ", simplex" if self.simplex else ""
+        return f"scatter {s}, t0 {self.t0:g}, w {self.collapsed_weight:g}{simplex}, seed {self.seed}"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"scattered": list(self.scattered), "name": self.name()}
@@ -749,7 +750,9 @@ def spread_start(pattern: SpreadPattern, counts, dim: int, *, steps: int = 2000)
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def spread_patterns(k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 0.1, 0.2)) -> list[SpreadPattern]:
+def spread_patterns(
+    k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 0.1, 0.2)
+) -> list[SpreadPattern]:
     """The default search: one class scattered (``t0s`` x weights ``{m, 1}`` x simplex or free x
     ``seeds``), and two classes scattered (``t0s`` x weights x ``pairs_seeds``, free). With equal
     class sizes one choice of scattered classes stands for all (relabelling)."""
@@ -763,6 +766,10 @@ def spread_patterns(k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 
     return out
 
 
+#: The descent of ``search_spurious`` (as ``continuation.descend``).
+SPREAD_DESCENT = scanner.ScanSettings(tol=1e-10, x64=True, max_steps=50000)
+
+
 def search_spurious(
     counts,
     dim: int,
@@ -770,7 +777,7 @@ def search_spurious(
     patterns: Sequence[SpreadPattern],
     *,
     extra: Sequence[tuple[str, np.ndarray]] = (),
-    descent: scanner.ScanSettings = scanner.ScanSettings(tol=1e-10, x64=True, max_steps=50000),
+    descent: scanner.ScanSettings | None = None,
 ) -> dict:
     """Descend (float64, the scan's optimiser) from every pattern's start and from ``extra``
     ``(name, H)`` starts, judge every end with ``verdict.classify``, and group the ends that are
@@ -783,6 +790,8 @@ def search_spurious(
     counts = tuple(int(c) for c in counts)
     labels = np.repeat(np.arange(len(counts)), counts)
     problems.check_tau(tau)
+    if descent is None:  # continuation.descend's settings: float64, to 1e-10
+        descent = SPREAD_DESCENT
     names = [p.name() for p in patterns] + [n for n, _ in extra]
     starts = [spread_start(p, counts, dim) for p in patterns] + [np.asarray(h, np.float64) for _, h in extra]
     if not starts:
