@@ -85,6 +85,13 @@ def test_branch_ends_at_the_fold():
     width = branch.tau_fail - branch.tau_last
     assert branch.tau_last - 4 * width <= fit.fit["fold"]["tau_c"] <= branch.tau_fail + 4 * width
     assert fit.fit["exponent"] == pytest.approx(0.5, abs=0.05)
+    # The arclength vertex: at or above the last converged natural point, within its own bracket,
+    # |dH/dtau| ~ (tau_c - tau)^(-1/2) with a steady prefactor, and the partner has index 1.
+    assert branch.tau_last <= fit.tau_c and fit.bracket[0] <= fit.tau_c <= fit.bracket[1]
+    assert fit.fit["tangent_exponent"] == pytest.approx(-0.5, abs=0.05)
+    pre = np.asarray(fit.fit["prefactor"])
+    assert pre.max() / pre.min() < 1.1
+    assert fit.partner["found"] and fit.partner["index"] == 1
 
 
 @pytest.mark.parametrize(
