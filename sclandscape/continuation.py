@@ -1180,18 +1180,23 @@ def diagnose_end(
             partner["near"] = fold_partner(
                 arc, turn, labels, p_near.tau, p_near.H, analyse(p_near.H, labels, p_near.tau), gtol
             )
-        indices = [p["index"] for p in vertex["straddle"]]
-        if partner["found"] and indices == [0, 1]:
+        # Across the turn the critical eigenvalue changes sign: at the straddling points it may lie
+        # within the Hessian's rounding (index 0 on both), so the index is read one step out.
+        indices = [int(turn["before"].b.index), int(turn["after"].b.index)]
+        signs = [float(np.sign(p["lambda_crit"])) for p in vertex["straddle"]]
+        if partner["found"] and indices == [0, 1] and signs == [1.0, -1.0]:
             kind = "fold"
             reason = (
-                "the arclength path turns back in tau (dtau/ds changes sign between converged points of "
-                "index 0 and 1) and reaches an index-1 partner on the other sheet"
+                "the arclength path turns back in tau (dtau/ds changes sign between converged points, "
+                "where the critical eigenvalue changes sign; index 0 before the turn, 1 after) and "
+                "reaches an index-1 partner on the other sheet"
             )
         else:
             kind = "undetermined"
             reason = (
-                f"the arclength path turns back, but the straddling indices are {indices} and the partner "
-                f"search found index {partner['index']} at |grad| {partner['grad_norm']:.2g}"
+                f"the arclength path turns back, but the indices before and after the turn are {indices}, "
+                f"the critical eigenvalue's signs at the vertex {signs}, and the partner search found "
+                f"index {partner['index']} at |grad| {partner['grad_norm']:.2g}"
             )
         return Ending(
             kind,

@@ -203,7 +203,9 @@ def test_arclength_turns_at_the_fold_where_the_hessian_becomes_singular():
     arc = continuation.follow_arclength(H, labels, tau)
     assert len(arc["turns"]) == 1, arc["stopped"]
     vertex = continuation.fold_vertex(arc["turns"][0], 1.0)
-    assert [p["index"] for p in vertex["straddle"]] == [0, 1]
+    turn = arc["turns"][0]
+    assert [int(turn["before"].b.index), int(turn["after"].b.index)] == [0, 1]
+    assert [np.sign(p["lambda_crit"]) for p in vertex["straddle"]] == [1.0, -1.0]
     lo, hi = vertex["bracket"]
     assert lo <= vertex["tau_c"] <= hi and hi - lo < 1e-12
     # The straddling points are converged (to the gradient's rounding floor, a few 1e-12 here).
