@@ -37,6 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sclandscape import continuation, metrics, optimum, plots, results, saddles, verdict  # noqa: E402
 
@@ -152,6 +153,7 @@ def figure(report: dict) -> Figure:
                     )
     x = np.logspace(-9, -3, 10)
     ax_law.loglog(x, 1.0 / np.sqrt(x), "k--", lw=0.6, label=r"$(\tau_c-\tau)^{-1/2}$")
+    ax_gap.xaxis.set_major_locator(MaxNLocator(4))
     ax_gap.set_xlabel(r"temperature $\tau$")
     ax_gap.set_ylabel(r"gap $L - L^*(\tau)$")
     ax_gap.legend(fontsize=5, loc="upper right")
