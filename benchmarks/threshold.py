@@ -247,7 +247,8 @@ def main():
         for e in r["distinct"]:
             print(
                 f"    L {e['loss']:.6f} gap {e['gap']:.4f} {e['kind']} strict {e['strict_certified']} "
-                f"lambda_min {e['lambda_min']:.3e} x{e['count']} ({e['names'][0]})"
+                f"lambda_min {e['lambda_min']:.3e} x{e['count']} ({e['names'][0]}), "
+                f"|class means| {np.round(e['class_mean_norms'], 4).tolist()}"
             )
     print(f"{report['seconds']:.0f} s")
 

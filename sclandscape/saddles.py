@@ -785,7 +785,8 @@ def search_spurious(
     refined points).
 
     Returns ``{"starts", "names", "kind", "loss", "status", "distinct": [{loss, gap, kind,
-    strict_certified, lambda_min, lambda_max, n_zero, count, names, H}, ...] by loss, "global_loss"}``.
+    strict_certified, lambda_min, n_zero, count, names, class_mean_norms, H}, ...] by loss,
+    "global_loss"}``.
     """
     counts = tuple(int(c) for c in counts)
     labels = np.repeat(np.arange(len(counts)), counts)
@@ -824,6 +825,10 @@ def search_spurious(
                     "cert_lambda": float(c.cert_lambda[i]),
                     "count": int(members.size),
                     "names": [names[j] for j in members],
+                    # |class mean| per class: 1 for a collapsed class, below it for a scattered one.
+                    "class_mean_norms": [
+                        float(np.linalg.norm(refined[i][labels == c].mean(0))) for c in range(len(counts))
+                    ],
                     "H": refined[i],
                 }
             )
