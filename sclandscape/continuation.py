@@ -1003,7 +1003,9 @@ def fold_vertex(turn: dict, sign: float) -> dict:
     points' slopes, and from the one closer to the vertex ``tau_c = tau_p + sign
     (dtau/ds)_p^2 / (2 kappa)`` (``sign``: the direction of ``tau`` before the turn).
     The bracket runs from the farthest converged ``tau`` to ``tau_p`` plus twice that
-    correction and the rounding of ``tau`` (``4 eps tau``).
+    correction and the rounding of ``tau`` (``4 eps tau``), widened on both sides by
+    ``tau_error``: the ``tau`` component of the Newton increment at the two points (to first
+    order, how far their residual gradients leave each from the exact path).
     """
     lo, hi = turn["lo"], turn["hi"]
     f_lo, f_hi = float(lo.b.tangent_tau), float(hi.b.tangent_tau)
@@ -1011,11 +1013,13 @@ def fold_vertex(turn: dict, sign: float) -> dict:
     near = lo if abs(f_lo) <= abs(f_hi) else hi
     correction = float(near.b.tangent_tau) ** 2 / (2.0 * kappa) if kappa > 0 else math.inf
     tau_c = near.tau + sign * correction
-    reached = max(lo.tau, hi.tau) if sign > 0 else min(lo.tau, hi.tau)
-    far = near.tau + sign * (2.0 * correction + 4.0 * np.finfo(float).eps * near.tau)
+    err = max(abs(float(lo.b.newton_tau)), abs(float(hi.b.newton_tau)))
+    reached = (max(lo.tau, hi.tau) if sign > 0 else min(lo.tau, hi.tau)) - sign * err
+    far = near.tau + sign * (2.0 * correction + 4.0 * np.finfo(float).eps * near.tau + err)
     return {
         "tau_c": float(tau_c),
         "bracket": sorted([float(reached), float(far)]),
+        "tau_error": err,
         "kappa": float(kappa),
         "correction": float(correction),
         "straddle": [

@@ -207,7 +207,8 @@ def test_arclength_turns_at_the_fold_where_the_hessian_becomes_singular():
     assert [int(turn["before"].b.index), int(turn["after"].b.index)] == [0, 1]
     assert [np.sign(p["lambda_crit"]) for p in vertex["straddle"]] == [1.0, -1.0]
     lo, hi = vertex["bracket"]
-    assert lo <= vertex["tau_c"] <= hi and hi - lo < 1e-12
+    # Narrower than the independent referee's resolution of a fold (+-1e-10).
+    assert lo <= vertex["tau_c"] <= hi and hi - lo < 1e-10
     # The straddling points are converged (to the gradient's rounding floor, a few 1e-12 here).
     assert all(p["grad_norm"] < 1e-10 for p in vertex["straddle"])
     first, last = arc["points"][0], arc["points"][-1]
