@@ -39,17 +39,19 @@ spurious minimum, or not) and recorded with ``L``, the gap ``L - L*(tau)``
 (``optimum.global_optimum``) and the smallest eigenvalue beyond the symmetry
 modes.
 
-``diagnose_end`` then asks what happens at the end ``tau_c`` (three
-possibilities, each with its own signature):
+``diagnose_end`` then asks what happens at the end ``tau_c``. The eigenvalue
+that goes to zero need not be the lowest (``critical_mode``: the mode that
+carries the tangent ``dH/dtau``), so every point records ``lambda_crit`` and
+``|dH/dtau|``, and the end is followed in **pseudo-arclength**
+(``follow_arclength``: Newton on the bordered system, which stays invertible at
+a simple fold). Three possibilities, each with its own signature:
 
-- **fold** (saddle-node): ``lambda_min ~ c sqrt(tau_c - tau)``, so
-  ``lambda_min^2`` is linear in ``tau`` and extrapolates to ``tau_c`` inside the
-  bracket; no critical point continues the branch beyond ``tau_c``; below it an
-  index-1 saddle lies along the soft eigenvector at a distance that shrinks
-  with ``lambda_min`` (the branch turns back as that saddle);
-- **crossing** (transcritical or pitchfork): ``lambda_min`` linear in
-  ``tau_c - tau``, and an unguarded corrector beyond ``tau_c`` finds the
-  continued branch, now a saddle of index >= 1;
+- **fold** (saddle-node): the path turns back in ``tau`` (``dtau/ds`` changes
+  sign between converged points, where ``lambda_crit`` changes sign), and goes
+  on as an index-1 saddle, the partner; on the minimum ``|dH/dtau| ~ C (tau_c - tau)^(-1/2)``
+  with a steady ``C`` and ``lambda_crit ~ c sqrt(tau_c - tau)`` close enough to ``tau_c``;
+- **crossing** (transcritical or pitchfork): the path goes on past ``tau_c``
+  without turning, its index changing;
 - **merges_global**: the gap ``L - L*`` goes to zero.
 """
 
