@@ -751,14 +751,16 @@ def spread_start(pattern: SpreadPattern, counts, dim: int, *, steps: int = 2000)
 
 
 def spread_patterns(
-    k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 0.1, 0.2)
+    k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 0.1, 0.2), weights=(10.0, 1.0)
 ) -> list[SpreadPattern]:
-    """The default search: one class scattered (``t0s`` x weights ``{m, 1}`` x simplex or free x
-    ``seeds``), and two classes scattered (``t0s`` x weights x ``pairs_seeds``, free). With equal
-    class sizes one choice of scattered classes stands for all (relabelling)."""
+    """The default search: one class scattered (``t0s`` x ``weights`` x simplex or free x
+    ``seeds``), and two classes scattered (``t0s`` x ``weights`` x ``pairs_seeds``, free).
+    ``weights``: of a collapsed class's point against a scattered sample's 1 (10: the class
+    size of 4 x 10, a collapsed class repels as its 10 samples would). With equal class sizes
+    one choice of scattered classes stands for all (relabelling)."""
     out = []
     for t0 in t0s:
-        for weight in (10.0, 1.0):
+        for weight in weights:
             for simplex in (False, True):
                 out += [SpreadPattern((0,), t0, weight, simplex, 1000 * i + 17) for i in range(seeds)]
             if k > 2:
