@@ -419,6 +419,7 @@ POINT_FIELDS = (
     "lambda_min",
     "lambda_crit",
     "tangent_norm",
+    "newton_norm",
     "index",
     "grad_norm",
     "dloss_dtau",
@@ -485,6 +486,8 @@ def _record(H, labels, tau, local: Local, judge: bool) -> dict:
         "lambda_min": lambda_min(local),
         "lambda_crit": float(local.lambda_crit),
         "tangent_norm": float(np.linalg.norm(local.tangent)),
+        # |A^+ grad|: to first order how far the point is from the critical point it stands for.
+        "newton_norm": float(np.linalg.norm(local.newton)),
         "index": int(local.index),
         "grad_norm": float(local.grad_norm),
         "dloss_dtau": float(local.dloss_dtau),
@@ -803,6 +806,7 @@ def _arc_record(p: ArcPoint) -> dict:
         "lambda_min": float(np.min(eigs)) if eigs.size else math.nan,
         "lambda_crit": float(p.b.lambda_crit),
         "dtau_ds": float(p.b.tangent_tau),
+        "newton_norm": float(math.hypot(np.linalg.norm(p.b.newton), float(p.b.newton_tau))),
         # |dH/dtau| along the branch: |t_H| / |t_tau| (diverges as (tau_c - tau)^(-1/2) at a fold).
         "dH_dtau": float(
             math.sqrt(max(0.0, 1.0 - float(p.b.tangent_tau) ** 2)) / max(abs(float(p.b.tangent_tau)), 1e-300)
@@ -1144,9 +1148,10 @@ def diagnose_end(
         np.asarray(branch.tau)[-m:],
         np.asarray(branch.lambda_crit)[-m:],
         np.asarray(branch.tangent_norm)[-m:],
+        np.asarray(branch.newton_norm)[-m:],
     )
     if last["kind"] == "global_min":
-        fit = _fits(*nat, sign) if m >= 3 else {}
+        fit = _fits(*nat[:3], sign) if m >= 3 else {}
         reason = "the last point is a global minimum (the gap to L* vanished)"
         return Ending(
             "merges_global", math.nan, natural, fit=fit, beyond=beyond, partner={}, reason=reason, **common
@@ -1175,7 +1180,13 @@ def diagnose_end(
         taus = np.concatenate([nat[0], [r["tau"] for r in before]])
         lams = np.concatenate([nat[1], [r["lambda_crit"] for r in before]])
         dHs = np.concatenate([nat[2], [r["dH_dtau"] for r in before]])
-        fit = _fits(taus, lams, dHs, sign, vertex["tau_c"])
+        errs = np.concatenate([nat[3], [r["newton_norm"] for r in before]])
+        # A point measures the laws only if its own error (|A^+ g|, first order) is below 1% of its
+        # distance to the fold along the branch, int |dH/dtau| dtau = 2 |dH/dtau| (tau_c - tau).
+        # (Near a fold the natural corrector's |g| ~ 1e-10 over lambda ~ 1e-7 can exceed it.)
+        usable = errs <= 0.01 * 2.0 * dHs * np.abs(vertex["tau_c"] - taus)
+        fit = _fits(taus[usable], lams[usable], dHs[usable], sign, vertex["tau_c"])
+        fit["excluded"] = int(np.sum(~usable))
         partner = fold_partner(arc, turn, labels, branch.tau_last, H_last, local, gtol)
         # And nearer the fold: at the path's last converged minimum before the refinement.
         if before and before[-1]["s"] > 0:
@@ -1216,7 +1227,7 @@ def diagnose_end(
             fold_point=H_c,
             **common,
         )
-    fit = _fits(*nat, sign) if m >= 3 else {}
+    fit = _fits(*nat[:3], sign) if m >= 3 else {}
     past = [(p, q) for p, q in arc["index_changes"] if sign * (q.tau - branch.tau_last) > 0]
     if past:
         p, q = past[0]
