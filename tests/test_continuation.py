@@ -270,3 +270,18 @@ def test_spread_search_finds_the_balanced_spurious_minimum():
     assert e["lambda_min"] == pytest.approx(4.37e-4, abs=5e-7)
     assert e["cert_lambda"] == pytest.approx(-30.38, abs=5e-3)
     assert e["gap"] == pytest.approx(e["loss"] - global_optimum(counts, 0.02).loss, abs=1e-9)
+
+
+def test_arclength_bad_input_is_one_line_value_error():
+    H, labels, tau = _load("near_fold_step_d5.npz")
+    for kwargs, message in (
+        ({"H0": np.ones((2,) + H.shape)}, "one point"),
+        ({"settings": "fast"}, "ArclengthSettings"),
+        ({"tau0": -1.0}, "tau"),
+    ):
+        args = {"H0": H, "labels": labels, "tau0": tau} | kwargs
+        with pytest.raises(ValueError, match=message) as info:
+            continuation.follow_arclength(**args)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="min_ds <= ds <= max_ds"):
+        continuation.ArclengthSettings(ds=1.0)
