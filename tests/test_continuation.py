@@ -2,7 +2,9 @@
 
 The points: the proven strict spurious minimum of counts 10,10,2,2, d = 5 at
 tau = 0.02, and a point of its branch near the fold (tau = 0.0242281,
-lambda_min = 4.8e-5), where the branch ends at tau_c = 0.0242310.
+lambda_min = 4.8e-5), where the branch ends at tau_c = 0.0242310; the arclength path through
+that fold (checked against a finite-difference Hessian); the spread constructions of
+``saddles.search_spurious``.
 """
 
 import pathlib
