@@ -592,4 +592,184 @@ def catalogue(
 
 
 # --------------------------------------------------------------------------
-# Figure
+# Spread constructions: a search for spurious minima with scattered classes
+
+
+@dataclasses.dataclass(frozen=True)
+class SpreadPattern:
+    """A start with ``scattered`` classes spread over their samples and the others collapsed.
+
+    The collapsed classes' points and the scattered samples are spread together by
+    descending a repulsion energy ``sum_{a<b} w_a w_b exp((u_a . u_b - 1) / t0)`` on the
+    sphere (``w = collapsed_weight`` for a collapsed class's point, 1 for a scattered
+    sample; with ``simplex`` the collapsed points are held at vertices of the simplex
+    ETF of ``k`` classes). ``t0`` sets how far the repulsion reaches: small ``t0`` only
+    separates nearest neighbours (a spread close to a packing), large ``t0`` pushes
+    every point away from all others.
+    """
+
+    scattered: tuple
+    t0: float
+    collapsed_weight: float
+    simplex: bool
+    seed: int
+
+    def name(self) -> str:
+        s = "+".join(str(c) for c in self.scattered)
+        simplex = ", simplex" if self.simplex else ""
+        return f"scatter {s}, t0 {self.t0:g}, w {self.collapsed_weight:g}{simplex}, seed {self.seed}"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {"scattered": list(self.scattered), "name": self.name()}
+
+
+def _simplex(k: int, d: int, rng) -> np.ndarray:
+    """``k`` unit vectors with products ``-1/(k-1)`` in ``R^d`` (``d >= k - 1``), randomly rotated."""
+    E = np.eye(k) - 1.0 / k
+    U, s, _ = np.linalg.svd(E)
+    B = U[:, : k - 1] * s[: k - 1]
+    B /= np.linalg.norm(B, axis=1, keepdims=True)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    X = np.zeros((k, d))
+    X[:, : k - 1] = B
+    return X @ Q
+
+
+def spread_start(pattern: SpreadPattern, counts, dim: int, *, steps: int = 2000) -> np.ndarray:
+    """The start ``(n, d)`` of ``pattern`` (``SpreadPattern``) for class ``counts`` at ``dim``."""
+    counts = tuple(int(c) for c in counts)
+    k = len(counts)
+    if not pattern.scattered or any(not 0 <= c < k for c in pattern.scattered):
+        raise ValueError(f"scattered classes must be in 0..{k - 1}, got {pattern.scattered!r}")
+    if pattern.simplex and dim < k - 1:
+        raise ValueError(f"a simplex of {k} classes needs d >= {k - 1}, got {dim}")
+    rng = np.random.default_rng(pattern.seed)
+    labels = np.repeat(np.arange(k), counts)
+    collapsed = [c for c in range(k) if c not in pattern.scattered]
+    sizes = [counts[c] for c in pattern.scattered]
+    p = len(collapsed) + sum(sizes)
+    P = rng.standard_normal((p, dim))
+    P /= np.linalg.norm(P, axis=1, keepdims=True)
+    fixed = 0
+    if pattern.simplex and collapsed:
+        P[: len(collapsed)] = _simplex(k, dim, rng)[collapsed]
+        fixed = len(collapsed)
+    w = np.r_[np.full(len(collapsed), float(pattern.collapsed_weight)), np.ones(sum(sizes))]
+    W = np.outer(w, w)
+    np.fill_diagonal(W, 0.0)
+    for _ in range(steps):  # normalised projected gradient steps (a start, not an optimum)
+        E = W * np.exp((P @ P.T - 1.0) / pattern.t0)
+        g = E @ P / pattern.t0
+        g -= np.sum(g * P, axis=1, keepdims=True) * P
+        g[:fixed] = 0.0
+        P = P - 2e-3 * g / (np.abs(g).max() + 1e-300)
+        P /= np.linalg.norm(P, axis=1, keepdims=True)
+    X = np.zeros((labels.size, dim))
+    for i, c in enumerate(collapsed):
+        X[labels == c] = P[i]
+    at = len(collapsed)
+    for c, m in zip(pattern.scattered, sizes, strict=True):
+        X[labels == c] = P[at : at + m]
+        at += m
+    # A little noise: off the fixed set of the collapsed classes' permutations.
+    X += 1e-4 * rng.standard_normal(X.shape)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def spread_patterns(
+    k: int, *, seeds: int = 4, pairs_seeds: int = 2, t0s=(0.05, 0.1, 0.2), weights=(10.0, 1.0)
+) -> list[SpreadPattern]:
+    """The default search: one class scattered (``t0s`` x ``weights`` x simplex or free x
+    ``seeds``), and two classes scattered (``t0s`` x ``weights`` x ``pairs_seeds``, free).
+    ``weights``: of a collapsed class's point against a scattered sample's 1 (10: the class
+    size of 4 x 10, a collapsed class repels as its 10 samples would). With equal class sizes
+    one choice of scattered classes stands for all (relabelling)."""
+    out = []
+    for t0 in t0s:
+        for weight in weights:
+            for simplex in (False, True):
+                out += [SpreadPattern((0,), t0, weight, simplex, 1000 * i + 17) for i in range(seeds)]
+            if k > 2:
+                out += [SpreadPattern((0, 1), t0, weight, False, 1000 * i + 29) for i in range(pairs_seeds)]
+    return out
+
+
+#: The descent of ``search_spurious`` (as ``continuation.descend``).
+SPREAD_DESCENT = scanner.ScanSettings(tol=1e-10, x64=True, max_steps=50000)
+
+
+def search_spurious(
+    counts,
+    dim: int,
+    tau: float,
+    patterns: Sequence[SpreadPattern],
+    *,
+    extra: Sequence[tuple[str, np.ndarray]] = (),
+    descent: scanner.ScanSettings | None = None,
+) -> dict:
+    """Descend (float64, the scan's optimiser) from every pattern's start and from ``extra``
+    ``(name, H)`` starts, judge every end with ``verdict.classify``, and group the ends that are
+    not global minima modulo the symmetry group (``census.group_points`` on the verdict's
+    refined points).
+
+    Returns ``{"starts", "names", "kind", "loss", "status", "distinct": [{loss, gap, kind,
+    strict_certified, lambda_min, n_zero, count, names, class_mean_norms, H}, ...] by loss,
+    "global_loss"}``.
+    """
+    counts = tuple(int(c) for c in counts)
+    labels = np.repeat(np.arange(len(counts)), counts)
+    problems.check_tau(tau)
+    if descent is None:  # continuation.descend's settings: float64, to 1e-10
+        descent = SPREAD_DESCENT
+    names = [p.name() for p in patterns] + [n for n, _ in extra]
+    starts = [spread_start(p, counts, dim) for p in patterns] + [np.asarray(h, np.float64) for _, h in extra]
+    if not starts:
+        raise ValueError("search_spurious needs at least one pattern or extra start")
+    with precision.float64(), precision.float64_placement():
+        out = _descend(jnp.asarray(np.stack(starts)), jnp.asarray(labels), jnp.asarray(float(tau)), descent)
+    H_end, status = np.asarray(out[0]), np.asarray(out[2])
+    c = verdict.classify(H_end, labels, tau)
+    kind = np.where(status == Status.CONVERGED, np.asarray(c.kind), "not_converged")
+    refined = np.asarray(c.refined)
+    keep = np.flatnonzero((kind != "global_min") & (kind != "not_converged"))
+    distinct = []
+    if keep.size:
+        fields = {f: np.asarray(getattr(c, f))[keep] for f in census.MATCH_FIELDS}
+        fields["kind"] = kind[keep]
+        group = census.group_points({"H": refined[keep], **fields}, labels, tau)
+        for g in sorted(set(group.tolist())):
+            members = keep[group == g]
+            i = int(members[0])
+            distinct.append(
+                {
+                    "loss": float(c.loss[i]),
+                    "gap": float(c.gap[i]),
+                    "kind": str(kind[i]),
+                    "strict_certified": bool(c.strict_certified[i]),
+                    "decided_by": str(c.decided_by[i]),
+                    "lambda_min": float(c.lambda_min[i]),
+                    "n_zero": int(c.n_zero[i]),
+                    "n_zero_predicted": int(c.n_zero_predicted[i]),
+                    "cert_lambda": float(c.cert_lambda[i]),
+                    "count": int(members.size),
+                    "names": [names[j] for j in members],
+                    # |class mean| per class: 1 for a collapsed class, below it for a scattered one.
+                    "class_mean_norms": [
+                        float(np.linalg.norm(refined[i][labels == c].mean(0))) for c in range(len(counts))
+                    ],
+                    "H": refined[i],
+                }
+            )
+        distinct.sort(key=lambda e: e["loss"])
+    return {
+        "counts": list(counts),
+        "dim": int(dim),
+        "tau": float(tau),
+        "starts": len(starts),
+        "names": names,
+        "kind": kind.tolist(),
+        "loss": np.asarray(c.loss).tolist(),
+        "status": status.tolist(),
+        "global_loss": float(c.global_loss),
+        "distinct": distinct,
+    }
