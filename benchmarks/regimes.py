@@ -49,7 +49,10 @@ import numpy as np  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 from sclandscape.core import problems  # noqa: E402
-from sclandscape.drawing import plots  # noqa: E402
+from sclandscape.drawing import (  # noqa: E402
+    maps,
+    style,
+)
 from sclandscape.explore import scanner  # noqa: E402
 from sclandscape.folders import atomic, merging, summaries  # noqa: E402
 from sclandscape.studies import sweep  # noqa: E402
@@ -113,7 +116,7 @@ def phase_figure(name: str, counts, cells: list[dict], inits: int):
         if c["counts"]["saddle"]:
             extra.append(f"{c['counts']['saddle']} sad.")
         notes[i, j] = "\n".join(extra)
-    return plots.phase_map(
+    return maps.phase_map(
         DIMS,
         TAUS,
         frac,
@@ -124,7 +127,7 @@ def phase_figure(name: str, counts, cells: list[dict], inits: int):
         hatch_label="$d <$ rank $M^*$: best loss found, not $L^*$",
         title=f"{name}: counts {','.join(str(c) for c in counts)}; {inits} runs a cell",
         colorbar_label="fraction reaching the best loss",
-        width=1.4 * plots.COLUMN_WIDTH,
+        width=1.4 * style.COLUMN_WIDTH,
     )
 
 
@@ -132,7 +135,7 @@ def draw(report: dict, out: str) -> None:
     for name, data in report["problems"].items():
         fig = phase_figure(name, data["counts"], data["cells"], report["config"]["inits"])
         for fmt in ("png", "pdf"):
-            atomic.write_atomic(os.path.join(out, f"regimes_{name}.{fmt}"), plots.figure_bytes(fig, fmt))
+            atomic.write_atomic(os.path.join(out, f"regimes_{name}.{fmt}"), style.figure_bytes(fig, fmt))
 
 
 def main():

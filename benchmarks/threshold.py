@@ -39,7 +39,9 @@ from machine import machine_info  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sclandscape.drawing import plots  # noqa: E402
+from sclandscape.drawing import (  # noqa: E402
+    style,
+)
 from sclandscape.explore import continuation, saddles  # noqa: E402
 from sclandscape.folders import atomic  # noqa: E402
 from sclandscape.theory import metrics, optimum, verdict  # noqa: E402
@@ -131,7 +133,7 @@ def search(stored, stored_labels) -> list[dict]:
 
 
 def figure(report: dict) -> Figure:
-    fig = Figure(figsize=(2 * plots.COLUMN_WIDTH, 2.8), layout="constrained")
+    fig = Figure(figsize=(2 * style.COLUMN_WIDTH, 2.8), layout="constrained")
     ax_gap, ax_law = fig.subplots(1, 2)
     for fam in report["families"]:
         for b_index, branch in enumerate(fam["branches"]):
@@ -180,7 +182,7 @@ def main():
         with open(os.path.join(args.out, "threshold.json")) as fh:
             report = json.load(fh)
         atomic.write_atomic(
-            os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png")
+            os.path.join(args.out, "threshold.png"), style.figure_bytes(figure(report), "png")
         )
         return
     data = np.load(DATA)
@@ -218,7 +220,7 @@ def main():
     }
     os.makedirs(args.out, exist_ok=True)
     atomic.write_json(os.path.join(args.out, "threshold.json"), report)
-    atomic.write_atomic(os.path.join(args.out, "threshold.png"), plots.figure_bytes(figure(report), "png"))
+    atomic.write_atomic(os.path.join(args.out, "threshold.png"), style.figure_bytes(figure(report), "png"))
     for fam in families:
         print(f"{fam['name']}: largest tau with a proven strict spurious minimum {fam['tau_proven']:.10f}")
         for lp in fam.get("last_points", []):

@@ -8,19 +8,19 @@ classification has run); losses are sum-form (docs/maths.md §1) and ``global_lo
 
 Conventions shared by all figures:
 
-- One colour and marker per kind of point (``KIND_STYLE``), from the
+- One colour and marker per kind of point (``style.KIND_STYLE``), from the
   Okabe-Ito palette (distinguishable under the common colour-vision
   deficiencies and in greyscale through the markers).
-- Sized for one paper column (``COLUMN_WIDTH`` = 3.4 in) with every font at
-  8 pt or more (``STYLE``); save with ``figure_bytes`` (or inside
-  ``matplotlib.rc_context(STYLE)``) to get the 300 dpi PNG / Type 42 PDF
+- Sized for one paper column (``style.COLUMN_WIDTH`` = 3.4 in) with every font at
+  8 pt or more (``style.STYLE``); save with ``style.figure_bytes`` (or inside
+  ``matplotlib.rc_context(style.STYLE)``) to get the 300 dpi PNG / Type 42 PDF
   settings.
 - The figures are built with the object API (``matplotlib.figure.Figure``),
   so importing this module selects no backend and creates no window.
 - Gaps ``L(H) - L*`` of global minima are rounding noise (``|gap| ~ 1e-14``
   in float64, sometimes negative); on logarithmic axes they are clipped to a
   floor ``floor_rtol * max(1, |L*|)``, and the axis label says so.
-- A figure of a scan states its problem (``problem_title``: ``n, k, d, tau``
+- A figure of a scan states its problem (``style.problem_title``: ``n, k, d, tau``
   and the number of runs) in its title; the callers (``report``, ``sweep``)
   pass it, the functions here take it as ``title``.
 - Counts are read, not guessed: histogram bins carry their run count, and
@@ -33,9 +33,8 @@ Conventions shared by all figures:
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
 import matplotlib.ticker  # noqa: F401  (mpl.ticker)
@@ -43,164 +42,10 @@ import matplotlib.transforms  # noqa: F401  (mpl.transforms)
 import numpy as np
 from matplotlib.figure import Figure
 
-from sclandscape.core import problems
-from sclandscape.theory import metrics
-
-#: Width of one paper column, inches.
-COLUMN_WIDTH = 3.4
-
-#: Kinds of point (``metrics.KINDS``, the one list).
-KINDS = metrics.KINDS
-
-#: Okabe & Ito (2008) colour-blind-safe palette.
-OKABE_ITO = {
-    "black": "#000000",
-    "orange": "#E69F00",
-    "sky_blue": "#56B4E9",
-    "bluish_green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish_purple": "#CC79A7",
-    "grey": "#999999",
-}
-
-#: A fixed colour, marker and legend label for each kind of point.
-KIND_STYLE = {
-    "global_min": {"color": OKABE_ITO["blue"], "marker": "o", "label": "global min"},
-    "spurious_min": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "spurious min"},
-    "local_min": {
-        "color": OKABE_ITO["bluish_green"],
-        "marker": "v",
-        "label": "local min ($L^*$ unattainable)",
-    },
-    "saddle": {"color": OKABE_ITO["orange"], "marker": "s", "label": "saddle"},
-    "degenerate": {"color": OKABE_ITO["reddish_purple"], "marker": "D", "label": "degenerate"},
-    "not_converged": {"color": OKABE_ITO["grey"], "marker": "x", "label": "not converged"},
-}
-
-#: Colours for a family of curves (e.g. one per temperature), yellow left out (weak on white).
-SERIES_COLORS = tuple(OKABE_ITO[c] for c in ("black", "sky_blue", "bluish_green", "reddish_purple", "orange"))
-SERIES_MARKERS = ("o", "s", "^", "D", "v")
-
-#: rcParams for publication figures (every font >= 8 pt, 300 dpi PNG, embedded TrueType in PDF).
-STYLE = {
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "legend.title_fontsize": 8,
-    "figure.titlesize": 9,
-    "font.family": "sans-serif",
-    "mathtext.default": "regular",
-    "axes.linewidth": 0.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "lines.linewidth": 1.2,
-    "lines.markersize": 4,
-    "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6,
-    "xtick.minor.width": 0.4,
-    "ytick.minor.width": 0.4,
-    "xtick.major.size": 3,
-    "ytick.major.size": 3,
-    "xtick.minor.size": 1.5,
-    "ytick.minor.size": 1.5,
-    "legend.frameon": False,
-    "legend.handlelength": 1.4,
-    "legend.borderaxespad": 0.3,
-    "figure.dpi": 100,
-    "savefig.dpi": 300,
-    "savefig.bbox": "tight",
-    "savefig.pad_inches": 0.02,
-    "pdf.fonttype": 42,
-    "ps.fonttype": 42,
-    "image.cmap": "viridis",
-    "hatch.linewidth": 0.6,
-}
-
-FORMATS = ("png", "pdf", "svg")
-
-
-# --------------------------------------------------------------------------
-# What a figure states
-
-
-def problem_title(counts: Sequence[int], dim: int, tau: float, runs: int | None = None) -> str:
-    """One line stating the problem: ``n = 24, k = 4 (10,10,2,2), d = 2, τ = 1; 256 runs``.
-
-    The class counts are listed when ``k <= 6``, written ``k×m`` when
-    balanced, else as their range. Every figure of a scan carries this line.
-    """
-    counts = [int(c) for c in counts]
-    if not counts or any(c < 1 for c in counts):
-        raise ValueError(f"counts must be positive integers, got {counts!r}")
-    k, n = len(counts), sum(counts)
-    if len(set(counts)) == 1:
-        shape = f"{k}\u00d7{counts[0]}"
-    elif k <= 6:
-        shape = ",".join(str(c) for c in counts)
-    else:
-        shape = f"counts {min(counts)}..{max(counts)}"
-    text = f"n = {n}, k = {k} ({shape}), d = {int(dim)}, $\\tau$ = {_finite_float(tau, 'tau'):g}"
-    if runs is not None:
-        text += f"; {int(runs)} run{'s' if int(runs) != 1 else ''}"
-    return text
-
-
-def percent(p: float) -> str:
-    """``0.0116 -> '1.2%'``: two significant digits (integers above 10%)."""
-    v = 100.0 * p
-    return f"{v:.0f}%" if v >= 10 else f"{v:.2g}%"
-
-
-def spurious_line(bound: Mapping) -> str:
-    """``"0 spurious of 256 runs: fraction < 1.2% (95%)"`` from a summary's ``spurious_fraction``.
-
-    ``bound`` holds ``count``, ``runs`` and ``upper_95`` (``summaries.spurious_fraction``);
-    with a positive count the observed fraction is given as well.
-    """
-    if not isinstance(bound, Mapping) or not all(key in bound for key in ("count", "runs", "upper_95")):
-        raise ValueError("bound must be a summary's spurious_fraction (count, runs, upper_95)")
-    x, N, upper = int(bound["count"]), int(bound["runs"]), _finite_float(bound["upper_95"], "upper_95")
-    seen = f" ({percent(x / N)})" if x else ""
-    return f"{x} spurious of {N} runs{seen}: fraction < {percent(upper)} (95%)"
-
+from sclandscape.drawing import style
 
 # --------------------------------------------------------------------------
 # Helpers
-
-
-class StyledFigure(Figure):
-    """A ``Figure`` that draws under ``STYLE`` wherever it is drawn (a notebook, ``savefig``, a GUI).
-
-    Sizes and colours are fixed when the artists are created; this makes the
-    settings read at draw time (mathtext font, hatch width) the same everywhere.
-    """
-
-    def draw(self, renderer):
-        with mpl.rc_context(STYLE):
-            return super().draw(renderer)
-
-
-def _figure(width: float, height: float) -> Figure:
-    return StyledFigure(figsize=(width, height), layout="constrained")
-
-
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
-    """Render ``fig`` as ``fmt`` (``png``, ``pdf`` or ``svg``) with ``STYLE``'s output settings.
-
-    PDF and SVG carry no creation date, so the same figure gives the same bytes.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
-    buf = io.BytesIO()
-    with mpl.rc_context(STYLE):
-        fig.savefig(buf, format=fmt, metadata=metadata)
-    return buf.getvalue()
 
 
 def _column(records, name: str, n: int | None = None, *, numeric: bool = True) -> np.ndarray:
@@ -222,9 +67,9 @@ def _column(records, name: str, n: int | None = None, *, numeric: bool = True) -
 
 def _kinds(records, n: int) -> np.ndarray:
     kind = _column(records, "kind", n, numeric=False).astype(str)
-    unknown = sorted(set(kind.tolist()) - set(KINDS))
+    unknown = sorted(set(kind.tolist()) - set(style.KINDS))
     if unknown:
-        raise ValueError(f"unknown kind {unknown[0]!r} in records (expected one of {KINDS})")
+        raise ValueError(f"unknown kind {unknown[0]!r} in records (expected one of {style.KINDS})")
     return kind
 
 
@@ -232,31 +77,14 @@ def _check_kinds(kind, n: int) -> np.ndarray:
     kind = np.asarray(kind).astype(str)
     if kind.shape != (n,):
         raise ValueError(f"kind must have shape ({n},), got {kind.shape}")
-    unknown = sorted(set(kind.tolist()) - set(KINDS))
+    unknown = sorted(set(kind.tolist()) - set(style.KINDS))
     if unknown:
-        raise ValueError(f"unknown kind {unknown[0]!r} (expected one of {KINDS})")
+        raise ValueError(f"unknown kind {unknown[0]!r} (expected one of {style.KINDS})")
     return kind
 
 
-def _finite_float(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return out
-
-
-def _positive(value, name: str) -> float:
-    out = _finite_float(value, name)
-    if out <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return out
-
-
 def _optional_tol(tol) -> float | None:
-    return None if tol is None else _positive(tol, "tol")
+    return None if tol is None else style.positive(tol, "tol")
 
 
 def _bins(bins) -> int:
@@ -271,11 +99,11 @@ def _fmt(value: float) -> str:
 
 
 def _gap_floor(global_loss: float, floor_rtol) -> float:
-    return _positive(floor_rtol, "floor_rtol") * max(1.0, abs(global_loss))
+    return style.positive(floor_rtol, "floor_rtol") * max(1.0, abs(global_loss))
 
 
 def _kind_counts_label(kind: str, count: int) -> str:
-    return f"{KIND_STYLE[kind]['label']} ({count})"
+    return f"{style.KIND_STYLE[kind]['label']} ({count})"
 
 
 def _symlog_edges(values: np.ndarray, linthresh: float, bins: int) -> np.ndarray:
@@ -323,10 +151,10 @@ def _stacked_bars(ax, edges, groups, *, horizontal=False):
     out = {}
     for kind, values in groups:
         counts, _ = np.histogram(values, edges)
-        style = KIND_STYLE[kind]
+        look = style.KIND_STYLE[kind]
         common = dict(
             align="edge",
-            color=style["color"],
+            color=look["color"],
             edgecolor="white",
             linewidth=0.3,
             label=_kind_counts_label(kind, values.size),
@@ -341,7 +169,7 @@ def _stacked_bars(ax, edges, groups, *, horizontal=False):
 
 
 def _groups(values: np.ndarray, kind: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    return [(k, values[kind == k]) for k in KINDS if np.any(kind == k)]
+    return [(k, values[kind == k]) for k in style.KINDS if np.any(kind == k)]
 
 
 def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None = None):
@@ -357,7 +185,9 @@ def _log_histogram(ax, values, kinds, floor: float, bins: int, top: float | None
     counts = _stacked_bars(ax, edges, _groups(values, kinds))
     ax.set_xscale("log")
     ax.set_xlim(edges[0] / 3, edges[-1] * 3)
-    ax.axvline(floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"floor {_fmt(floor)}")
+    ax.axvline(
+        floor, color=style.OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"floor {_fmt(floor)}"
+    )
     _annotate_bins(ax, edges, np.sum(list(counts.values()), axis=0))
     ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     return counts
@@ -425,7 +255,7 @@ def _top_legend(fig, ax, notes=(), ncols: int = 2, title: str | None = None):
     if handles:
         fig.legend(handles, labels, loc="outside upper center", ncols=min(ncols, len(handles)), title=title)
     elif title:
-        fig.suptitle(title, fontsize=STYLE["axes.titlesize"])
+        fig.suptitle(title, fontsize=style.STYLE["axes.titlesize"])
 
 
 # --------------------------------------------------------------------------
@@ -440,7 +270,7 @@ def _title_lines(*lines) -> str | None:
 
 def _gap_data(records, global_loss, floor_rtol):
     """``(loss, kind, floor, converged)`` of ``records`` for the gap figures, checked."""
-    global_loss = _finite_float(global_loss, "global_loss")
+    global_loss = style.finite_float(global_loss, "global_loss")
     loss = _column(records, "loss")
     kind = _kinds(records, loss.size)
     floor = _gap_floor(global_loss, floor_rtol)
@@ -459,7 +289,7 @@ def _gap_panel(ax, loss, kind, converged, global_loss, floor, bins, tolerance) -
     _log_histogram(ax, clipped, kind[converged], floor, bins, top=float(np.max(top)))
     if tolerance is not None:
         ax.axvline(
-            tolerance, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="global tolerance"
+            tolerance, color=style.OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="global tolerance"
         )
     ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
     ax.set_ylabel("runs")
@@ -477,7 +307,7 @@ def gap_histogram(
     tolerance: float | None = None,
     spurious: Mapping | None = None,
     title: str | None = None,
-    width: float = COLUMN_WIDTH,
+    width: float = style.COLUMN_WIDTH,
 ) -> Figure:
     """Histogram of the gap ``L(H) - L*`` over converged runs, stacked by kind, log-scaled gap.
 
@@ -494,11 +324,11 @@ def gap_histogram(
     """
     loss, kind, floor, converged = _gap_data(records, global_loss, floor_rtol)
     bins = _bins(bins)
-    tolerance = None if tolerance is None else _positive(tolerance, "tolerance")
-    note = None if spurious is None else spurious_line(spurious)
+    tolerance = None if tolerance is None else style.positive(tolerance, "tolerance")
+    note = None if spurious is None else style.spurious_line(spurious)
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.8 * width)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, 0.8 * width)
         ax = fig.subplots()
         notes = _gap_panel(ax, loss, kind, converged, float(global_loss), floor, bins, tolerance)
         _top_legend(fig, ax, notes, title=_title_lines(title, note))
@@ -512,7 +342,7 @@ def certificate_distribution(
     floor: float = 1e-12,
     tol: float | None = None,
     title: str | None = None,
-    width: float = COLUMN_WIDTH,
+    width: float = style.COLUMN_WIDTH,
 ) -> Figure:
     r"""Distribution of the certificate ``lambda_min(S)`` (field ``cert_lambda``), stacked by kind.
 
@@ -531,7 +361,7 @@ def certificate_distribution(
     lam = _column(records, "cert_lambda")
     kind = _kinds(records, lam.size)
     bins = _bins(bins)
-    floor = _positive(floor, "floor")
+    floor = style.positive(floor, "floor")
     tol = _optional_tol(tol)
     finite = np.isfinite(lam)
     if not np.any(finite):
@@ -539,13 +369,15 @@ def certificate_distribution(
     violation = np.maximum(-lam[finite], floor)
     drawn_tol = tol is not None and tol > floor
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.8 * width)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, 0.8 * width)
         ax = fig.subplots()
         _log_histogram(ax, violation, kind[finite], floor, bins, top=3 * tol if drawn_tol else None)
         notes = []
         if drawn_tol:
-            ax.axvline(tol, color=OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="pass threshold")
+            ax.axvline(
+                tol, color=style.OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="pass threshold"
+            )
         elif tol is not None:
             notes.append(f"pass threshold {_fmt(tol)} $\\leq$ floor")
         ax.set_xlabel(
@@ -602,7 +434,7 @@ def _symlog(y, linthresh: float):
 
 def _eigen_data(records, global_loss, floor_rtol):
     """``(gap, lam, kinds, floor)`` of the runs with a Hessian eigenvalue, gap clipped at the floor."""
-    global_loss = _finite_float(global_loss, "global_loss")
+    global_loss = style.finite_float(global_loss, "global_loss")
     loss = _column(records, "loss")
     lam = _column(records, "hess_lambda_min", loss.size)
     kind = _kinds(records, loss.size)
@@ -637,7 +469,7 @@ def _count_labels(ax, points) -> None:
     w_pt, h_pt = 72.0 * fig.get_figwidth() * box.width, 72.0 * fig.get_figheight() * box.height
     centre = [(fx * w_pt, fy * h_pt, r) for _, (fx, fy), r, *_ in points]
     taken = [(x - r, y - r, x + r, y + r) for x, y, r in centre]
-    glyph, height = 0.6 * STYLE["font.size"], STYLE["font.size"]
+    glyph, height = 0.6 * style.STYLE["font.size"], style.STYLE["font.size"]
 
     def overlap(a, b) -> float:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -690,22 +522,22 @@ def _eigen_panel(ax, gap, lam, kinds, floor, tol) -> None:
     dv = MERGE_FRACTION * float(_symlog(ylim[1], linthresh) - _symlog(ylim[0], linthresh))
     sv = (float(_symlog(ylim[0], linthresh)), float(_symlog(ylim[1], linthresh)))
     labels = []
-    for k in KINDS:
+    for k in style.KINDS:
         sel = np.flatnonzero(kinds == k)
         if not sel.size:
             continue
         reps, counts = _merge_close(u[sel], v[sel], du, dv)
         rows = sel[reps]
-        style = KIND_STYLE[k]
+        look = style.KIND_STYLE[k]
         sizes = 16.0 * np.sqrt(counts)  # marker area grows as sqrt(count); the count is written beside it
         ax.scatter(
             gap[rows],
             lam[rows],
             s=sizes,
-            marker=style["marker"],
-            color=style["color"],
-            linewidths=0.8 if style["marker"] == "x" else 0.3,
-            edgecolors=None if style["marker"] == "x" else "white",
+            marker=look["marker"],
+            color=look["color"],
+            linewidths=0.8 if look["marker"] == "x" else 0.3,
+            edgecolors=None if look["marker"] == "x" else "white",
             zorder=3,
         )
         # the legend shows a marker of the plain size (a proxy), not the first, possibly merged, one
@@ -713,24 +545,24 @@ def _eigen_panel(ax, gap, lam, kinds, floor, tol) -> None:
             [],
             [],
             linestyle="none",
-            marker=style["marker"],
-            color=style["color"],
+            marker=look["marker"],
+            color=look["color"],
             markersize=5,
             label=_kind_counts_label(k, int(sel.size)),
         )
         for row, count, size in zip(rows, counts, sizes, strict=True):
             frac = ((u[row] - xlim[0]) / (xlim[1] - xlim[0]), (v[row] - sv[0]) / (sv[1] - sv[0]))
-            labels.append((int(count), frac, 0.5 * math.sqrt(size), gap[row], lam[row], style["color"]))
+            labels.append((int(count), frac, 0.5 * math.sqrt(size), gap[row], lam[row], look["color"]))
     _count_labels(ax, labels)
     ax.set_xscale("log")
     _symlog_axis(ax, "y", linthresh, lam)
     # always show both half-planes, so that an empty one (no saddles found) is visible as such
     ax.set_ylim(*ylim)
-    ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.6)
+    ax.axhline(0.0, color=style.OKABE_ITO["black"], linewidth=0.6)
     if tol is not None:
-        ax.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.2, linewidth=0)
+        ax.axhspan(-tol, tol, color=style.OKABE_ITO["grey"], alpha=0.2, linewidth=0)
     ax.axvline(
-        floor, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"gap floor {_fmt(floor)}"
+        floor, color=style.OKABE_ITO["black"], linestyle=":", linewidth=0.8, label=f"gap floor {_fmt(floor)}"
     )
     ax.set_xlim(10 ** xlim[0], 10 ** xlim[1])
     ax.set_xlabel(f"gap $L(H) - L^*$  (values $\\leq$ {_fmt(floor)} drawn at that floor)")
@@ -747,7 +579,7 @@ def eigenvalue_vs_gap(
     tol: float | None = None,
     floor_rtol: float = 1e-12,
     title: str | None = None,
-    width: float = COLUMN_WIDTH,
+    width: float = style.COLUMN_WIDTH,
 ) -> Figure:
     r"""Smallest non-symmetry Hessian eigenvalue (``hess_lambda_min``) against the gap ``L - L*``.
 
@@ -766,15 +598,15 @@ def eigenvalue_vs_gap(
     gap, lam, kinds, floor = _eigen_data(records, global_loss, floor_rtol)
     tol = _optional_tol(tol)
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.85 * width)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, 0.85 * width)
         ax = fig.subplots()
         _eigen_panel(ax, gap, lam, kinds, floor, tol)
         _top_legend(fig, ax, title=title)
     return fig
 
 
-def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * COLUMN_WIDTH) -> Figure:
+def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * style.COLUMN_WIDTH) -> Figure:
     """Scans side by side, one column each: the gap histogram, and below it the eigenvalue-vs-gap scatter.
 
     Each case is a mapping with ``records`` (per-run arrays, as for
@@ -797,23 +629,23 @@ def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * C
             key in case for key in ("records", "global_loss", "title")
         ):
             raise ValueError(f"cases[{i}] must be a mapping with 'records', 'global_loss' and 'title'")
-        L = _finite_float(case["global_loss"], f"cases[{i}]['global_loss']")
+        L = style.finite_float(case["global_loss"], f"cases[{i}]['global_loss']")
         loss, kind, floor, converged = _gap_data(case["records"], L, 1e-12)
         tolerance = case.get("tolerance")
-        tolerance = None if tolerance is None else _positive(tolerance, f"cases[{i}]['tolerance']")
+        tolerance = None if tolerance is None else style.positive(tolerance, f"cases[{i}]['tolerance']")
         try:
             eigen = _eigen_data(case["records"], L, 1e-12)
         except ValueError:
             eigen = None
-        note = spurious_line(case["spurious"]) if case.get("spurious") is not None else case.get("note")
+        note = style.spurious_line(case["spurious"]) if case.get("spurious") is not None else case.get("note")
         prepared.append(
             (L, loss, kind, floor, converged, tolerance, eigen, _title_lines(case["title"], note))
         )
     scatter = all(p[6] is not None for p in prepared)
     rows, cols = (2 if scatter else 1), len(prepared)
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, (0.8 if scatter else 0.45) * width * 2 / max(cols, 2) + 0.6)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, (0.8 if scatter else 0.45) * width * 2 / max(cols, 2) + 0.6)
         axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
         present, notes = set(), []
         for j, (L, loss, kind, floor, converged, tolerance, eigen, title) in enumerate(prepared):
@@ -829,14 +661,14 @@ def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * C
                 [],
                 [],
                 linestyle="none",
-                marker=KIND_STYLE[k]["marker"],
-                color=KIND_STYLE[k]["color"],
+                marker=style.KIND_STYLE[k]["marker"],
+                color=style.KIND_STYLE[k]["color"],
                 markersize=5,
             )
-            for k in KINDS
+            for k in style.KINDS
             if k in present
         ]
-        labels = [KIND_STYLE[k]["label"] for k in KINDS if k in present]
+        labels = [style.KIND_STYLE[k]["label"] for k in style.KINDS if k in present]
         shown = [
             line
             for ax in axes[0]
@@ -844,7 +676,9 @@ def comparison(cases: Sequence[Mapping], *, bins: int = 30, width: float = 2 * C
             if line.get_label() == "global tolerance" and _shown(ax, line)
         ]
         if shown:  # only a tolerance line some panel shows
-            handles.append(mpl.lines.Line2D([], [], color=OKABE_ITO["black"], linestyle="--", linewidth=0.8))
+            handles.append(
+                mpl.lines.Line2D([], [], color=style.OKABE_ITO["black"], linestyle="--", linewidth=0.8)
+            )
             labels.append("global tolerance")
         for note in notes:
             handles.append(mpl.patches.Patch(facecolor="none", edgecolor="none"))
@@ -861,7 +695,7 @@ def hessian_spectrum(
     tol: float | None = None,
     bins: int = 30,
     title: str | None = None,
-    width: float = COLUMN_WIDTH,
+    width: float = style.COLUMN_WIDTH,
 ) -> Figure:
     """Sorted Riemannian Hessian eigenvalues (index vs value, symlog) beside their density.
 
@@ -896,15 +730,15 @@ def hessian_spectrum(
     linthresh = _default_linthresh(eigs.ravel(), tol)
     index = np.arange(1, N + 1)
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.72 * width)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, 0.72 * width)
         ax, axd = fig.subplots(1, 2, sharey=True, width_ratios=(2.4, 1))
         for i in range(r):
             values = np.sort(eigs[i])
-            color = KIND_STYLE[kinds[i]]["color"] if kinds is not None else OKABE_ITO["blue"]
+            color = style.KIND_STYLE[kinds[i]]["color"] if kinds is not None else style.OKABE_ITO["blue"]
             label = None
             if kinds is not None and kinds[i] not in kinds[:i]:
-                label = KIND_STYLE[kinds[i]]["label"]
+                label = style.KIND_STYLE[kinds[i]]["label"]
             ax.plot(index, values, color=color, marker=".", markersize=2.5, linewidth=0.8, label=label)
             zero = np.sort(np.argsort(np.abs(values), kind="stable")[: nz[i]])
             ax.plot(
@@ -914,15 +748,15 @@ def hessian_spectrum(
                 marker="o",
                 markersize=4.5,
                 markerfacecolor="none",
-                markeredgecolor=OKABE_ITO["black"],
+                markeredgecolor=style.OKABE_ITO["black"],
                 markeredgewidth=0.7,
                 label=(f"symmetry modes ({nz[i]})" if r == 1 else "symmetry modes") if i == 0 else None,
             )
         _symlog_axis(ax, "y", linthresh, eigs)
-        ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.5)
+        ax.axhline(0.0, color=style.OKABE_ITO["black"], linewidth=0.5)
         for a in (ax, axd):
             if tol is not None:
-                a.axhspan(-tol, tol, color=OKABE_ITO["grey"], alpha=0.25, linewidth=0)
+                a.axhspan(-tol, tol, color=style.OKABE_ITO["grey"], alpha=0.25, linewidth=0)
         ax.set_xlabel(f"eigenvalue index (of {N})")
         ax.set_ylabel(f"Hessian eigenvalue\n(symlog, linear below {_fmt(linthresh)})")
         ax.set_xlim(0, N + 1)
@@ -930,9 +764,9 @@ def hessian_spectrum(
         edges = _symlog_edges(eigs.ravel(), linthresh, bins)
         if kinds is None:
             counts, _ = np.histogram(eigs.ravel(), edges)
-            axd.barh(edges[:-1], counts, height=np.diff(edges), align="edge", color=OKABE_ITO["blue"])
+            axd.barh(edges[:-1], counts, height=np.diff(edges), align="edge", color=style.OKABE_ITO["blue"])
         else:
-            groups = [(k, eigs[kinds == k].ravel()) for k in KINDS if np.any(kinds == k)]
+            groups = [(k, eigs[kinds == k].ravel()) for k in style.KINDS if np.any(kinds == k)]
             _stacked_bars(axd, edges, groups, horizontal=True)
         axd.set_xlabel("count")
         axd.tick_params(labelleft=False)
@@ -943,16 +777,6 @@ def hessian_spectrum(
 # Geometry
 
 
-def _square(M, name: str) -> np.ndarray:
-    arr = np.asarray(M)
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2 or arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be a numeric (k, k) matrix with k >= 2, got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
-    return arr
-
-
 def gram_heatmaps(
     M_found,
     M_star,
@@ -960,7 +784,7 @@ def gram_heatmaps(
     titles: Sequence[str] = ("found", "$M^*$"),
     annotate: bool | None = None,
     title: str | None = None,
-    width: float = COLUMN_WIDTH,
+    width: float = style.COLUMN_WIDTH,
 ) -> Figure:
     r"""Class-mean Gram ``M(H)`` of a found point beside the optimum's ``M*``, one colour scale.
 
@@ -970,8 +794,8 @@ def gram_heatmaps(
     ``annotate`` writes the values in the cells (default: when ``k <= 3``; at one
     column width the numbers of a larger ``k`` only fit with a larger ``width``).
     """
-    M = _square(M_found, "M_found")
-    S = _square(M_star, "M_star")
+    M = style.square(M_found, "M_found")
+    S = style.square(M_star, "M_star")
     if M.shape != S.shape:
         raise ValueError(f"M_found {M.shape} and M_star {S.shape} must have the same shape")
     if len(titles) != 2:
@@ -983,8 +807,8 @@ def gram_heatmaps(
     cmap = mpl.colormaps["RdBu_r"]
     dist = float(np.linalg.norm(M - S) / np.linalg.norm(S))
 
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.5 * width)
+    with mpl.rc_context(style.STYLE):
+        fig = style.figure(width, 0.5 * width)
         axes = fig.subplots(1, 2)
         for ax, data, name in zip(axes, (M, S), titles, strict=True):
             im = ax.imshow(data, cmap=cmap, norm=norm, interpolation="nearest")
@@ -1016,246 +840,3 @@ def gram_heatmaps(
         if title:
             fig.suptitle(title)
     return fig
-
-
-def phase_map(
-    x_values: Sequence,
-    y_values: Sequence | None,
-    fraction,
-    *,
-    xlabel: str,
-    ylabel: str | None = None,
-    annotations=None,
-    hatch=None,
-    hatch_label: str = "marked",
-    footnote: str | None = None,
-    title: str | None = None,
-    colorbar_label: str = "fraction reaching $L^*$",
-    width: float = COLUMN_WIDTH,
-) -> Figure:
-    """Fraction of runs reaching the global optimum on a one- or two-parameter grid.
-
-    ``fraction`` is ``(len(y_values), len(x_values))`` with entries in
-    ``[0, 1]`` or NaN (a cell not run, drawn grey); for a one-parameter
-    sweep pass ``y_values=None`` and ``fraction`` ``(len(x_values),)``. Each
-    cell shows its fraction and, below it, ``annotations[i][j]`` when given
-    (e.g. the number of distinct spurious minima). ``hatch``, a boolean array
-    of the same shape, hatches cells (e.g. where ``d < rank M*``, so that
-    ``L*`` cannot be reached) with a legend entry ``hatch_label``; ``footnote``
-    is a line under the map (e.g. what an annotation means). The grid is
-    categorical: one equal cell per value, ticks labelled with the values.
-    """
-    xs = list(x_values)
-    frac = np.asarray(fraction, dtype=np.float64)
-    if not xs:
-        raise ValueError("x_values must not be empty")
-    if y_values is None:
-        ys = None
-        if frac.ndim == 1:
-            frac = frac[None, :]
-    else:
-        ys = list(y_values)
-        if not ys:
-            raise ValueError("y_values must not be empty")
-    rows = 1 if ys is None else len(ys)
-    if frac.shape != (rows, len(xs)):
-        raise ValueError(f"fraction must have shape ({rows}, {len(xs)}) (y by x), got {np.shape(fraction)}")
-    ok = np.isfinite(frac)
-    if np.any((frac[ok] < 0) | (frac[ok] > 1)):
-        raise ValueError("fraction entries must lie in [0, 1] (or be NaN for a missing cell)")
-    if annotations is not None:
-        ann = np.asarray(annotations, dtype=object)
-        if ann.ndim == 1 and rows == 1:
-            ann = ann[None, :]
-        if ann.shape != frac.shape:
-            raise ValueError(f"annotations must have the shape of fraction {frac.shape}, got {ann.shape}")
-    if hatch is not None:
-        hatch = np.asarray(hatch)
-        if hatch.ndim == 1 and rows == 1:
-            hatch = hatch[None, :]
-        if hatch.shape != frac.shape or hatch.dtype != bool:
-            raise ValueError(f"hatch must be a boolean array of the shape of fraction {frac.shape}")
-    cmap = mpl.colormaps["viridis"].with_extremes(bad=OKABE_ITO["grey"])
-    # room for the cells, then for each title line and each line of the legend below
-    legend_lines = (1 if hatch is not None and hatch.any() else 0) + (
-        footnote.count("\n") + 1 if footnote else 0
-    )
-    height = (
-        max(1.5, 0.45 * rows + 1.1) + 0.15 * (title.count("\n") + 1 if title else 0) + 0.17 * legend_lines
-    )
-
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, height)
-        ax = fig.subplots()
-        im = ax.imshow(
-            np.ma.masked_invalid(frac), cmap=cmap, vmin=0.0, vmax=1.0, origin="lower", aspect="auto"
-        )
-        for i in range(rows):
-            for j in range(len(xs)):
-                if ok[i, j]:
-                    text = f"{frac[i, j]:.2f}"
-                    rgba = cmap(frac[i, j])
-                    light = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] > 0.5
-                else:
-                    text, light = "\u2013", True
-                if annotations is not None and ann[i, j] is not None and str(ann[i, j]):
-                    text += f"\n{ann[i, j]}"
-                ax.text(j, i, text, ha="center", va="center", color="black" if light else "white")
-        keys, labels = [], []
-        if hatch is not None and hatch.any():
-            for i, j in zip(*np.nonzero(hatch), strict=True):
-                ax.add_patch(
-                    mpl.patches.Rectangle(
-                        (j - 0.5, i - 0.5),
-                        1,
-                        1,
-                        fill=False,
-                        hatch="//",
-                        edgecolor=(1, 1, 1, 0.45),
-                        linewidth=0,
-                    )
-                )
-            keys.append(mpl.patches.Patch(facecolor=cmap(0.0), hatch="//", edgecolor=(1, 1, 1, 0.6)))
-            labels.append(hatch_label)
-        if footnote:
-            keys.append(mpl.patches.Patch(facecolor="none", edgecolor="none"))
-            labels.append(footnote)
-        if keys:
-            fig.legend(keys, labels, loc="outside lower center")
-        ax.set_xticks(np.arange(len(xs)), [_tick(v) for v in xs])
-        ax.set_xlabel(xlabel)
-        if ys is None:
-            ax.set_yticks([])
-        else:
-            ax.set_yticks(np.arange(rows), [_tick(v) for v in ys])
-            ax.set_ylabel(ylabel or "")
-        ax.tick_params(length=0)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        fig.colorbar(im, ax=ax, label=colorbar_label, fraction=0.08, pad=0.03)
-        if title:
-            ax.set_title(title)
-    return fig
-
-
-def _tick(value) -> str:
-    if isinstance(value, float | np.floating):
-        return f"{value:g}"
-    return str(value)
-
-
-# --------------------------------------------------------------------------
-# STEP imbalance geometry
-
-
-def imbalance_geometry(
-    geometry: Mapping,
-    *,
-    overlay: Iterable[Mapping] | None = None,
-    title: str | None = None,
-    width: float = COLUMN_WIDTH,
-) -> Figure:
-    r"""The STEP optimum's block values ``alpha`` (maj-maj), ``beta`` (min-min), ``gamma`` (cross) vs ``R``.
-
-    ``geometry`` is ``optimum.step_geometry``'s result: one curve per
-    temperature. At ``R = 1`` every block is the simplex ETF value
-    ``-1/(k-1)`` (dotted); as ``R`` grows the minority classes collapse
-    towards each other (``beta -> 1``).
-
-    ``overlay``: scan results to compare, each a mapping with ``R``, ``tau`` and
-    either ``class_gram`` (the class-mean Gram ``M(H)`` of a found minimum,
-    ``(k, k)``) or ``alpha``/``beta``/``gamma``; drawn as open markers in the
-    colour of their temperature.
-    """
-    if not isinstance(geometry, Mapping):
-        raise ValueError("geometry must be optimum.step_geometry's result (a mapping)")
-    for name in ("ratios", "taus", "alpha", "beta", "gamma", "k_maj", "k_min"):
-        if name not in geometry:
-            raise ValueError(f"geometry has no {name!r} (pass optimum.step_geometry's result)")
-    k_maj, k_min = int(geometry["k_maj"]), int(geometry["k_min"])
-    R = np.asarray(geometry["ratios"], np.float64)
-    T = np.asarray(geometry["taus"], np.float64)
-    k = k_maj + k_min
-    points = _overlay_points(overlay, k_maj, k) if overlay is not None else []
-    panels = [
-        ("alpha", r"$\alpha$ (maj$-$maj)"),
-        ("beta", r"$\beta$ (min$-$min)"),
-        ("gamma", r"$\gamma$ (maj$-$min)"),
-    ]
-    panels = [(name, label) for name, label in panels if np.any(np.isfinite(geometry[name]))]
-    color_of = {float(t): SERIES_COLORS[i % len(SERIES_COLORS)] for i, t in enumerate(T)}
-    marker_of = {float(t): SERIES_MARKERS[i % len(SERIES_MARKERS)] for i, t in enumerate(T)}
-
-    with mpl.rc_context(STYLE):
-        fig = _figure(width, 0.95 * len(panels) + 1.0)
-        axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True))
-        for ax, (name, label) in zip(axes, panels, strict=True):
-            ax.axhline(-1.0 / (k - 1), color=OKABE_ITO["grey"], linestyle=":", linewidth=0.8)
-            for i, t in enumerate(T):
-                ax.plot(
-                    R,
-                    np.asarray(geometry[name])[i],
-                    color=color_of[float(t)],
-                    marker=marker_of[float(t)] if R.size <= 12 else None,
-                    markersize=3,
-                    label=f"$\\tau$ = {t:g}",
-                )
-            for p in points:
-                if np.isfinite(p[name]):
-                    ax.plot(
-                        p["R"],
-                        p[name],
-                        linestyle="none",
-                        marker="o",
-                        markersize=6,
-                        markerfacecolor="none",
-                        markeredgewidth=1.0,
-                        markeredgecolor=color_of.get(p["tau"], OKABE_ITO["black"]),
-                    )
-            ax.set_ylabel(label)
-        if R.size > 1 and R.max() / R.min() >= 10:
-            axes[-1].set_xscale("log")
-            if R.size <= 8:
-                axes[-1].set_xticks(R, [f"{r:g}" for r in R])
-                axes[-1].xaxis.set_minor_locator(mpl.ticker.NullLocator())
-        axes[-1].set_xlabel(r"imbalance ratio $R = n_{maj} / n_{min}$")
-        handles, labels = axes[0].get_legend_handles_labels()
-        handles.append(mpl.lines.Line2D([], [], color=OKABE_ITO["grey"], linestyle=":", linewidth=0.8))
-        labels.append("ETF $-1/(k-1)$")
-        if points:
-            handles.append(
-                mpl.lines.Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", color="black")
-            )
-            labels.append("scan minima")
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(3, len(labels)), title=title)
-    return fig
-
-
-def _overlay_points(overlay, k_maj: int, k: int) -> list[dict]:
-    points = []
-    for i, item in enumerate(overlay):
-        if not isinstance(item, Mapping) or "R" not in item or "tau" not in item:
-            raise ValueError(
-                f"overlay[{i}] must be a mapping with 'R', 'tau' and 'class_gram' or alpha/beta/gamma"
-            )
-        if "class_gram" in item:
-            M = _square(item["class_gram"], f"overlay[{i}]['class_gram']")
-            if M.shape != (k, k):
-                raise ValueError(f"overlay[{i}]['class_gram'] must be ({k}, {k}), got {M.shape}")
-            a, b, g = metrics.step_blocks(M, k_maj)
-        elif all(name in item for name in ("alpha", "beta", "gamma")):
-            a, b, g = (
-                _finite_float(item[name], f"overlay[{i}][{name!r}]") for name in ("alpha", "beta", "gamma")
-            )
-        else:
-            raise ValueError(f"overlay[{i}] needs 'class_gram' or 'alpha', 'beta' and 'gamma'")
-        points.append(
-            {
-                "R": _positive(item["R"], f"overlay[{i}]['R']"),
-                "tau": problems.check_tau(item["tau"]),
-                "alpha": a,
-                "beta": b,
-                "gamma": g,
-            }
-        )
-    return points

@@ -13,7 +13,7 @@
     report.md                             configuration, counts, distinct minima, figure links
 
 Every figure states the problem (``n, k, d, tau`` and the number of runs,
-``plots.problem_title``). Every statement of ``report.md`` is read from
+``style.problem_title``). Every statement of ``report.md`` is read from
 ``summary.json`` and ``runs.npz`` (counts, bounds, the classification
 note), ``config.json`` (problem, settings, provenance) or the figures drawn,
 so the report cannot contradict the summary. Figure files of the names
@@ -41,7 +41,7 @@ import numpy as np
 
 from sclandscape.core import problems
 from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import plots
+from sclandscape.drawing import plots, style
 from sclandscape.folders import atomic, reading, summaries
 from sclandscape.theory import metrics
 
@@ -53,7 +53,7 @@ FIGURE_FILE = re.compile(
     r"(gap_histogram|certificate|eigenvalue_vs_gap|hessian_spectrum_(?:"
     + "|".join(metrics.KINDS)
     + r")|gram_minimum_[0-9]+)\.(?:"
-    + "|".join(plots.FORMATS)
+    + "|".join(style.FORMATS)
     + r")"
 )
 
@@ -73,8 +73,8 @@ def _check_formats(formats) -> tuple[str, ...]:
     if isinstance(formats, str):
         formats = (formats,)
     formats = tuple(formats)
-    if not formats or any(f not in plots.FORMATS for f in formats) or len(set(formats)) != len(formats):
-        raise ValueError(f"formats must be distinct values from {plots.FORMATS}, got {formats!r}")
+    if not formats or any(f not in style.FORMATS for f in formats) or len(set(formats)) != len(formats):
+        raise ValueError(f"formats must be distinct values from {style.FORMATS}, got {formats!r}")
     return formats
 
 
@@ -86,7 +86,7 @@ def _unattainable(summary: dict, problem: problems.Problem) -> bool:
 
 def _title(scan_data: dict) -> str:
     problem, summary = scan_data["problem"], scan_data["summary"]
-    return plots.problem_title(problem.counts, problem.dim, problem.tau, summary["n_inits"])
+    return style.problem_title(problem.counts, problem.dim, problem.tau, summary["n_inits"])
 
 
 def spurious_fraction(summary: dict) -> dict:
@@ -102,7 +102,7 @@ def _spurious_note(summary: dict, problem: problems.Problem) -> str:
     if _unattainable(summary, problem):
         rank = summary["global_rank"]
         return f"$L^*$ unattainable (d < rank $M^*$ = {rank}): no minimum is spurious"
-    return plots.spurious_line(spurious_fraction(summary))
+    return style.spurious_line(spurious_fraction(summary))
 
 
 def _minimum_status(m: dict) -> str:
@@ -274,7 +274,7 @@ def _figures(out: str, scan_data: dict, max_minima: int):
     spectra, notes = _hessian_spectra(out, runs)
     skipped += notes
     for kind, item in spectra:
-        label = plots.KIND_STYLE[kind]["label"]
+        label = style.KIND_STYLE[kind]["label"]
         differs = item["own_kind"] != kind
         figures.append(
             (
@@ -359,7 +359,7 @@ def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3, progr
 
     Args:
       out: a folder written by ``scan_study.run_scan`` (or ``sclandscape scan``).
-      formats: file formats, from ``plots.FORMATS``.
+      formats: file formats, from ``style.FORMATS``.
       max_minima: Gram figures for at most this many distinct minima (lowest loss first).
       progress: ``progress(done, total, phase, detail)`` (``sclandscape.core.progress``):
         phases ``loading`` (and recomputing embeddings), ``drawing``, ``writing``.
@@ -388,7 +388,7 @@ def plot_results(out: str, formats=("png", "pdf"), *, max_minima: int = 3, progr
         files = []
         for fmt in formats:
             path = os.path.join(out, "figures", f"{name}.{fmt}")
-            atomic.write_atomic(path, plots.figure_bytes(fig, fmt))
+            atomic.write_atomic(path, style.figure_bytes(fig, fmt))
             written.append(path)
             files.append(f"figures/{name}.{fmt}")
         drawn.append((name, caption, files))
@@ -632,6 +632,6 @@ def write_comparison(dirs, out: str, name: str = "comparison", formats=("png", "
     written = []
     for fmt in formats:
         path = os.path.join(out, f"{name}.{fmt}")
-        atomic.write_atomic(path, plots.figure_bytes(fig, fmt))
+        atomic.write_atomic(path, style.figure_bytes(fig, fmt))
         written.append(path)
     return written

@@ -2,7 +2,7 @@
 
 Each takes the records its tool wrote (arrays and JSON-ready dicts, never a
 computation) and returns a ``matplotlib.figure.Figure`` in the house style of
-``plots`` (``plots.STYLE``, Okabe-Ito colours, column widths). NumPy and
+``plots`` (``style.STYLE``, Okabe-Ito colours, column widths). NumPy and
 matplotlib only: the studies draw them, and so can a user reading a folder.
 """
 
@@ -11,41 +11,41 @@ from __future__ import annotations
 import matplotlib as mpl
 import numpy as np
 
-from sclandscape.drawing import plots
+from sclandscape.drawing import style
 from sclandscape.theory import metrics
 
 
 def taylor_figure(check, *, width: float | None = None):
     """Log-log remainder against step size, the fitted window, and reference slopes 1, 2 and 3."""
-    width = plots.COLUMN_WIDTH if width is None else width
+    width = style.COLUMN_WIDTH if width is None else width
 
     t, e = check.steps, np.maximum(check.errors, np.finfo(float).tiny)
-    with mpl.rc_context(plots.STYLE):
-        fig = plots.StyledFigure(figsize=(width, 0.75 * width), layout="constrained")
+    with mpl.rc_context(style.STYLE):
+        fig = style.StyledFigure(figsize=(width, 0.75 * width), layout="constrained")
         ax = fig.subplots()
-        ax.loglog(t, e, marker="o", markersize=2.5, color=plots.OKABE_ITO["blue"], label="remainder")
+        ax.loglog(t, e, marker="o", markersize=2.5, color=style.OKABE_ITO["blue"], label="remainder")
         if check.window is not None:
             i, j = check.window
             ax.loglog(
                 t[i : j + 1],
                 e[i : j + 1],
-                color=plots.OKABE_ITO["vermillion"],
+                color=style.OKABE_ITO["vermillion"],
                 linewidth=2.4,
                 label=f"fitted: slope {check.slope:.2f}",
             )
             anchor_t, anchor_e = t[j], e[j]
         else:
             anchor_t, anchor_e = t[-1], e[-1]
-        for p, style in ((1, ":"), (2, "--"), (3, "-.")):
+        for p, dash in ((1, ":"), (2, "--"), (3, "-.")):
             ax.loglog(
                 t,
                 anchor_e * (t / anchor_t) ** p,
-                style,
-                color=plots.OKABE_ITO["grey"],
+                dash,
+                color=style.OKABE_ITO["grey"],
                 linewidth=0.7,
                 label=f"slope {p}",
             )
-        ax.axhline(check.floor, color=plots.OKABE_ITO["black"], linewidth=0.6, label="rounding floor")
+        ax.axhline(check.floor, color=style.OKABE_ITO["black"], linewidth=0.6, label="rounding floor")
         ax.set_ylim(max(np.min(e), check.floor / 100), np.max(e) * 10)
         ax.set_xlabel("step size t")
         ax.set_ylabel("Taylor remainder")
@@ -57,23 +57,23 @@ def taylor_figure(check, *, width: float | None = None):
     return fig
 
 
-def density_figure(entry: dict, dens: dict, problem: dict, *, width: float = plots.COLUMN_WIDTH):
+def density_figure(entry: dict, dens: dict, problem: dict, *, width: float = style.COLUMN_WIDTH):
     """The broadened spectral density (log scale), the nodes' weights as a rug, zero, and the trace."""
     import matplotlib as mpl
 
     grid, values = np.asarray(dens["grid"]), np.asarray(dens["density"])
     floor = max(values.max() * 1e-8, np.finfo(float).tiny)
-    with mpl.rc_context(plots.STYLE):
-        fig = plots.StyledFigure(figsize=(width, 0.7 * width), layout="constrained")
+    with mpl.rc_context(style.STYLE):
+        fig = style.StyledFigure(figsize=(width, 0.7 * width), layout="constrained")
         ax = fig.subplots()
-        ax.semilogy(grid, np.maximum(values, floor), color=plots.OKABE_ITO["blue"], label="density")
-        ax.axvline(0.0, color=plots.OKABE_ITO["grey"], linewidth=0.6)
+        ax.semilogy(grid, np.maximum(values, floor), color=style.OKABE_ITO["blue"], label="density")
+        ax.axvline(0.0, color=style.OKABE_ITO["grey"], linewidth=0.6)
         nodes = np.asarray(dens["nodes"]).reshape(-1)
         ax.plot(
             nodes,
             np.full_like(nodes, floor * 10),
             "|",
-            color=plots.OKABE_ITO["black"],
+            color=style.OKABE_ITO["black"],
             markersize=4,
             label="Ritz values",
         )
@@ -98,31 +98,31 @@ def density_figure(entry: dict, dens: dict, problem: dict, *, width: float = plo
     return fig
 
 
-def path_figure(entry: dict, global_loss: float, problem: dict, *, width: float = plots.COLUMN_WIDTH):
+def path_figure(entry: dict, global_loss: float, problem: dict, *, width: float = style.COLUMN_WIDTH):
     """Loss along the path (normalised arc length), the endpoints, the refined saddle and ``L*``."""
     import matplotlib as mpl
 
     s = np.asarray(entry["profile"]["s"])
     loss = np.asarray(entry["profile"]["loss"])
-    with mpl.rc_context(plots.STYLE):
-        fig = plots.StyledFigure(figsize=(width, 0.7 * width), layout="constrained")
+    with mpl.rc_context(style.STYLE):
+        fig = style.StyledFigure(figsize=(width, 0.7 * width), layout="constrained")
         ax = fig.subplots()
-        ax.plot(s, loss, marker="o", markersize=2.5, color=plots.OKABE_ITO["blue"], label="string images")
+        ax.plot(s, loss, marker="o", markersize=2.5, color=style.OKABE_ITO["blue"], label="string images")
         for x, y, name in ((0.0, loss[0], f"run {entry['from']}"), (1.0, loss[-1], f"run {entry['to']}")):
-            style = plots.KIND_STYLE["spurious_min" if y - global_loss > 0 else "global_min"]
-            ax.scatter([x], [y], color=style["color"], marker=style["marker"], s=30, zorder=3)
+            look = style.KIND_STYLE["spurious_min" if y - global_loss > 0 else "global_min"]
+            ax.scatter([x], [y], color=look["color"], marker=look["marker"], s=30, zorder=3)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, -11), ha="center")
-        style = plots.KIND_STYLE.get(entry["saddle_kind"], plots.KIND_STYLE["saddle"])
+        look = style.KIND_STYLE.get(entry["saddle_kind"], style.KIND_STYLE["saddle"])
         ax.scatter(
             [entry["saddle_position"]],
             [entry["saddle_loss"]],
-            color=style["color"],
-            marker=style["marker"],
+            color=look["color"],
+            marker=look["marker"],
             s=30,
             zorder=4,
-            label=f"{style['label']} (index {entry['saddle_index']}), refined",
+            label=f"{look['label']} (index {entry['saddle_index']}), refined",
         )
-        ax.axhline(global_loss, color=plots.OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="$L^*$")
+        ax.axhline(global_loss, color=style.OKABE_ITO["black"], linestyle="--", linewidth=0.8, label="$L^*$")
         ax.set_xlabel("position along the path (normalised arc length)")
         ax.set_ylabel("loss $L(H)$")
         counts = ",".join(str(c) for c in problem["counts"])
@@ -135,21 +135,21 @@ def path_figure(entry: dict, global_loss: float, problem: dict, *, width: float 
     return fig
 
 
-def slice_figure(record: dict, slices, problem: dict, *, width: float = plots.COLUMN_WIDTH):
+def slice_figure(record: dict, slices, problem: dict, *, width: float = style.COLUMN_WIDTH):
     """1-D slices (one curve per direction, with the quadratic model of eigen-directions) or a 2-D
     contour map, relative to the point's loss; ``L*`` where it is in range."""
     import matplotlib as mpl
 
     base = record["loss"]
     title = f"run {record['point']} ({record['kind']}), L = {base:.6g}"
-    with mpl.rc_context(plots.STYLE):
-        fig = plots.StyledFigure(figsize=(width, 0.8 * width), layout="constrained")
+    with mpl.rc_context(style.STYLE):
+        fig = style.StyledFigure(figsize=(width, 0.8 * width), layout="constrained")
         ax = fig.subplots()
         if record["surface"]:
             a, b = (np.asarray(g) for g in record["grids"])
             z = np.asarray(slices[0]) - base
             cs = ax.contourf(a, b, z.T, levels=20, cmap="viridis")
-            ax.contour(a, b, z.T, levels=[0.0], colors=plots.OKABE_ITO["black"], linewidths=0.6)
+            ax.contour(a, b, z.T, levels=[0.0], colors=style.OKABE_ITO["black"], linewidths=0.6)
             ax.plot([0], [0], marker="+", color="white", markersize=8)
             fig.colorbar(cs, ax=ax, label="$L - L(H)$")
             d0, d1 = record["directions"]
@@ -159,7 +159,7 @@ def slice_figure(record: dict, slices, problem: dict, *, width: float = plots.CO
             for k, (info, grid, values) in enumerate(
                 zip(record["directions"], record["grids"], slices, strict=True)
             ):
-                color = plots.SERIES_COLORS[k % len(plots.SERIES_COLORS)]
+                color = style.SERIES_COLORS[k % len(style.SERIES_COLORS)]
                 t = np.asarray(grid)
                 label = info["name"] + (
                     f" ($\\lambda$ = {info['eigenvalue']:.3g})" if info["eigenvalue"] is not None else ""
@@ -169,7 +169,7 @@ def slice_figure(record: dict, slices, problem: dict, *, width: float = plots.CO
                     ax.plot(t, 0.5 * info["eigenvalue"] * t**2, ":", color=color, linewidth=0.8)
                 if info["reach"] is not None:
                     ax.axvline(info["reach"], color=color, linestyle="--", linewidth=0.6)
-            ax.axhline(0.0, color=plots.OKABE_ITO["grey"], linewidth=0.5)
+            ax.axhline(0.0, color=style.OKABE_ITO["grey"], linewidth=0.5)
             ax.set_xlabel("step along the direction (Frobenius norm)")
             ax.set_ylabel("$L(R_H(t\\,u)) - L(H)$")
             ax.legend(loc="best", title="dotted: $\\frac{1}{2}\\lambda t^2$")
@@ -178,7 +178,7 @@ def slice_figure(record: dict, slices, problem: dict, *, width: float = plots.CO
     return fig
 
 
-def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
+def catalogue_figure(summary: dict, *, width: float = style.COLUMN_WIDTH):
     """Loss against Morse index of every catalogue entry, one marker per kind; thin lines join each
     saddle to the minima its escape descents reach. A dashed line marks ``L*``."""
     entries = summary.get("entries", [])
@@ -187,8 +187,8 @@ def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
     L_star = float(summary["global_loss"])
     import matplotlib as mpl
 
-    with mpl.rc_context(plots.STYLE):
-        fig = plots.StyledFigure(figsize=(width, 0.75 * width), layout="constrained")
+    with mpl.rc_context(style.STYLE):
+        fig = style.StyledFigure(figsize=(width, 0.75 * width), layout="constrained")
         ax = fig.subplots()
         for e in entries:
             esc = e.get("escape") or {}
@@ -198,7 +198,7 @@ def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
                     ax.plot(
                         [e["index"], end["index"]],
                         [e["loss"], end["loss"]],
-                        color=plots.OKABE_ITO["grey"],
+                        color=style.OKABE_ITO["grey"],
                         linewidth=0.5,
                         zorder=1,
                     )
@@ -206,21 +206,21 @@ def catalogue_figure(summary: dict, *, width: float = plots.COLUMN_WIDTH):
             pts = [e for e in entries if e["kind"] == kind]
             if not pts:
                 continue
-            style = plots.KIND_STYLE[kind]
+            look = style.KIND_STYLE[kind]
             ax.scatter(
                 [e["index"] for e in pts],
                 [e["loss"] for e in pts],
-                color=style["color"],
-                marker=style["marker"],
+                color=look["color"],
+                marker=look["marker"],
                 s=18,
                 zorder=3,
-                label=f"{style['label']} ({len(pts)})",
+                label=f"{look['label']} ({len(pts)})",
                 edgecolors="white",
                 linewidths=0.3,
             )
         ax.axhline(
             L_star,
-            color=plots.OKABE_ITO["black"],
+            color=style.OKABE_ITO["black"],
             linestyle="--",
             linewidth=0.8,
             label=f"$L^*$ = {L_star:.4g}",

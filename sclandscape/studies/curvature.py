@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import plots, tools
+from sclandscape.drawing import style, tools
 from sclandscape.explore.curvature import density, hutchinson_trace
 from sclandscape.folders import atomic, reading
 
@@ -45,8 +45,8 @@ def scan_curvature(
     if not (trace or spectrum):
         raise ValueError("ask for the trace, the density, or both")
     formats = tuple(formats)
-    if any(f not in plots.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
+    if any(f not in style.FORMATS for f in formats):
+        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
     data = reading.load_scan(out)
     runs, problem = data["runs"], data["problem"]
     if problem.dim < 2:
@@ -119,7 +119,7 @@ def scan_curvature(
             fig = tools.density_figure(entry, dens, problem.to_json())
             for fmt in formats:
                 rel = f"figures/hessian_density_run{entry['run']}.{fmt}"
-                atomic.write_atomic(os.path.join(out, rel), plots.figure_bytes(fig, fmt))
+                atomic.write_atomic(os.path.join(out, rel), style.figure_bytes(fig, fmt))
                 record["figures"].append(rel)
     atomic.write_json(os.path.join(out, "hessian", "curvature.json"), record)
     return record

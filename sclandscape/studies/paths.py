@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import plots, tools
+from sclandscape.drawing import style, tools
 from sclandscape.explore.paths import PathSettings, minimum_energy_path
 from sclandscape.folders import atomic, reading, summaries
 
@@ -54,8 +54,8 @@ def scan_paths(
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
         raise ValueError(f"max_pairs must be an integer >= 1, got {max_pairs!r}")
     formats = tuple(formats)
-    if any(f not in plots.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
+    if any(f not in style.FORMATS for f in formats):
+        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
     kind = np.asarray(runs_rec["kind"]).astype(str)
     minimum_of = {r: m for m, r, _ in reading.minimum_rows(data)}
@@ -148,7 +148,7 @@ def scan_paths(
         )
         fig = tools.path_figure(entry, global_loss, problem.to_json())
         for fmt, rel in zip(formats, entry["figures"], strict=True):
-            atomic.write_atomic(os.path.join(out, rel), plots.figure_bytes(fig, fmt))
+            atomic.write_atomic(os.path.join(out, rel), style.figure_bytes(fig, fmt))
             figures.append(rel)
     # Paths computed earlier (other pairs, other settings) stay; a pair computed again is replaced.
     path = os.path.join(out, "paths.json")

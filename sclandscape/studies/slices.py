@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import plots, tools
+from sclandscape.drawing import style, tools
 from sclandscape.explore.slices import (
     DIRECTION_PATTERN,
     LINE_POINTS,
@@ -70,8 +70,8 @@ def scan_slice(
     if isinstance(count, bool) or not isinstance(count, int) or count < 3:
         raise ValueError(f"points must be an integer >= 3, got {count!r}")
     formats = tuple(formats)
-    if any(f not in plots.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
+    if any(f not in style.FORMATS for f in formats):
+        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
     index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
     reps = {p: r for p, r, _ in reading.minimum_rows(data) if p is not None}
 
@@ -164,6 +164,6 @@ def scan_slice(
     atomic.write_npz(os.path.join(out, "slices", f"{stem}.npz"), arrays)
     fig = tools.slice_figure(record, slices, problem.to_json())
     for fmt in formats:
-        atomic.write_atomic(os.path.join(out, "figures", f"{stem}.{fmt}"), plots.figure_bytes(fig, fmt))
+        atomic.write_atomic(os.path.join(out, "figures", f"{stem}.{fmt}"), style.figure_bytes(fig, fmt))
     atomic.write_json(os.path.join(out, "slices", f"{stem}.json"), record)
     return record

@@ -44,7 +44,7 @@ import numpy as np
 
 from sclandscape.core import problems
 from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import plots
+from sclandscape.drawing import maps, style
 from sclandscape.explore import scanner
 from sclandscape.folders import atomic, identity, summaries
 from sclandscape.studies import scan as scan_study
@@ -218,8 +218,8 @@ def run_sweep(
     if not isinstance(settings, scanner.ScanSettings):
         raise ValueError(f"settings must be a ScanSettings, got {type(settings).__name__}")
     formats = tuple([formats] if isinstance(formats, str) else formats)
-    if not formats or any(f not in plots.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {plots.FORMATS}, got {formats!r}")
+    if not formats or any(f not in style.FORMATS for f in formats):
+        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
     cells = _cells(grid)
     cell_problems = [_cell_problem(problem, values, step) for values in cells]
     config = _sweep_config(problem, grid, step, n_inits, seed, settings)
@@ -513,7 +513,7 @@ def _sweep_title(state: dict) -> str:
             f"$n_{{min}}$ = {step['n_min']}: n = {n}, k = {step['k_maj'] + step['k_min']}"
         )
     else:
-        what = plots.problem_title(base["counts"], base["dim"], base["tau"]).split(", d = ")[0]
+        what = style.problem_title(base["counts"], base["dim"], base["tau"]).split(", d = ")[0]
     fixed = [f"d = {base['dim']}"] if "dim" not in swept else []
     fixed += [f"$\\tau$ = {base['tau']:g}"] if "tau" not in swept else []
     return ", ".join([what, *fixed]) + f"\n{config['n_inits']} runs a cell"
@@ -541,7 +541,7 @@ def phase_map_figure(state: dict):
         )
     ]
     nx = len(axes[0]["values"])
-    return plots.phase_map(
+    return maps.phase_map(
         axes[0]["values"],
         axes[1]["values"] if len(axes) > 1 else None,
         frac,
@@ -552,7 +552,7 @@ def phase_map_figure(state: dict):
         hatch_label="$d <$ rank $M^*$: $L^*$ not attainable",
         footnote="sp < x%: 95% upper bound on the fraction\nof runs ending at a spurious minimum",
         title=_sweep_title(state),
-        width=max(plots.COLUMN_WIDTH, 0.75 * nx + 1.4),
+        width=max(style.COLUMN_WIDTH, 0.75 * nx + 1.4),
     )
 
 
@@ -575,12 +575,12 @@ def _cell_note(n_spurious, n_local, upper, unattainable: bool) -> str:
     if n_local:
         lines.append(f"{n_local} local")
     if upper is not None:
-        lines.append(f"sp < {plots.percent(upper)}")
+        lines.append(f"sp < {style.percent(upper)}")
     return "\n".join(lines)
 
 
 #: The figure files ``plot_sweep`` writes, and so the only ones it may remove as stale.
-PHASE_MAP_FILES = tuple(f"phase_map.{fmt}" for fmt in plots.FORMATS)
+PHASE_MAP_FILES = tuple(f"phase_map.{fmt}" for fmt in style.FORMATS)
 
 
 def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -> list[str]:
@@ -604,7 +604,7 @@ def plot_sweep(out: str, formats=("png", "pdf"), *, state: dict | None = None) -
     written = []
     for fmt in formats:
         target = os.path.join(out, "figures", f"phase_map.{fmt}")
-        atomic.write_atomic(target, plots.figure_bytes(fig, fmt))
+        atomic.write_atomic(target, style.figure_bytes(fig, fmt))
         written.append(target)
     keep = {os.path.basename(p) for p in written}
     for name in PHASE_MAP_FILES:
@@ -643,7 +643,7 @@ def sweep_report(state: dict, figures=()) -> str:
             f"{cell['fraction_global']:.3f}" if done else "",
             str(cell.get("n_spurious_minima", "")) if done else "",
             str(cell.get("n_local_minima", "")) if done else "",
-            (plots.percent(bound) if bound is not None and attainable else "L* not attainable")
+            (style.percent(bound) if bound is not None and attainable else "L* not attainable")
             if done
             else "",
         ]

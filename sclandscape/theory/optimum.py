@@ -371,7 +371,7 @@ def nonneg_optimum_embedding(counts, dim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# STEP geometry over ratios and temperatures (data for ``plots.imbalance_geometry``)
+# STEP geometry over ratios and temperatures (data for ``maps.imbalance_geometry``)
 
 
 def _nonempty(values, name: str) -> list:

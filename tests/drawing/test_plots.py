@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 import sclandscape as sc
-from sclandscape.drawing import plots
+from sclandscape.drawing import maps, plots, style
 from sclandscape.theory import optimum
 
 L_STAR = 57.508222
@@ -110,7 +110,7 @@ def test_eigenvalue_vs_gap_draws_every_computed_point_once_merging_coinciding_on
     markers = {colour: (offsets, counts) for colour, offsets, counts in _markers(ax)}
     for kind in KIND_CYCLE:
         mine = points[have & (rec["kind"] == kind)]
-        offsets, counts = markers[plots.KIND_STYLE[kind]["color"].lower()]
+        offsets, counts = markers[style.KIND_STYLE[kind]["color"].lower()]
         assert counts.sum() == len(mine)  # every computed point counted once
         # each marker is one of the kind's points, and each point is near a marker of its kind
         assert all(np.any(np.all(np.isclose(mine, o, rtol=1e-12, atol=0), axis=1)) for o in offsets)
@@ -133,9 +133,9 @@ def test_identical_runs_are_one_marker_with_their_count():
     rec["hess_lambda_min"][:3] = -0.05
     fig = plots.eigenvalue_vs_gap(rec, L_STAR)
     markers = {colour: (offsets, counts) for colour, offsets, counts in _markers(fig.axes[0])}
-    offsets, counts = markers[plots.KIND_STYLE["global_min"]["color"].lower()]
+    offsets, counts = markers[style.KIND_STYLE["global_min"]["color"].lower()]
     assert offsets.shape == (1, 2) and counts.tolist() == [253]
-    assert markers[plots.KIND_STYLE["saddle"]["color"].lower()][1].tolist() == [3]
+    assert markers[style.KIND_STYLE["saddle"]["color"].lower()][1].tolist() == [3]
     sizes = [c.get_sizes() for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     assert sizes[0][0] > sizes[1][0]  # area grows with the count
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -204,7 +204,7 @@ def test_gram_heatmaps_show_both_matrices_on_one_scale():
 def test_phase_map_draws_the_fractions_with_annotations():
     frac = np.array([[0.0, 0.5, 1.0], [0.25, np.nan, 1.0]])
     notes = [["2 spurious", "", ""], ["1 spurious", "", ""]]
-    fig = plots.phase_map([1, 2, 3], [0.5, 1.0], frac, xlabel="d", ylabel="tau", annotations=notes)
+    fig = maps.phase_map([1, 2, 3], [0.5, 1.0], frac, xlabel="d", ylabel="tau", annotations=notes)
     ax = fig.axes[0]
     labelled(ax)
     (im,) = [i for i in ax.get_images() if isinstance(i, AxesImage)]
@@ -215,7 +215,7 @@ def test_phase_map_draws_the_fractions_with_annotations():
     assert "0.00\n2 spurious" in texts and "\u2013" in texts and len(texts) == 6
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
     # one-parameter sweep
-    fig = plots.phase_map(
+    fig = maps.phase_map(
         [1, 2],
         None,
         [0.0, 1.0],
@@ -240,7 +240,7 @@ def test_imbalance_geometry_matches_the_step_optimum():
     assert geo["gamma"][0, 1] == pytest.approx(-0.27028, abs=2e-5)
     assert np.allclose(geo["alpha"][0, 0], -1 / 3) and np.allclose(geo["gamma"][0, 0], -1 / 3)
     overlay = [{"R": 5, "tau": 1.0, "class_gram": sc.step_optimum(2, 2, 2, 5, 1.0).class_gram}]
-    fig = plots.imbalance_geometry(geo, overlay=overlay)
+    fig = maps.imbalance_geometry(geo, overlay=overlay)
     assert len(fig.axes) == 3
     for ax, name in zip(fig.axes, ("alpha", "beta", "gamma"), strict=True):
         assert ax.get_ylabel()
@@ -265,15 +265,15 @@ def test_imbalance_geometry_matches_the_step_optimum():
         (lambda: plots.hessian_spectrum(np.ones((2, 2, 2)), 1), "eigenvalues"),
         (lambda: plots.gram_heatmaps(np.eye(3), np.eye(4)), "same shape"),
         (lambda: plots.gram_heatmaps(np.ones(3), np.eye(3)), "M_found"),
-        (lambda: plots.phase_map([1, 2], None, [0.5], xlabel="d"), "shape"),
-        (lambda: plots.phase_map([1, 2], None, [0.5, 2.0], xlabel="d"), r"\[0, 1\]"),
+        (lambda: maps.phase_map([1, 2], None, [0.5], xlabel="d"), "shape"),
+        (lambda: maps.phase_map([1, 2], None, [0.5, 2.0], xlabel="d"), r"\[0, 1\]"),
         (lambda: optimum.step_geometry([1.3], [1.0]), "R"),
         (lambda: optimum.step_geometry([1], [1.0], method="x"), "method"),
         (
-            lambda: plots.imbalance_geometry(optimum.step_geometry([1], [1.0]), overlay=[{"R": 1}]),
+            lambda: maps.imbalance_geometry(optimum.step_geometry([1], [1.0]), overlay=[{"R": 1}]),
             "overlay",
         ),
-        (lambda: plots.imbalance_geometry({"ratios": [1]}), "geometry"),
+        (lambda: maps.imbalance_geometry({"ratios": [1]}), "geometry"),
     ],
 )
 def test_bad_input_is_a_one_line_value_error(call, match):
@@ -289,25 +289,25 @@ def all_text(fig) -> str:
 
 def test_problem_title_states_n_k_d_tau_and_runs():
     assert (
-        plots.problem_title((10, 10, 2, 2), 2, 1.0, 256)
+        style.problem_title((10, 10, 2, 2), 2, 1.0, 256)
         == "n = 24, k = 4 (10,10,2,2), d = 2, $\\tau$ = 1; 256 runs"
     )
     assert (
-        plots.problem_title((5, 5, 5, 5), 3, 0.5, 1)
+        style.problem_title((5, 5, 5, 5), 3, 0.5, 1)
         == "n = 20, k = 4 (4\u00d75), d = 3, $\\tau$ = 0.5; 1 run"
     )
-    assert plots.problem_title(range(2, 12), 4, 2.0).startswith("n = 65, k = 10 (counts 2..11), d = 4")
+    assert style.problem_title(range(2, 12), 4, 2.0).startswith("n = 65, k = 10 (counts 2..11), d = 4")
 
 
 def test_gap_histogram_states_the_bound_and_counts_each_bin():
     # 0 of 256: the exact bound 1 - 0.05^(1/256) = 0.0116 (1.2%)
     bound = {"count": 0, "runs": 256, "upper_95": 1 - 0.05 ** (1 / 256)}
-    assert plots.spurious_line(bound) == "0 spurious of 256 runs: fraction < 1.2% (95%)"
-    assert plots.spurious_line({"count": 3, "runs": 20, "upper_95": 0.3789}) == (
+    assert style.spurious_line(bound) == "0 spurious of 256 runs: fraction < 1.2% (95%)"
+    assert style.spurious_line({"count": 3, "runs": 20, "upper_95": 0.3789}) == (
         "3 spurious of 20 runs (15%): fraction < 38% (95%)"
     )
     rec = synthetic_records()
-    title = plots.problem_title((10, 10, 2, 2), 2, 1.0, 24)
+    title = style.problem_title((10, 10, 2, 2), 2, 1.0, 24)
     fig = plots.gap_histogram(rec, L_STAR, title=title, spurious=bound)
     assert fig.legends[0].get_title().get_text() == title + "\n0 spurious of 256 runs: fraction < 1.2% (95%)"
     (ax,) = fig.axes
@@ -358,7 +358,7 @@ def test_comparison_draws_each_case_in_its_column_with_its_title():
     for ax, rec in zip(fig.axes[:2], (a, b), strict=True):
         assert sum(h.sum() for h in bars_by_label(ax).values()) == np.sum(rec["kind"] != "not_converged")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert plots.KIND_STYLE["local_min"]["label"] in legend and "global tolerance" in legend
+    assert style.KIND_STYLE["local_min"]["label"] in legend and "global tolerance" in legend
     del b["hess_lambda_min"]  # no eigenvalues for one case: the histograms only
     assert len(plots.comparison(cases).axes) == 2
     with pytest.raises(ValueError, match="cases"):
@@ -368,20 +368,20 @@ def test_comparison_draws_each_case_in_its_column_with_its_title():
 def test_one_style_per_kind_of_the_scan_and_the_hessian():
     from sclandscape.theory import metrics
 
-    assert plots.KINDS == metrics.KINDS
+    assert style.KINDS == metrics.KINDS
     assert metrics.KINDS.index("local_min") == metrics.KINDS.index("spurious_min") + 1
-    assert set(plots.KIND_STYLE) == set(plots.KINDS)
-    assert len({s["marker"] for s in plots.KIND_STYLE.values()}) == len(plots.KINDS)
-    assert len({s["color"] for s in plots.KIND_STYLE.values()}) == len(plots.KINDS)
+    assert set(style.KIND_STYLE) == set(style.KINDS)
+    assert len({s["marker"] for s in style.KIND_STYLE.values()}) == len(style.KINDS)
+    assert len({s["color"] for s in style.KIND_STYLE.values()}) == len(style.KINDS)
 
 
 def test_figure_bytes_of_the_same_figure_are_the_same_pdf():
-    make = lambda: plots.phase_map([1, 2], None, [0.0, 1.0], xlabel="d")  # noqa: E731
-    assert plots.figure_bytes(make(), "pdf") == plots.figure_bytes(make(), "pdf")  # no creation date
+    make = lambda: maps.phase_map([1, 2], None, [0.0, 1.0], xlabel="d")  # noqa: E731
+    assert style.figure_bytes(make(), "pdf") == style.figure_bytes(make(), "pdf")  # no creation date
     fig = make()
-    assert plots.figure_bytes(fig, "png").startswith(b"\x89PNG")
+    assert style.figure_bytes(fig, "png").startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="format"):
-        plots.figure_bytes(fig, "gif")
+        style.figure_bytes(fig, "gif")
 
 
 # --------------------------------------------------------------------------

@@ -31,19 +31,19 @@ def scan_dir(tmp_path_factory):
 
 @pytest.fixture
 def drawn_figures(monkeypatch):
-    """Every figure ``plots.figure_bytes`` renders during the test, with all its text."""
+    """Every figure ``style.figure_bytes`` renders during the test, with all its text."""
     from matplotlib.text import Text
 
-    from sclandscape.drawing import plots
+    from sclandscape.drawing import style
 
     seen = []
-    real = plots.figure_bytes
+    real = style.figure_bytes
 
     def spy(fig, fmt="png"):
         seen.append("\n".join(t.get_text() for t in fig.findobj(Text)))
         return real(fig, fmt)
 
-    monkeypatch.setattr(plots, "figure_bytes", spy)
+    monkeypatch.setattr(style, "figure_bytes", spy)
     return seen
 
 
