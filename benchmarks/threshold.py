@@ -3,10 +3,10 @@
     make bench-threshold        (or: .venv/bin/python benchmarks/threshold.py)
 
 1. **10,10,2,2, d = 5**: from the proven strict spurious minimum at tau = 0.02
-   (``tests/data/spurious_step_d5_tau0.02.npz``), ``continuation.follow_family``
+   (``tests/data/spurious_step_d5_tau0.02.npz``), ``families.follow_family``
    upwards: natural predictor-corrector steps on minima (every point judged by
    ``verdict.classify``), then at each end the pseudo-arclength path through it
-   (``continuation.diagnose_end``): the fold's vertex between converged points of
+   (``ends.diagnose_end``): the fold's vertex between converged points of
    index 0 and 1, the square-root laws of ``|dH/dtau|`` and of the critical
    eigenvalue, the index-1 partner; past a fold, a descent finds the minimum the
    family falls to.
@@ -42,7 +42,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sclandscape.drawing import (  # noqa: E402
     style,
 )
-from sclandscape.explore import continuation, saddles  # noqa: E402
+from sclandscape.explore import arclength, continuation, ends, families, saddles  # noqa: E402
 from sclandscape.folders import atomic  # noqa: E402
 from sclandscape.theory import metrics, optimum, verdict  # noqa: E402
 
@@ -68,14 +68,14 @@ def _verdict(H, labels, tau) -> dict:
     }
 
 
-def run_family(name: str, H, labels, tau_start: float, settings=SETTINGS) -> tuple[dict, continuation.Family]:
+def run_family(name: str, H, labels, tau_start: float, settings=SETTINGS) -> tuple[dict, families.Family]:
     start = time.perf_counter()
-    family = continuation.follow_family(H, labels, tau_start, TAU_END, settings)
+    family = families.follow_family(H, labels, tau_start, TAU_END, settings)
     out = family.to_json() | {"name": name, "seconds": time.perf_counter() - start}
     return out, family
 
 
-def follow_back(family: continuation.Family, labels, stored) -> dict:
+def follow_back(family: families.Family, labels, stored) -> dict:
     """The minimum the descent past the first fold reached, continued down to TAU_START."""
     second = family.branches[1]
     start = time.perf_counter()
@@ -99,7 +99,7 @@ def follow_back(family: continuation.Family, labels, stored) -> dict:
         "branch": back.to_json(),
     }
     if not back.reached_end:
-        out["ending"] = continuation.diagnose_end(back, labels).to_json()
+        out["ending"] = ends.diagnose_end(back, labels).to_json()
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -209,7 +209,7 @@ def main():
     report = {
         "machine": machine_info(),
         "settings": SETTINGS.to_json(),
-        "arclength_settings": continuation.ArclengthSettings().to_json(),
+        "arclength_settings": arclength.ArclengthSettings().to_json(),
         "tau_range": [TAU_START, TAU_END],
         "families": families,
         "followed_back": back,

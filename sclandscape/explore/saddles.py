@@ -694,7 +694,7 @@ def spread_patterns(
     return out
 
 
-#: The descent of ``search_spurious`` (as ``continuation.descend``).
+#: The descent of ``search_spurious`` (as ``families.descend``).
 SPREAD_DESCENT = scanner.ScanSettings(tol=1e-10, x64=True, max_steps=50000)
 
 
@@ -719,7 +719,7 @@ def search_spurious(
     counts = tuple(int(c) for c in counts)
     labels = np.repeat(np.arange(len(counts)), counts)
     problems.check_tau(tau)
-    if descent is None:  # continuation.descend's settings: float64, to 1e-10
+    if descent is None:  # families.descend's settings: float64, to 1e-10
         descent = SPREAD_DESCENT
     names = [p.name() for p in patterns] + [n for n, _ in extra]
     starts = [spread_start(p, counts, dim) for p in patterns] + [np.asarray(h, np.float64) for _, h in extra]

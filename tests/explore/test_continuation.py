@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sclandscape.explore import continuation, critical
+from sclandscape.explore import arclength, continuation, critical, ends, families
 from sclandscape.numerics import oblique
 from sclandscape.theory import verdict
 
@@ -58,10 +58,10 @@ def test_index_guard_rejects_a_step_onto_a_saddle():
     lam = continuation.lambda_min(local)
     assert int(local.index) == 0 and lam > 0
     # The fold's partner: along the soft mode f ~ lam s^2/2 + D3 s^3/6, a saddle at s = -2 lam / D3.
-    d3 = continuation.soft_cubic(H, labels, tau, local.soft)
+    d3 = ends.soft_cubic(H, labels, tau, local.soft)
 
     start = np.asarray(oblique.retract(H, (-2.0 * lam / d3) * local.soft))
-    saddle, s_local = continuation.newton_polish(start, labels, tau, continuation.PARTNER_NEWTON_STEPS)
+    saddle, s_local = continuation.newton_polish(start, labels, tau, ends.PARTNER_NEWTON_STEPS)
     gtol = continuation.ContinuationSettings().gtol
     assert float(s_local.grad_norm) <= continuation.corrector_gtol(saddle, labels, tau, gtol)
     assert int(s_local.index) == 1
@@ -84,7 +84,7 @@ def test_branch_ends_at_the_fold():
     assert branch.tau_fail - branch.tau_last <= settings.min_step
     # lambda_min^2 is linear in tau towards a fold: its root lies at the bracket (within the
     # spread of the last points' fit, a few min_step).
-    fit = continuation.diagnose_end(branch, labels)
+    fit = ends.diagnose_end(branch, labels)
     assert fit.kind == "fold", fit.reason
     width = branch.tau_fail - branch.tau_last
     assert branch.tau_last - 4 * width <= fit.fit["fold"]["tau_c"] <= branch.tau_fail + 4 * width
@@ -127,7 +127,7 @@ def test_stored_minimum_folds_and_its_family_falls_to_a_second_branch():
     """The first branch from tau = 0.02 (a minute): a fold, then a proven spurious minimum past it."""
     H0, labels, tau0 = _load("spurious_step_d5_tau0.02.npz")
     settings = continuation.ContinuationSettings(classify=False)
-    family = continuation.follow_family(H0, labels, tau0, 0.03, settings, max_branches=2)
+    family = families.follow_family(H0, labels, tau0, 0.03, settings, max_branches=2)
     first, ending = family.branches[0], family.endings[0]
     assert ending.kind == "fold", ending.reason
     assert first.tau_last < ending.fit["fold"]["tau_c"] + 4 * settings.min_step
@@ -204,9 +204,9 @@ def test_arclength_turns_at_the_fold_where_the_hessian_becomes_singular():
     So the Hessian is singular between them, and the turn lies between them too.
     """
     H, labels, tau = _load("near_fold_step_d5.npz")
-    arc = continuation.follow_arclength(H, labels, tau)
+    arc = arclength.follow_arclength(H, labels, tau)
     assert len(arc["turns"]) == 1, arc["stopped"]
-    vertex = continuation.fold_vertex(arc["turns"][0], 1.0)
+    vertex = ends.fold_vertex(arc["turns"][0], 1.0)
     turn = arc["turns"][0]
     assert [int(turn["before"].b.index), int(turn["after"].b.index)] == [0, 1]
     assert [np.sign(p["lambda_crit"]) for p in vertex["straddle"]] == [1.0, -1.0]
@@ -286,7 +286,7 @@ def test_arclength_bad_input_is_one_line_value_error():
     ):
         args = {"H0": H, "labels": labels, "tau0": tau} | kwargs
         with pytest.raises(ValueError, match=message) as info:
-            continuation.follow_arclength(**args)
+            arclength.follow_arclength(**args)
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="min_ds <= ds <= max_ds"):
-        continuation.ArclengthSettings(ds=1.0)
+        arclength.ArclengthSettings(ds=1.0)
