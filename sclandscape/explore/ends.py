@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sclandscape.core import precision, problems
-from sclandscape.explore import arclength, continuation
+from sclandscape.explore import arclength as arclength_lib
+from sclandscape.explore import continuation
 from sclandscape.numerics import loss, oblique
 
 
@@ -202,7 +203,7 @@ def diagnose_end(
     labels,
     *,
     fit_points: int = 8,
-    arclength: arclength.ArclengthSettings = arclength.ArclengthSettings(),
+    arclength: arclength_lib.ArclengthSettings = arclength_lib.ArclengthSettings(),
 ) -> Ending:
     """What happens at the end of ``branch`` (module docstring): fold, crossing, merge, or the range's end.
 
@@ -215,7 +216,7 @@ def diagnose_end(
     labels = problems.check_labels(labels)
     if not isinstance(branch, continuation.Branch):
         raise ValueError(f"branch must be a Branch, got {type(branch).__name__}")
-    if not isinstance(arclength, arclength.ArclengthSettings):
+    if not isinstance(arclength, arclength_lib.ArclengthSettings):
         raise ValueError(f"arclength must be an ArclengthSettings, got {type(arclength).__name__}")
     H_last = branch.points[-1]
     last = {name: np.asarray(v)[-1] for name, v in branch.fields.items()}
@@ -264,7 +265,7 @@ def diagnose_end(
             "merges_global", math.nan, natural, fit=fit, beyond=beyond, partner={}, reason=reason, **common
         )
 
-    arc = arclength.follow_arclength(
+    arc = arclength_lib.follow_arclength(
         H_last, labels, branch.tau_last, arclength, direction=sign, tau_stop=branch.tau_last
     )
     summary = {

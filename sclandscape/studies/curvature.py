@@ -13,10 +13,10 @@ import os
 import jax
 import numpy as np
 
-from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import style, tools
+from sclandscape.drawing import tools
 from sclandscape.explore.curvature import density, hutchinson_trace
 from sclandscape.folders import atomic, reading
+from sclandscape.studies import folder
 
 
 def scan_curvature(
@@ -44,32 +44,19 @@ def scan_curvature(
     """
     if not (trace or spectrum):
         raise ValueError("ask for the trace, the density, or both")
-    formats = tuple(formats)
-    if any(f not in style.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
-    data = reading.load_scan(out)
+    formats = folder.check_formats(formats)
+    data = folder.open_scan(out, "OB(n, 1) has no tangent space: no Hessian")
     runs, problem = data["runs"], data["problem"]
-    if problem.dim < 2:
-        raise ValueError("OB(n, 1) has no tangent space: no Hessian")
-    index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
     if run_indices is None:
         rows = reading.point_rows(data)
         if not rows:
             raise ValueError(f"{out}: no converged run to take a spectrum of")
     else:
-        run_indices = [int(i) for i in run_indices]
-        bad = [i for i in run_indices if i not in index_of]
-        if not run_indices or bad:
-            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
-        rows = [index_of[i] for i in dict.fromkeys(run_indices)]
-    report = progress_lib.adapt(progress) or (lambda *a: None)
-    report(0, len(rows), "embeddings", "saved" if "H" in runs else "stored points")
-    found, notes = reading.embeddings(data, rows)
-    if notes:
-        raise ValueError(f"{out}: {notes[0]}")
-    labels, tau = problem.labels, problem.tau
-    entries, densities = [], []
+        rows = folder.rows_of(data, run_indices)
+    report = folder.reporter(progress)
+    found = folder.embeddings_of(data, rows, out, report, len(rows))
     trace_key, density_key = jax.random.split(jax.random.key(seed))
+    entries, densities = [], []
     for k, row in enumerate(rows):
         run = int(runs["run"][row])
         entry = {
@@ -80,19 +67,14 @@ def scan_curvature(
         }
         if trace:
             report(k, len(rows), "trace", f"run {run}: {trace_probes} probes")
-            est = hutchinson_trace(
-                found[row], labels, tau, num_probes=trace_probes, key=jax.random.fold_in(trace_key, run)
-            )
+            key = jax.random.fold_in(trace_key, run)
+            est = hutchinson_trace(found[row], problem.labels, problem.tau, num_probes=trace_probes, key=key)
             entry.update(trace=est.trace, trace_stderr=est.stderr, trace_probes=trace_probes)
         if spectrum:
             report(k, len(rows), "density", f"run {run}: {num_probes} probes x {num_iter} Lanczos steps")
+            key = jax.random.fold_in(density_key, run)
             dens = density(
-                found[row],
-                labels,
-                tau,
-                num_iter=num_iter,
-                num_probes=num_probes,
-                key=jax.random.fold_in(density_key, run),
+                found[row], problem.labels, problem.tau, num_iter=num_iter, num_probes=num_probes, key=key
             )
             entry.update(sigma=dens["sigma"], num_iter=int(dens["nodes"].shape[-1]), num_probes=num_probes)
             densities.append(dens)
@@ -104,22 +86,18 @@ def scan_curvature(
         "runs": entries,
     }
     if spectrum:
-        atomic.write_npz(
-            os.path.join(out, "hessian", "density.npz"),
-            {
-                "runs": np.array([e["run"] for e in entries], np.int64),
-                "grid": np.stack([d["grid"] for d in densities]),
-                "density": np.stack([d["density"] for d in densities]),
-                "nodes": np.stack([d["nodes"] for d in densities]),
-                "weights": np.stack([d["weights"] for d in densities]),
-            },
-        )
-        record["figures"] = []
-        for entry, dens in zip(entries, densities, strict=True):
-            fig = tools.density_figure(entry, dens, problem.to_json())
-            for fmt in formats:
-                rel = f"figures/hessian_density_run{entry['run']}.{fmt}"
-                atomic.write_atomic(os.path.join(out, rel), style.figure_bytes(fig, fmt))
-                record["figures"].append(rel)
+        record["figures"] = _write_densities(out, entries, densities, problem, formats)
     atomic.write_json(os.path.join(out, "hessian", "curvature.json"), record)
     return record
+
+
+def _write_densities(out: str, entries: list, densities: list, problem, formats) -> list[str]:
+    """``hessian/density.npz`` (one row per run) and one density figure per run; the figures' paths."""
+    stacked = {k: np.stack([d[k] for d in densities]) for k in ("grid", "density", "nodes", "weights")}
+    runs = np.array([e["run"] for e in entries], np.int64)
+    atomic.write_npz(os.path.join(out, "hessian", "density.npz"), {"runs": runs, **stacked})
+    figures = []
+    for entry, dens in zip(entries, densities, strict=True):
+        fig = tools.density_figure(entry, dens, problem.to_json())
+        figures += folder.write_figure(out, f"hessian_density_run{entry['run']}", fig, formats)
+    return figures

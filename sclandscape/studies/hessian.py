@@ -7,9 +7,9 @@ import os
 import numpy as np
 
 from sclandscape.core import precision
-from sclandscape.core import progress as progress_lib
 from sclandscape.folders import atomic, reading
 from sclandscape.numerics import oblique
+from sclandscape.studies import folder
 from sclandscape.theory import hessian
 
 
@@ -26,7 +26,7 @@ def hessian_spectra(out: str, run_indices=None, *, progress=None) -> str:
     ``progress``: as in ``run_scan`` (phases ``spectra``, ``writing``).
     Returns its path. Raises ``ValueError`` (one line) on bad input.
     """
-    progress = progress_lib.adapt(progress) or (lambda *a: None)
+    progress = folder.reporter(progress)
     data = reading.load_scan(out)
     runs, problem, points = data["runs"], data["problem"], data.get("points") or {}
     N = problem.n * (problem.dim - 1)
@@ -48,15 +48,8 @@ def hessian_spectra(out: str, run_indices=None, *, progress=None) -> str:
             for f in ("kind", "index", "lambda_min", "tol", "loss", "n_zero_predicted")
         }
     else:
-        index_of = {int(i): r for r, i in enumerate(np.asarray(runs["run"]))}
-        run_indices = [int(i) for i in run_indices]
-        bad = [i for i in run_indices if i not in index_of]
-        if not run_indices or bad:
-            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad or '[]'}")
-        rows = [index_of[i] for i in dict.fromkeys(run_indices)]
-        found, notes = reading.embeddings(data, rows)
-        if notes:
-            raise ValueError(f"{out}: {notes[0]}")
+        rows = folder.rows_of(data, run_indices)
+        found = folder.embeddings_of(data, rows, out, progress, len(rows))
         H = np.stack([found[r] for r in rows])
         chosen_runs = np.asarray(runs["run"])[rows].astype(np.int64)
         chosen_points = np.asarray(runs.get("point", np.full(len(runs["run"]), -1)))[rows]

@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 
-from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import style, tools
+from sclandscape.drawing import tools
 from sclandscape.explore.paths import PathSettings, minimum_energy_path
 from sclandscape.folders import atomic, reading, summaries
+from sclandscape.studies import folder
 
 
 def scan_paths(
@@ -45,47 +45,19 @@ def scan_paths(
     content with only this call's paths. ``ValueError`` (one line) on bad input.
     """
     settings = PathSettings() if settings is None else settings
-    data = reading.load_scan(out)
+    data = folder.open_scan(out, "paths need d >= 2 (OB(n, 1) is a finite set)")
     problem, runs_rec = data["problem"], data["runs"]
-    if problem.dim < 2:
-        raise ValueError("paths need d >= 2 (OB(n, 1) is a finite set)")
     if problem.nonneg:
         raise ValueError("paths of the non-negative (UFM+) problem are not supported")
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
         raise ValueError(f"max_pairs must be an integer >= 1, got {max_pairs!r}")
-    formats = tuple(formats)
-    if any(f not in style.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
-    index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
-    kind = np.asarray(runs_rec["kind"]).astype(str)
+    formats = folder.check_formats(formats)
+    pairs = _pairs(data, runs, max_pairs, out)
     minimum_of = {r: m for m, r, _ in reading.minimum_rows(data)}
-    if runs is not None:
-        runs = [int(i) for i in runs]
-        if len(runs) != 2 or runs[0] == runs[1]:
-            raise ValueError(f"give two different run indices, got {runs}")
-        bad = [i for i in runs if i not in index_of]
-        if bad:
-            raise ValueError(f"runs must be indices of this scan (0..{len(index_of) - 1}), got {bad}")
-        for i in runs:
-            if kind[index_of[i]] not in summaries.MINIMA:
-                raise ValueError(f"run {i} is {kind[index_of[i]]}, not a local minimum")
-        pairs = [(index_of[runs[0]], index_of[runs[1]])]
-    else:
-        reps = [r for _, r, _ in reading.minimum_rows(data)]
-        if len(reps) < 2:
-            raise ValueError(
-                f"{out}: the scan found {len(reps)} distinct minimum(s); a path needs two "
-                "(give --runs I,J for two runs of your choice)"
-            )
-        pairs = [(reps[i], reps[j]) for i in range(len(reps)) for j in range(i + 1, len(reps))][:max_pairs]
-    report = progress_lib.adapt(progress) or (lambda *a: None)
-    rows = sorted({r for pair in pairs for r in pair})
-    report(0, len(pairs), "embeddings", "saved" if "H" in runs_rec else "stored points")
-    found, notes = reading.embeddings(data, rows)
-    if notes:
-        raise ValueError(f"{out}: {notes[0]}")
+    report = folder.reporter(progress)
+    found = folder.embeddings_of(data, sorted({r for pair in pairs for r in pair}), out, report, len(pairs))
     global_loss = float(data["summary"]["global_loss"])
-    entries, figures = [], []
+    entries = []
     for p, (ra, rb) in enumerate(pairs):
 
         def inner(done, total, phase=None, detail=None, p=p):
@@ -101,56 +73,19 @@ def scan_paths(
             progress=inner,
         )
         i, j = int(runs_rec["run"][ra]), int(runs_rec["run"][rb])
-        name = f"path_{i}_{j}"
-        entry = {
-            "from": i,
-            "to": j,
-            "from_minimum": minimum_of.get(ra),
-            "to_minimum": minimum_of.get(rb),
-            "from_loss": float(res["losses"][0]),
-            "to_loss": float(res["losses"][-1]),
-            **{
-                k: res[k]
-                for k in (
-                    "barrier",
-                    "barrier_reverse",
-                    "saddle_loss",
-                    "saddle_index",
-                    "saddle_kind",
-                    "saddle_grad_norm",
-                    "saddle_status",
-                    "saddle_lambda_min",
-                    "saddle_position",
-                    "path_max_loss",
-                    "connects",
-                    "descent_losses",
-                    "converged",
-                    "distance",
-                    "length",
-                    "segments",
-                    "intermediate_minima",
-                )
-            },
-            "arrays": f"paths/{name}.npz",
-            "figures": [f"figures/{name}.{fmt}" for fmt in formats],
-            "profile": {"s": res["arclength"].tolist(), "loss": res["losses"].tolist()},
-        }
+        entry = _entry(res, i, j, minimum_of.get(ra), minimum_of.get(rb), formats)
         entries.append(entry)
-        report(p + 1, len(pairs), "writing", name)
-        atomic.write_npz(
-            os.path.join(out, entry["arrays"]),
-            {
-                "images": res["images"],
-                "losses": res["losses"],
-                "arclength": res["arclength"],
-                "saddle": res["saddle"],
-            },
-        )
+        report(p + 1, len(pairs), "writing", f"path_{i}_{j}")
+        arrays = {k: res[k] for k in ("images", "losses", "arclength", "saddle")}
+        atomic.write_npz(os.path.join(out, entry["arrays"]), arrays)
         fig = tools.path_figure(entry, global_loss, problem.to_json())
-        for fmt, rel in zip(formats, entry["figures"], strict=True):
-            atomic.write_atomic(os.path.join(out, rel), style.figure_bytes(fig, fmt))
-            figures.append(rel)
-    # Paths computed earlier (other pairs, other settings) stay; a pair computed again is replaced.
+        folder.write_figure(out, f"path_{i}_{j}", fig, formats)
+    return _write_state(out, problem, global_loss, entries, settings)
+
+
+def _write_state(out: str, problem, global_loss: float, entries: list, settings) -> dict:
+    """``paths.json``: the paths computed earlier (other pairs, other settings) stay, a pair computed
+    again is replaced. Returns its content with only ``entries``."""
     path = os.path.join(out, "paths.json")
     earlier = atomic.read_json(path).get("paths", []) if os.path.exists(path) else []
     done = {(e["from"], e["to"]) for e in entries}
@@ -162,3 +97,64 @@ def scan_paths(
     }
     atomic.write_json(path, state)
     return {**state, "paths": state["paths"][len(kept) :]}
+
+
+#: What ``paths.json`` keeps of each path (``minimum_energy_path``'s result).
+ENTRY_FIELDS = (
+    "barrier",
+    "barrier_reverse",
+    "saddle_loss",
+    "saddle_index",
+    "saddle_kind",
+    "saddle_grad_norm",
+    "saddle_status",
+    "saddle_lambda_min",
+    "saddle_position",
+    "path_max_loss",
+    "connects",
+    "descent_losses",
+    "converged",
+    "distance",
+    "length",
+    "segments",
+    "intermediate_minima",
+)
+
+
+def _entry(res: dict, i: int, j: int, from_minimum, to_minimum, formats) -> dict:
+    """The ``paths.json`` entry of the path from run ``i`` to run ``j``."""
+    name = f"path_{i}_{j}"
+    return {
+        "from": i,
+        "to": j,
+        "from_minimum": from_minimum,
+        "to_minimum": to_minimum,
+        "from_loss": float(res["losses"][0]),
+        "to_loss": float(res["losses"][-1]),
+        **{k: res[k] for k in ENTRY_FIELDS},
+        "arrays": f"paths/{name}.npz",
+        "figures": [f"figures/{name}.{fmt}" for fmt in formats],
+        "profile": {"s": res["arclength"].tolist(), "loss": res["losses"].tolist()},
+    }
+
+
+def _pairs(data: dict, runs, max_pairs: int, out: str) -> list[tuple[int, int]]:
+    """The pairs of rows to join: the two runs given, or the distinct minima pairwise (lowest first)."""
+    runs_rec = data["runs"]
+    kind = np.asarray(runs_rec["kind"]).astype(str)
+    if runs is not None:
+        runs = [int(i) for i in runs]
+        if len(runs) != 2 or runs[0] == runs[1]:
+            raise ValueError(f"give two different run indices, got {runs}")
+        rows = folder.rows_of(data, runs)
+        for i, r in zip(runs, rows, strict=True):
+            if kind[r] not in summaries.MINIMA:
+                raise ValueError(f"run {i} is {kind[r]}, not a local minimum")
+        return [(rows[0], rows[1])]
+    reps = [r for _, r, _ in reading.minimum_rows(data)]
+    if len(reps) < 2:
+        raise ValueError(
+            f"{out}: the scan found {len(reps)} distinct minimum(s); a path needs two "
+            "(give --runs I,J for two runs of your choice)"
+        )
+    return [(reps[i], reps[j]) for i in range(len(reps)) for j in range(i + 1, len(reps))][:max_pairs]

@@ -145,9 +145,8 @@ def _run_scan(
                 created = not os.path.exists(out)
                 try:
                     lock = atomic.lock_folder(out)
-                    error = identity.folder_error(
-                        out, config, resume
-                    )  # again: another writer may have been first
+                    # again: another writer may have been first
+                    error = identity.folder_error(out, config, resume)
                 except atomic.ResultsError as err:
                     error = str(err)
         if count > 1 and jax.process_count() > 1:
@@ -158,38 +157,8 @@ def _run_scan(
             log(atomic.took_over(lock))
         key = jax.random.key(seed)
         runner = scanner.Scanner(problem, key, settings, keep_embeddings=keep_embeddings, runs=runs_here)
-        config_path = os.path.join(out, "config.json")
         chunks = os.path.join(out, "chunks")
-        if p == 0:
-            for folder in (out, chunks, os.path.join(out, "points")):
-                atomic.clean_temps(folder, sole_writer=count == 1)
-            session = {
-                **config,
-                "global_loss": runner.optimum.loss,
-                "provenance": provenance(problem, settings, runner.slots, plan=runner.plan),
-                "timing": {
-                    "started": _iso(started),
-                    "finished": None,
-                    "wall_s": None,
-                    "runs_computed": 0,
-                    "compile_s": None,
-                    "run_s": None,
-                    "total_s": None,
-                },
-                "earlier_sessions": identity.earlier_sessions(config_path),
-            }
-            atomic.write_json(config_path, session)
-            atomic.write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
-        elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
-            _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
-            try:
-                differences = identity.config_differences(identity.read_config(out), config)
-            except ValueError as err:
-                raise atomic.ResultsError(f"cannot use {out}: {err}") from None
-            if differences:
-                raise atomic.ResultsError(
-                    f"cannot join {out}: its config.json differs: {'; '.join(differences)}"
-                )
+        session = _open_session(out, config, runner, problem, settings, started, (p, count), wait_timeout)
         os.makedirs(chunks, exist_ok=True)
 
         before = merging.merge_runs(out, n_inits)
@@ -199,31 +168,7 @@ def _run_scan(
         done = set(before.runs.get("run", np.array([], np.int64)).tolist())
         share = range(p, int(n_inits), count)
         todo = [i for i in share if i not in done]
-        prefix = merging.chunk_prefix(p)
-        finished = earlier = len(share) - len(todo)
-        # The count shown: runs that have left the first-order phase (it moves as soon as runs finish,
-        # whether or not a batch is complete); the detail says how many are recorded in chunks. The
-        # interrupt line counts only the recorded ones.
-        interrupts.progress(finished, len(share))
-        if progress:
-            progress(finished, len(share), "compiling" if todo else "writing")
-            runner.on_phase = lambda phase, detail=None: progress(
-                earlier + runner.moved,
-                len(share),
-                phase,
-                f"{finished} recorded" if phase == "first order" else detail,
-            )
-        for seq, part in enumerate(runner.results(todo)):
-            if progress:
-                progress(earlier + runner.moved, len(share), "writing", f"{part['run'].size} runs")
-            name = f"{prefix}{seq:05d}.npz"
-            # the points before the chunk: a chunk implies its points
-            merging.write_points(out, name, part.pop("points"))
-            atomic.write_npz(os.path.join(chunks, name), part)
-            finished += part["run"].size
-            interrupts.progress(finished, len(share))
-            if progress:
-                progress(max(finished, earlier + runner.moved), len(share), None, f"{finished} recorded")
+        finished = _compute(out, runner, share, todo, p, progress)
         if count > 1:
             seen: dict = {}
             _wait(
@@ -233,23 +178,7 @@ def _run_scan(
             )
         if progress:
             progress(finished, len(share), "writing", "runs.npz and summary.json")
-        merged = merging.merge_runs(out, n_inits)
-        if merged.missing.size:
-            raise atomic.ResultsError(
-                f"{out}: no file holds runs {merged.missing[:5].tolist()}"
-                f"{' ...' if merged.missing.size > 5 else ''} ({merged.missing.size} of {n_inits}); "
-                "rerun with --resume to compute them"
-            )
-        if merged.duplicates and log and p == 0:
-            log(f"{merged.duplicates} runs were recorded twice in {chunks} (identical copies, counted once)")
-        runs = merged.runs
-        points = merge_points(out, runs)
-        inherit_point_fields(runs, points)
-        runs["kind"] = summaries.classify_records(runs)
-        runs["status_name"] = summaries.status_names(runs["status"])
-        summary = summaries.summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
-        summary["attainable"] = problem.dim >= runner.optimum.rank
-        summary["problem"] = problem.to_json()
+        runs, points, summary = _finish(out, n_inits, runner, problem, settings, log if p == 0 else None)
         if p == 0:
             atomic.write_npz(os.path.join(out, "points.npz"), points)
             atomic.write_npz(os.path.join(out, "runs.npz"), runs)
@@ -261,7 +190,7 @@ def _run_scan(
                 runs_computed=finished - (len(share) - len(todo)),
                 **split,
             )
-            atomic.write_json(config_path, session)
+            atomic.write_json(os.path.join(out, "config.json"), session)
         return summary
     finally:
         watch.stop()
@@ -270,6 +199,99 @@ def _run_scan(
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(out)  # only when empty: a scan that stopped before writing anything
+
+
+def _open_session(out, config, runner, problem, settings, started, process, wait_timeout) -> dict | None:
+    """Process 0 starts this session's ``config.json`` (and writes ``optimum.json``); another process
+    waits for it and checks that it describes the same scan. Returns the session record (process 0)."""
+    p, count = process
+    config_path = os.path.join(out, "config.json")
+    chunks = os.path.join(out, "chunks")
+    session = None
+    if p == 0:
+        for folder in (out, chunks, os.path.join(out, "points")):
+            atomic.clean_temps(folder, sole_writer=count == 1)
+        session = {
+            **config,
+            "global_loss": runner.optimum.loss,
+            "provenance": provenance(problem, settings, runner.slots, plan=runner.plan),
+            "timing": {
+                "started": _iso(started),
+                "finished": None,
+                "wall_s": None,
+                "runs_computed": 0,
+                "compile_s": None,
+                "run_s": None,
+                "total_s": None,
+            },
+            "earlier_sessions": identity.earlier_sessions(config_path),
+        }
+        atomic.write_json(config_path, session)
+        atomic.write_json(os.path.join(out, "optimum.json"), runner.optimum.to_json())
+    elif jax.process_count() == 1:  # no collective: write only after process 0 has judged `out`
+        _wait(f"{config_path} from process 0", lambda: os.path.exists(config_path), wait_timeout)
+        try:
+            differences = identity.config_differences(identity.read_config(out), config)
+        except ValueError as err:
+            raise atomic.ResultsError(f"cannot use {out}: {err}") from None
+        if differences:
+            raise atomic.ResultsError(f"cannot join {out}: its config.json differs: {'; '.join(differences)}")
+    return session
+
+
+def _compute(out, runner, share, todo, p, progress) -> int:
+    """This process's runs ``todo`` of its ``share``, one chunk file per finished batch (its points
+    first: a chunk implies its points). Returns the runs recorded (earlier sessions' included)."""
+    chunks = os.path.join(out, "chunks")
+    prefix = merging.chunk_prefix(p)
+    finished = earlier = len(share) - len(todo)
+    # The count shown: runs that have left the first-order phase (it moves as soon as runs finish,
+    # whether or not a batch is complete); the detail says how many are recorded in chunks. The
+    # interrupt line counts only the recorded ones.
+    interrupts.progress(finished, len(share))
+    if progress:
+        progress(finished, len(share), "compiling" if todo else "writing")
+        runner.on_phase = lambda phase, detail=None: progress(
+            earlier + runner.moved,
+            len(share),
+            phase,
+            f"{finished} recorded" if phase == "first order" else detail,
+        )
+    for seq, part in enumerate(runner.results(todo)):
+        if progress:
+            progress(earlier + runner.moved, len(share), "writing", f"{part['run'].size} runs")
+        name = f"{prefix}{seq:05d}.npz"
+        # the points before the chunk: a chunk implies its points
+        merging.write_points(out, name, part.pop("points"))
+        atomic.write_npz(os.path.join(chunks, name), part)
+        finished += part["run"].size
+        interrupts.progress(finished, len(share))
+        if progress:
+            progress(max(finished, earlier + runner.moved), len(share), None, f"{finished} recorded")
+    return finished
+
+
+def _finish(out, n_inits, runner, problem, settings, log) -> tuple[dict, dict, dict]:
+    """Merge every chunk into one record per run and one set of distinct points, and summarise."""
+    chunks = os.path.join(out, "chunks")
+    merged = merging.merge_runs(out, n_inits)
+    if merged.missing.size:
+        raise atomic.ResultsError(
+            f"{out}: no file holds runs {merged.missing[:5].tolist()}"
+            f"{' ...' if merged.missing.size > 5 else ''} ({merged.missing.size} of {n_inits}); "
+            "rerun with --resume to compute them"
+        )
+    if merged.duplicates and log:
+        log(f"{merged.duplicates} runs were recorded twice in {chunks} (identical copies, counted once)")
+    runs = merged.runs
+    points = merge_points(out, runs)
+    inherit_point_fields(runs, points)
+    runs["kind"] = summaries.classify_records(runs)
+    runs["status_name"] = summaries.status_names(runs["status"])
+    summary = summaries.summarize(runs, runner.optimum.loss, settings, points, runner.optimum.rank)
+    summary["attainable"] = problem.dim >= runner.optimum.rank
+    summary["problem"] = problem.to_json()
+    return runs, points, summary
 
 
 def _iso(timestamp: float) -> str:

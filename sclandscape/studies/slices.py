@@ -14,8 +14,7 @@ import re
 
 import numpy as np
 
-from sclandscape.core import progress as progress_lib
-from sclandscape.drawing import style, tools
+from sclandscape.drawing import tools
 from sclandscape.explore.slices import (
     DIRECTION_PATTERN,
     LINE_POINTS,
@@ -25,6 +24,7 @@ from sclandscape.explore.slices import (
     loss_slice,
 )
 from sclandscape.folders import atomic, reading
+from sclandscape.studies import folder
 
 
 def scan_slice(
@@ -52,11 +52,58 @@ def scan_slice(
     ``out/slices/NAME.json`` (``name``, ``point``, ``loss``, ``directions``,
     ``grids``, ``files``); the values are in ``out/slices/NAME.npz``.
     """
-    data = reading.load_scan(out)
+    data = folder.open_scan(out, "slices need d >= 2 (OB(n, 1) has no tangent space)")
     problem, runs_rec = data["problem"], data["runs"]
-    if problem.dim < 2:
-        raise ValueError("slices need d >= 2 (OB(n, 1) has no tangent space)")
     directions = [d.strip() for d in directions]
+    count = _check(directions, surface, extent, points)
+    formats = folder.check_formats(formats)
+    row, others = _rows(data, run, minimum, directions)
+    report = folder.reporter(progress)
+    found = folder.embeddings_of(data, sorted({row, *others.values()}), out, report, len(directions))
+    H = found[row]
+    infos = []
+    for k, name in enumerate(directions):
+        report(k, len(directions), "directions", name)
+        infos.append(
+            direction(H, problem.labels, problem.tau, name, points={n: found[r] for n, r in others.items()})
+        )
+    grids, slices = _values(H, problem, infos, surface, extent, count, report)
+    point = int(runs_rec["run"][row])
+    stem = re.sub(
+        r"[^A-Za-z0-9_.-]+",
+        "-",
+        f"slice_run{point}_{'surface' if surface else 'lines'}_{'_'.join(directions)}",
+    )
+    record = {
+        "name": stem,
+        "point": point,
+        "kind": str(runs_rec["kind"][row]),
+        "loss": float(runs_rec["loss"][row]),
+        "global_loss": float(data["summary"]["global_loss"]),
+        "surface": bool(surface),
+        "directions": [
+            {k: info[k] for k in ("name", "eigenvalue", "reach", "exact", "distance")}
+            | {"orthogonalised": bool(info.get("orthogonalised"))}
+            for info in infos
+        ],
+        "grids": [g.tolist() for g in grids],
+        "files": [f"slices/{stem}.npz", f"slices/{stem}.json"] + [f"figures/{stem}.{fmt}" for fmt in formats],
+    }
+    report(len(directions), len(directions), "writing", stem)
+    arrays = {"point": np.asarray(H), "directions": np.stack([i["vector"] for i in infos])}
+    if surface:
+        arrays["values"] = slices[0]
+    else:
+        arrays.update({f"values_{k}": v for k, v in enumerate(slices)})
+    arrays.update({f"grid_{k}": g for k, g in enumerate(grids)})
+    atomic.write_npz(os.path.join(out, "slices", f"{stem}.npz"), arrays)
+    folder.write_figure(out, stem, tools.slice_figure(record, slices, problem.to_json()), formats)
+    atomic.write_json(os.path.join(out, "slices", f"{stem}.json"), record)
+    return record
+
+
+def _check(directions, surface: bool, extent, points) -> int:
+    """Checks of a slice's directions, extent and grid; the grid points per axis."""
     if not directions or (surface and len(directions) != 2):
         raise ValueError("give one or more directions (exactly two for a surface)")
     for name in directions:
@@ -69,10 +116,13 @@ def scan_slice(
     count = points or (SURFACE_POINTS if surface else LINE_POINTS)
     if isinstance(count, bool) or not isinstance(count, int) or count < 3:
         raise ValueError(f"points must be an integer >= 3, got {count!r}")
-    formats = tuple(formats)
-    if any(f not in style.FORMATS for f in formats):
-        raise ValueError(f"formats must be values from {style.FORMATS}, got {formats!r}")
-    index_of = {int(i): r for r, i in enumerate(np.asarray(runs_rec["run"]))}
+    return count
+
+
+def _rows(data: dict, run, minimum, directions) -> tuple[int, dict]:
+    """The row of the point sliced (run ``run``, or distinct minimum ``minimum``, default the lowest)
+    and the rows the ``minimum:M`` / ``run:J`` directions point to."""
+    index_of = {int(i): r for r, i in enumerate(np.asarray(data["runs"]["run"]))}
     reps = {p: r for p, r, _ in reading.minimum_rows(data) if p is not None}
 
     def row_of_minimum(m):
@@ -89,35 +139,23 @@ def scan_slice(
 
     if run is not None and minimum is not None:
         raise ValueError("give a run or a minimum, not both")
-    row = (
-        row_of_run(int(run))
-        if run is not None
-        else row_of_minimum(min(reps, default=0) if minimum is None else int(minimum))
-    )
+    if run is not None:
+        row = row_of_run(int(run))
+    else:
+        row = row_of_minimum(min(reps, default=0) if minimum is None else int(minimum))
     others = {}
     for name in directions:
         if name.startswith("minimum:"):
             others[name] = row_of_minimum(int(name.split(":")[1]))
         elif name.startswith("run:"):
             others[name] = row_of_run(int(name.split(":")[1]))
-    report = progress_lib.adapt(progress) or (lambda *a: None)
-    report(
-        0,
-        len(directions),
-        "embeddings",
-        "saved" if "H" in runs_rec else "stored points",
-    )
-    found, notes = reading.embeddings(data, sorted({row, *others.values()}))
-    if notes:
-        raise ValueError(f"{out}: {notes[0]}")
-    H = found[row]
+    return row, others
+
+
+def _values(H, problem, infos: list, surface: bool, extent, count: int, report) -> tuple[list, list]:
+    """The grids and the loss on them: one 2-D slice (the second direction made orthogonal to the
+    first) or one 1-D slice per direction."""
     labels, tau = problem.labels, problem.tau
-    infos = []
-    for k, name in enumerate(directions):
-        report(k, len(directions), "directions", name)
-        infos.append(direction(H, labels, tau, name, points={n: found[r] for n, r in others.items()}))
-    point = int(runs_rec["run"][row])
-    base = float(runs_rec["loss"][row])
     if surface:
         u, v = infos[0]["vector"], infos[1]["vector"]
         v = v - np.sum(u * v) * u
@@ -125,45 +163,10 @@ def scan_slice(
         infos[1]["orthogonalised"] = True
         grids = [grid(info, extent, count) for info in infos]
         report(0, 1, "values", f"{count} x {count} grid")
-        values = loss_slice(H, labels, tau, np.stack([u, infos[1]["vector"]]), grids)
-        slices = [values]
-    else:
-        grids, slices = [], []
-        for k, info in enumerate(infos):
-            report(k, len(infos), "values", f"{info['name']}: {count} points")
-            grids.append(grid(info, extent, count))
-            slices.append(loss_slice(H, labels, tau, info["vector"][None], [grids[-1]]))
-    stem = re.sub(
-        r"[^A-Za-z0-9_.-]+",
-        "-",
-        f"slice_run{point}_{'surface' if surface else 'lines'}_{'_'.join(directions)}",
-    )
-    record = {
-        "name": stem,
-        "point": point,
-        "kind": str(runs_rec["kind"][row]),
-        "loss": base,
-        "global_loss": float(data["summary"]["global_loss"]),
-        "surface": bool(surface),
-        "directions": [
-            {k: info[k] for k in ("name", "eigenvalue", "reach", "exact", "distance")}
-            | {"orthogonalised": bool(info.get("orthogonalised"))}
-            for info in infos
-        ],
-        "grids": [g.tolist() for g in grids],
-        "files": [f"slices/{stem}.npz", f"slices/{stem}.json"] + [f"figures/{stem}.{fmt}" for fmt in formats],
-    }
-    report(len(directions), len(directions), "writing", stem)
-    arrays = {"point": np.asarray(H), "directions": np.stack([i["vector"] for i in infos])}
-    if surface:
-        arrays["values"] = slices[0]
-    else:
-        arrays.update({f"values_{k}": s for k, s in enumerate(slices)})
-    for k, g in enumerate(grids):
-        arrays[f"grid_{k}"] = g
-    atomic.write_npz(os.path.join(out, "slices", f"{stem}.npz"), arrays)
-    fig = tools.slice_figure(record, slices, problem.to_json())
-    for fmt in formats:
-        atomic.write_atomic(os.path.join(out, "figures", f"{stem}.{fmt}"), style.figure_bytes(fig, fmt))
-    atomic.write_json(os.path.join(out, "slices", f"{stem}.json"), record)
-    return record
+        return grids, [loss_slice(H, labels, tau, np.stack([u, infos[1]["vector"]]), grids)]
+    grids, slices = [], []
+    for k, info in enumerate(infos):
+        report(k, len(infos), "values", f"{info['name']}: {count} points")
+        grids.append(grid(info, extent, count))
+        slices.append(loss_slice(H, labels, tau, info["vector"][None], [grids[-1]]))
+    return grids, slices
