@@ -4,6 +4,7 @@ These are written straight from the formulas of docs/maths.md §1-§2 and share 
 with the library.
 """
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -68,3 +69,22 @@ def certificate_numpy(H, labels, tau):
 def random_sphere(rng, n, d):
     H = rng.standard_normal((n, d))
     return H / np.linalg.norm(H, axis=1, keepdims=True)
+
+
+def merged_saddle(m, d, tau):
+    """Classes 2 and 3 of four balanced classes tied sample by sample (``h_{3,j} = h_{2,j}``) and the
+    loss minimised over that subspace (the 3-point problem ``X -> L(X[index])`` on ``OB(3m, d)``)."""
+    from sclandscape.core import problems
+    from sclandscape.numerics import loss, optim
+
+    labels = problems.labels_from_counts((m,) * 4)
+    index = np.concatenate([np.arange(3 * m), np.arange(2 * m, 3 * m)])
+
+    cost = lambda X: loss.sum_loss(X[index], jnp.asarray(labels), tau)  # noqa: E731
+    angles = np.array([0.3, 2.2, 4.0])  # collapsed classes in a plane, otherwise generic
+    X0 = np.pad(
+        np.stack([np.cos(angles), np.sin(angles)], 1)[np.repeat(np.arange(3), m)], ((0, 0), (0, d - 2))
+    )
+    result = optim.trust_region(cost, jnp.asarray(X0), optim.TrustRegionSettings(gtol=1e-12))
+    assert int(result.status) == optim.Status.CONVERGED
+    return np.asarray(result.x)[index], labels, cost, np.asarray(result.x)

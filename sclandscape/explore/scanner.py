@@ -713,6 +713,10 @@ class Scanner:
             parts = self._blocks(lambda block, program=program: program(block, M_star), H, subset)
             for f in RunRecord._fields:
                 out[f][subset] = np.concatenate([getattr(p, f) for p in parts])
+        # Why cert_lambda is what it is: the path that computed it, or why there is none.
+        computed = "lanczos" if self.plan.stream else "dense"
+        out["cert_method"] = np.full(H.shape[0], "not computed: not converged", "<U27")
+        out["cert_method"][full] = computed
         return out
 
     def _complete(self, queue) -> dict:

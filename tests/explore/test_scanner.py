@@ -3,8 +3,10 @@
 import dataclasses
 import json
 import os
+import struct
 import subprocess
 import sys
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +88,7 @@ def test_minima_below_rank_are_local_min_judged_once_per_distinct_point():
 def test_saddles_escape_and_continue():
     """Runs started on a saddle (two of three classes merged) are judged saddles, escape along their
     negative curvature and end at the global minimum; the escape is recorded."""
-    from test_hessian import _merged_saddle
+    from reference import merged_saddle as _merged_saddle
 
     H, labels, _, _ = _merged_saddle(4, 3, 0.5)
     problem = sc.Problem((4, 4, 4, 4), 3, 0.5)
@@ -200,7 +202,11 @@ def test_corrupted_chunk_is_reported(tmp_path):
     os.remove(os.path.join(out, "runs.npz"))
     chunk = merging.chunk_paths(out)[0]
     data = bytearray(open(chunk, "rb").read())
-    data[len(data) // 2] ^= 0xFF
+    # A byte of an array's data (a flipped header field the archive does not read would change nothing).
+    member = zipfile.ZipFile(chunk).getinfo("loss.npy")
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
+    start = member.header_offset + 30 + name_len + extra_len
+    data[start + member.compress_size // 2] ^= 0xFF
     open(chunk, "wb").write(bytes(data))
     with pytest.raises(atomic.ResultsError, match="corrupted"):
         scan_study.run_scan(problem, 4, 0, SETTINGS, out, resume=True)

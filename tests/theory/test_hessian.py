@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import merged_saddle as _merged_saddle
 from reference import random_sphere, sc_loss_loop
 
 from sclandscape.core import problems
-from sclandscape.numerics import linalg, loss, oblique, optim
+from sclandscape.numerics import linalg, loss, oblique
 from sclandscape.theory import hessian as hs
 from sclandscape.theory import optimum
 
@@ -272,21 +273,6 @@ def test_symmetry_modes_full_rank_and_wide():
 
 # --------------------------------------------------------------------------
 # A constructed saddle: two of four balanced classes merged onto one point
-
-
-def _merged_saddle(m, d, tau):
-    """Classes 2 and 3 of four balanced classes tied sample by sample (``h_{3,j} = h_{2,j}``) and the
-    loss minimised over that subspace (the 3-point problem ``X -> L(X[index])`` on ``OB(3m, d)``)."""
-    labels = problems.labels_from_counts((m,) * 4)
-    index = np.concatenate([np.arange(3 * m), np.arange(2 * m, 3 * m)])
-    cost = lambda X: loss.sum_loss(X[index], jnp.asarray(labels), tau)  # noqa: E731
-    angles = np.array([0.3, 2.2, 4.0])  # collapsed classes in a plane, otherwise generic
-    X0 = np.pad(
-        np.stack([np.cos(angles), np.sin(angles)], 1)[np.repeat(np.arange(3), m)], ((0, 0), (0, d - 2))
-    )
-    result = optim.trust_region(cost, jnp.asarray(X0), optim.TrustRegionSettings(gtol=1e-12))
-    assert int(result.status) == optim.Status.CONVERGED
-    return np.asarray(result.x)[index], labels, cost, np.asarray(result.x)
 
 
 @pytest.mark.slow  # ~15 s; test_verdict.py proves the same saddle in the fast suite

@@ -177,7 +177,7 @@ def test_etf_is_certified_and_not_converged_points_are_named():
 def test_merged_classes_saddle_is_a_proven_saddle():
     """Two of four balanced classes tied sample by sample: index d - 1 = 3 (test_hessian.py derives it),
     here certified by the proof."""
-    from test_hessian import _merged_saddle
+    from reference import merged_saddle as _merged_saddle
 
     H, labels, _, _ = _merged_saddle(4, 4, 0.5)
     c = verdict.classify(H, labels, 0.5)
