@@ -188,12 +188,11 @@ def _hessian_spectra(out: str, runs: dict) -> tuple[list[tuple[str, dict]], list
     return items, []
 
 
-def _gap_tolerance(runs: dict, scan_data: dict, settings) -> float:
+def _gap_tolerance(runs: dict, scan_data: dict) -> float:
     """The largest gap tolerance of a converged run, as the scan recorded it (``gap_tol``).
 
     Folders written before runs carried ``gap_tol`` get ``metrics.gap_tolerance`` of their records.
     """
-    del settings  # the recorded kinds say which runs converged
     converged = np.asarray(runs["kind"]) != "not_converged"
     if "gap_tol" in runs:
         tol = np.asarray(runs["gap_tol"], np.float64)
@@ -210,9 +209,8 @@ def _gap_tolerance(runs: dict, scan_data: dict, settings) -> float:
 def _figures(out: str, scan_data: dict, max_minima: int):
     """``[(name, builder, caption)]`` and ``[skipped reason]``; builders return a Figure."""
     runs, summary, problem = scan_data["runs"], scan_data["summary"], scan_data["problem"]
-    settings = scan_data["settings"]
     L = float(summary["global_loss"])
-    gap_tol = _gap_tolerance(runs, scan_data, settings)
+    gap_tol = _gap_tolerance(runs, scan_data)
     title = _title(scan_data)
     unattainable = _unattainable(summary, problem)
     figures, skipped = [], []
@@ -611,14 +609,14 @@ def comparison_figure(dirs):
     cases = []
     for folder in dirs:
         scan_data = reading.load_scan(folder)
-        summary, problem, settings = scan_data["summary"], scan_data["problem"], scan_data["settings"]
+        summary, problem = scan_data["summary"], scan_data["problem"]
         L = float(summary["global_loss"])
         cases.append(
             {
                 "records": scan_data["runs"],
                 "global_loss": L,
                 "title": _lines(_title(scan_data), _regime(summary, problem)),
-                "tolerance": _gap_tolerance(scan_data["runs"], scan_data, settings),
+                "tolerance": _gap_tolerance(scan_data["runs"], scan_data),
                 "note": _spurious_note(summary, problem),
             }
         )

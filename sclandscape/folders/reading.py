@@ -71,7 +71,8 @@ def load_scan(out: str) -> dict:
     if not os.path.exists(opt_path):
         raise atomic.ResultsError(f"{out} has no optimum.json: rerun the scan with --resume to write it")
     try:
-        class_gram = np.asarray(atomic.read_json(opt_path, keys=("class_gram",))["class_gram"], np.float64)
+        opt_data = atomic.read_json(opt_path, keys=("class_gram",))
+        class_gram = np.asarray(opt_data["class_gram"], np.float64)
     except (TypeError, ValueError) as err:
         raise atomic.ResultsError(f"{opt_path}: 'class_gram' is not a matrix of numbers ({err})") from None
     if class_gram.shape != (problem.k, problem.k) or not np.all(np.isfinite(class_gram)):
@@ -79,8 +80,6 @@ def load_scan(out: str) -> dict:
             f"{opt_path}: 'class_gram' must be a finite {problem.k} x {problem.k} matrix, "
             f"got shape {class_gram.shape} (rerun the scan with --resume to rewrite it)"
         )
-    opt_data = atomic.read_json(opt_path)
-    class_gram = np.asarray(opt_data["class_gram"], np.float64)
     points_path = os.path.join(out, "points.npz")
     points = atomic.read_npz(points_path) if os.path.exists(points_path) else {}
     return {
